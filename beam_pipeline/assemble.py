@@ -1,0 +1,130 @@
+"""AssembleFiles: the per-file barrier that makes a file's rows all-or-nothing.
+
+The file's record, its embedded chunks and its chunk errors meet in one CoGroupByKey by path.
+Only vectors cross the grouping (its input is buffered in memory by the FnApiRunner); chunk text
+is re-cut from the file after checking its hash, which also catches a file that changed during
+the run. A file becomes rows only when every chunk is present and embedded; otherwise it becomes
+one failure record with the reason.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+
+from . import stats
+from .chunk import ChunkerConfig, FileSkipped, describe_os_error, load_chunks
+from .language import detect_language
+from .progress import ASSEMBLED, ProgressSender
+from .records import FileRecord
+from .schema import FAILED, SKIPPED, chunk_id, row_schema
+
+ROWS = "rows"
+
+
+def build_rows(record: FileRecord, chunks, vectors: np.ndarray, dim: int) -> pa.RecordBatch:
+    """One Arrow batch with all rows of one file, in the schema of schema.row_schema(dim)."""
+    n = len(chunks)
+    path, digest = record.path, record.file_hash
+    columns = [
+        pa.array([chunk_id(path, digest, c.index) for c in chunks], pa.string()),
+        pa.array([path] * n, pa.string()),
+        pa.array([c.index for c in chunks], pa.int32()),
+        pa.array([n] * n, pa.int32()),
+        pa.array([c.line_start for c in chunks], pa.int32()),
+        pa.array([c.line_end for c in chunks], pa.int32()),
+        pa.array([c.char_start for c in chunks], pa.int64()),
+        pa.array([c.char_end for c in chunks], pa.int64()),
+        pa.array([detect_language(path)] * n, pa.string()),
+        pa.array([digest] * n, pa.string()),
+        pa.array([record.size] * n, pa.int64()),
+        pa.array([c.text for c in chunks], pa.string()),
+        pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim),
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=row_schema(dim))
+
+
+def check_complete(record: FileRecord, vectors: list, errors: list) -> str | None:
+    """The reason a file cannot be written, or None when every chunk is embedded."""
+    if errors:
+        index, reason = min(errors)
+        more = f" (and {len(errors) - 1} more chunks)" if len(errors) > 1 else ""
+        return f"chunk {index}: {reason}{more}"
+    indices = sorted(index for index, _ in vectors)
+    if indices != list(range(record.total_chunks)):
+        return f"{len(set(indices))} of {record.total_chunks} chunks embedded"
+    return None
+
+
+class AssembleFile(beam.DoFn):
+    """(path, {"files", "vectors", "errors"}) → FileRecord; tagged `rows`: pa.RecordBatch."""
+
+    def __init__(self, config: ChunkerConfig, dim: int, progress: ProgressSender | None = None):
+        self.config = config
+        self.dim = dim
+        self.progress = progress or ProgressSender(None)
+        self.processed = stats.counter(stats.FILES_PROCESSED)
+        self.failed = stats.counter(stats.FAILED_FILES)
+        self.total_size = stats.counter(stats.TOTAL_SIZE)
+
+    def process(self, element):
+        path, groups = element
+        records = list(groups["files"])
+        if not records:  # vectors without a file record cannot happen in one pipeline
+            raise ValueError(f"no file record for {path!r}")
+        record, rows = self._assemble(records[0], list(groups["vectors"]), list(groups["errors"]))
+        if record.status == SKIPPED:
+            stats.skip_counter(record.error).inc()
+        elif record.status == FAILED:
+            self.failed.inc()
+        else:
+            self.processed.inc()
+            self.total_size.inc(record.size)
+        self.progress.send({"k": ASSEMBLED, "n": 1})
+        if rows is not None:
+            yield beam.pvalue.TaggedOutput(ROWS, rows)
+        yield record
+
+    def _assemble(self, record: FileRecord, vectors: list, errors: list):
+        if not record.success:
+            return record, None
+        reason = check_complete(record, vectors, errors)
+        if reason is not None:
+            return record.failed(reason), None
+        if record.total_chunks == 0:
+            return record, None
+        try:
+            digest, _, chunks = load_chunks(self.config, record.path)
+        except OSError as exc:
+            return record.failed(f"unreadable at assembly: {describe_os_error(exc)}"), None
+        except FileSkipped as exc:
+            return record.failed(f"file changed during indexing ({exc.reason})"), None
+        if digest != record.file_hash or len(chunks) != record.total_chunks:
+            return record.failed("file changed during indexing"), None
+        vectors.sort(key=lambda item: item[0])
+        matrix = np.frombuffer(b"".join(v for _, v in vectors), dtype=np.float32)
+        return record, build_rows(record, chunks, matrix, self.dim)
+
+    def teardown(self):
+        self.progress.close()
+
+
+class AssembleFiles(beam.PTransform):
+    """Group a file's record, vectors and errors; emit {"results": FileRecord, "rows": RecordBatch}."""
+
+    def __init__(self, config: ChunkerConfig, dim: int, progress: ProgressSender | None = None):
+        super().__init__()
+        self.config = config
+        self.dim = dim
+        self.progress = progress
+
+    def expand(self, keyed):
+        outputs = (
+            keyed
+            | "GroupByPath" >> beam.CoGroupByKey()
+            | "AssembleFile" >> beam.ParDo(
+                AssembleFile(self.config, self.dim, self.progress)
+            ).with_outputs(ROWS, main="results")
+        )
+        return {"results": outputs.results, "rows": outputs[ROWS]}

@@ -1,0 +1,123 @@
+"""ChunkFile: read one file, hash it, decode it, cut it into chunks.
+
+Outputs: the main output is one `(path, FileRecord)` per file (its expected chunk count, or the
+reason it was skipped or failed); the `chunks` output carries `(path, chunk_index, text)`.
+A bad file never raises: it becomes a record with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import apache_beam as beam
+
+from . import stats
+from .chunking import UndecodableError, chunk_text, decode_source, is_binary
+from .discover import FileEntry
+from .progress import CHUNKED, ProgressSender
+from .records import FileRecord
+
+CHUNKS = "chunks"
+
+
+class FileSkipped(Exception):
+    """The file is not indexable text; `reason` is the skip reason counted in the stats."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ChunkerConfig:
+    root: str
+    chunk_size: int
+    overlap: int
+    max_file_size: int
+
+
+def read_source(root: str, rel: str, max_size: int) -> bytes:
+    """Read a regular file without following a final symlink and without blocking on FIFOs."""
+    fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise FileSkipped("not_regular")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(max_size + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_size:
+        raise FileSkipped("too_large")
+    return data
+
+
+def load_chunks(config: ChunkerConfig, rel: str):
+    """Bytes → (sha256 hex, Decoded, chunks). Raises OSError or FileSkipped."""
+    data = read_source(config.root, rel, config.max_file_size)
+    digest = hashlib.sha256(data).hexdigest()
+    if is_binary(data):
+        raise FileSkipped("binary")
+    try:
+        decoded = decode_source(data)
+    except UndecodableError as exc:
+        raise FileSkipped("undecodable") from exc
+    return digest, decoded, chunk_text(decoded.text, config.chunk_size, config.overlap)
+
+
+def describe_os_error(exc: OSError) -> str:
+    return f"{type(exc).__name__}: {exc.strerror or exc}"
+
+
+class ChunkFile(beam.DoFn):
+    """FileEntry → (path, FileRecord) and, tagged `chunks`, (path, index, text)."""
+
+    def __init__(self, config: ChunkerConfig, progress: ProgressSender | None = None):
+        self.config = config
+        self.progress = progress or ProgressSender(None)
+        self.chunks_created = stats.counter(stats.CHUNKS_CREATED)
+        self.legacy = stats.counter(stats.LEGACY_ENCODING)
+
+    def process(self, entry: FileEntry):
+        record = FileRecord(entry.path, entry.size, entry.mtime_ns)
+        chunks = []
+        try:
+            digest, decoded, chunks = load_chunks(self.config, entry.path)
+        except FileSkipped as exc:
+            record = record.skipped(exc.reason)
+        except OSError as exc:
+            record = record.failed(describe_os_error(exc))
+        else:
+            record = FileRecord(entry.path, entry.size, entry.mtime_ns, digest, len(chunks))
+            if decoded.legacy:
+                self.legacy.inc()
+            self.chunks_created.inc(len(chunks))
+        self.progress.send({"k": CHUNKED, "p": entry.path, "n": len(chunks), "b": entry.size})
+        yield entry.path, record
+        for chunk in chunks:
+            yield beam.pvalue.TaggedOutput(CHUNKS, (entry.path, chunk.index, chunk.text))
+
+    def teardown(self):
+        self.progress.close()
+
+
+class ChunkFiles(beam.PTransform):
+    """PCollection[FileEntry] → {"files": (path, FileRecord), "chunks": (path, index, text)}."""
+
+    def __init__(self, config: ChunkerConfig, progress: ProgressSender | None = None):
+        super().__init__()
+        self.config = config
+        self.progress = progress
+
+    def expand(self, entries):
+        outputs = entries | "ChunkFile" >> beam.ParDo(
+            ChunkFile(self.config, self.progress)
+        ).with_outputs(CHUNKS, main="files")
+        return {"files": outputs.files, "chunks": outputs[CHUNKS]}
+
+
+def source_root(path: str | Path) -> str:
+    return os.path.abspath(os.fspath(path))

@@ -1,0 +1,141 @@
+"""`beam-index`: the command line.
+
+    beam-index index SOURCE --output OUT [--batch-size N] [--stats-json PATH] [--quiet] [BEAM FLAGS…]
+
+Exit status: 0 when a snapshot was committed (failed files are listed in the summary and in the
+manifest); 1 when nothing could be committed (bad SOURCE, unusable OUT, every file failed,
+pipeline error), with a one-line reason on stderr; 2 for a usage error; 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _DropNoise(logging.Filter):
+    """Beam's import-time warning about optional GCP clients means nothing to our users."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("apitools not found")
+
+
+def configure_logging(verbose: bool) -> None:
+    # force=True: importing apache_beam may already have installed a root handler.
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, force=True,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().addFilter(_DropNoise())
+    logging.getLogger("apache_beam").setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .options import IndexOptions
+
+    parser = argparse.ArgumentParser(
+        prog="beam-index", description="Index a code repository into Parquet vector shards "
+        "with an Apache Beam pipeline.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    index = commands.add_parser(
+        "index", help="index SOURCE into OUT (a new snapshot, committed atomically)",
+        epilog="Any other --flag is passed to Beam as a pipeline option, e.g. "
+        "--direct_running_mode=multi_processing --direct_num_workers=2 or --runner=FlinkRunner.")
+    index.add_argument("source", help="repository folder to index")
+    index.add_argument("--output", "-o", required=True, help="index folder (created if needed)")
+    index.add_argument("--stats-json", type=Path, help="write the run's stats as JSON here")
+    index.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    index.add_argument("--verbose", "-v", action="store_true", help="log Beam's own messages")
+    IndexOptions._add_argparse_args(index)
+    return parser
+
+
+def print_summary(stats, stream=sys.stderr) -> None:
+    lines = [
+        f"{'Committed snapshot ' + stats.snapshot_id if stats.committed else 'Nothing committed'}",
+        f"  files indexed   {stats.files_processed}",
+        f"  files failed    {stats.failed_files}",
+        f"  files skipped   {stats.skipped_files}"
+        + (f"  ({', '.join(f'{k}: {v}' for k, v in stats.skipped_by_reason.items())})"
+           if stats.skipped_by_reason else ""),
+        f"  chunks          {stats.chunks_created} created, {stats.chunks_embedded} embedded",
+        f"  bytes           {stats.total_size}",
+        f"  time            {stats.duration:.1f} s ({stats.files_per_second:.1f} files/s)",
+    ]
+    if stats.legacy_encoding_files:
+        lines.append(f"  legacy encoding {stats.legacy_encoding_files} files (cp1252/latin-1)")
+    for failure in stats.failures[:20]:
+        lines.append(f"  FAILED {failure['path']}: {failure['reason']}")
+    if len(stats.failures) > 20:
+        lines.append(f"  … and {len(stats.failures) - 20} more failures (see the manifest)")
+    stream.write("\n".join(lines) + "\n")
+
+
+def _write_stats(stats, path: Path | None) -> None:
+    if path is not None:
+        path.write_text(json.dumps(stats.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def run_index_command(args, beam_flags: list[str]) -> int:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from .commit import OutputError
+    from .options import unknown_flags
+    from .pipeline import IndexSettings, NothingCommitted, run_index
+
+    unknown = unknown_flags(beam_flags)
+    if unknown:
+        print(f"beam-index: error: unknown option(s): {' '.join(unknown)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        settings = IndexSettings.create(
+            args.embedder, chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap,
+            batch_size=args.batch_size, max_file_size=args.max_file_size,
+            embedding_dim=args.embedding_dim)
+    except ValueError as exc:
+        print(f"beam-index: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        stats = run_index(args.source, args.output, settings,
+                          pipeline_options=PipelineOptions(beam_flags), quiet=args.quiet)
+    except NothingCommitted as exc:
+        print_summary(exc.stats)
+        _write_stats(exc.stats, args.stats_json)
+        print(f"beam-index: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, OutputError) as exc:
+        print(f"beam-index: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print_summary(stats)
+    _write_stats(stats, args.stats_json)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging(verbose=False)  # before anything imports apache_beam
+    args, rest = build_parser().parse_known_args(argv)
+    if args.verbose:
+        configure_logging(verbose=True)
+    try:
+        if args.command == "index":
+            return run_index_command(args, rest)
+    except KeyboardInterrupt:
+        print("beam-index: interrupted; nothing committed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the one-line reason; the traceback only with --verbose
+        logging.getLogger(__name__).debug("run failed", exc_info=True)
+        print(f"beam-index: error: {type(exc).__name__}: {_first_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_USAGE
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""CommitSnapshot: the single last step that makes a staged snapshot live.
+
+Order matters: the manifest is written into the staging folder, the folder is renamed into
+`snapshots/<id>` (atomic on one filesystem), and only then is `CURRENT` replaced atomically.
+A reader following `CURRENT` therefore sees the old snapshot or the whole new one, never a part.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from .schema import (
+    CURRENT_FILE,
+    FAILED,
+    FILES_TABLE,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    SCHEMA_VERSION,
+    SHARD_PREFIX,
+    SNAPSHOTS_DIR,
+    STAGING_DIR,
+)
+from .write import STAGED_SUMMARY
+
+
+class OutputError(Exception):
+    """OUT cannot hold an index (not a folder, not writable, a symlink elsewhere, …)."""
+
+
+def new_snapshot_id(now: dt.datetime | None = None) -> str:
+    """Sortable UTC timestamp plus a random suffix, e.g. 20261128T175512.123Z-3f9a1c."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
+
+
+def prepare_output(out: Path) -> None:
+    """Create OUT if needed; refuse a file or a symlink (it could point anywhere)."""
+    if out.is_symlink():
+        raise OutputError(f"output {out} is a symlink; give the real folder")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output {out} exists and is not a folder")
+    try:
+        (out / STAGING_DIR).mkdir(parents=True, exist_ok=True)
+        (out / SNAPSHOTS_DIR).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write to output {out}: {exc.strerror or exc}") from exc
+    if not os.access(out / STAGING_DIR, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to output {out}: permission denied")
+
+
+def create_staging(out: Path, snapshot_id: str) -> Path:
+    staging = out / STAGING_DIR / snapshot_id
+    staging.mkdir()
+    return staging
+
+
+def discard_staging(staging: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_current(out: Path) -> str | None:
+    try:
+        return (out / CURRENT_FILE).read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name("." + path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def build_manifest(snapshot_id: str, fingerprint: dict, summary: dict, failures: list[dict],
+                   stats: dict, source: dict) -> dict[str, Any]:
+    shards = summary["shards"]
+    return {
+        "format_version": FORMAT_VERSION,
+        "schema_version": SCHEMA_VERSION,
+        "snapshot_id": snapshot_id,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": fingerprint,
+        "source": source,
+        "files_table": FILES_TABLE,
+        "shards": shards,
+        "counts": {
+            "files": summary["files"],
+            "files_indexed": stats["files_processed"],
+            "files_failed": stats["failed_files"],
+            "files_skipped": stats["skipped_files"],
+            "rows": sum(s["rows"] for s in shards),
+        },
+        "failures": failures,
+        "stats": stats,
+    }
+
+
+def staged_summary(staging: Path) -> dict:
+    """The pipeline's record of what it staged; stray shards of retried bundles are removed."""
+    summary = json.loads((staging / STAGED_SUMMARY).read_text(encoding="utf-8"))
+    keep = {s["path"] for s in summary["shards"]}
+    for entry in staging.iterdir():
+        if entry.name.startswith(SHARD_PREFIX) and entry.name not in keep:
+            entry.unlink()
+    return summary
+
+
+def staged_failures(staging: Path) -> list[dict]:
+    table = pq.read_table(staging / FILES_TABLE, columns=["path", "status", "error"],
+                          filters=[("status", "=", FAILED)])
+    return [{"path": p, "reason": e} for p, e in zip(table["path"].to_pylist(),
+                                                       table["error"].to_pylist())]
+
+
+def commit_snapshot(out: Path, staging: Path, manifest: dict) -> Path:
+    """Write the manifest, move staging into snapshots/, then flip CURRENT. Returns the snapshot."""
+    snapshot_id = manifest["snapshot_id"]
+    (staging / STAGED_SUMMARY).unlink()
+    _write_atomic(staging / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    _fsync_dir(staging)
+    target = out / SNAPSHOTS_DIR / snapshot_id
+    os.rename(staging, target)
+    _fsync_dir(target.parent)
+    _write_atomic(out / CURRENT_FILE, snapshot_id + "\n")
+    _fsync_dir(out)
+    return target

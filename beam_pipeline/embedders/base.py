@@ -1,0 +1,34 @@
+"""The one interface every embedder implements."""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+
+class EmbeddingError(Exception):
+    """An embedder could not embed a batch; the message says why."""
+
+
+class Embedder(abc.ABC):
+    """Turns texts into float32 vectors.
+
+    Instances are pickled to Beam workers, so `__init__` only stores configuration; heavy state
+    (a model, a connection pool) is created in `load()`, called once per worker (DoFn.setup).
+    """
+
+    name: str
+    model: str
+    dim: int
+
+    def load(self) -> None:
+        """Create per-worker state; the default has none."""
+
+    @abc.abstractmethod
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Vectors of shape (len(texts), dim), float32."""
+
+    def fingerprint(self) -> dict:
+        """What decides whether vectors of two runs are comparable."""
+        return {"name": self.name, "model": self.model, "dim": self.dim}

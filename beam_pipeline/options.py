@@ -1,0 +1,74 @@
+"""IndexOptions: the indexer's own pipeline options, and runner selection.
+
+Every other flag is a Beam option and passes through untouched (`--runner`,
+`--direct_running_mode`, `--direct_num_workers`, `--flink_master`, `--setup_file`, …).
+
+Example::
+
+    options = PipelineOptions(["--chunk_size=800", "--direct_running_mode=multi_processing"])
+    index_options = options.view_as(IndexOptions)
+"""
+
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import (
+    PipelineOptions,
+    StandardOptions,
+    _BeamArgumentParser,
+)
+
+from .chunking import DEFAULT_CHUNK_SIZE
+from .discover import DEFAULT_MAX_FILE_SIZE
+
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_DIM = 384
+
+
+class IndexOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        group = parser.add_argument_group("indexing")
+        group.add_argument("--embedder", default="hashing",
+                           help="embedder name (default: hashing, built in, no download)")
+        group.add_argument("--embedding-dim", "--embedding_dim", dest="embedding_dim", type=int,
+                           default=DEFAULT_DIM, help="vector dimension (default: %(default)s)")
+        group.add_argument("--chunk-size", "--chunk_size", dest="chunk_size", type=int,
+                           default=DEFAULT_CHUNK_SIZE,
+                           help="characters per chunk (default: %(default)s)")
+        group.add_argument("--chunk-overlap", "--chunk_overlap", dest="chunk_overlap", type=int,
+                           default=None, help="characters shared by neighbouring chunks "
+                           "(default: 15%% of the chunk size)")
+        group.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int,
+                           default=DEFAULT_BATCH_SIZE,
+                           help="chunks per embedder call; batches span files "
+                           "(default: %(default)s)")
+        group.add_argument("--max-file-size", "--max_file_size", dest="max_file_size", type=int,
+                           default=DEFAULT_MAX_FILE_SIZE,
+                           help="skip files larger than this many bytes (default: 1 MiB)")
+
+
+def unknown_flags(flags: list[str]) -> list[str]:
+    """Flags that no PipelineOptions class (Beam's or ours) understands."""
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    seen = set()
+    for cls in PipelineOptions.__subclasses__():
+        if str(cls) not in seen:  # the same class may be registered twice
+            seen.add(str(cls))
+            cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(flags)
+    return [flag for flag in unknown if flag.startswith("-")]
+
+
+def select_runner(options: PipelineOptions):
+    """The runner to use: the DirectRunner's in-process engine unless another is asked for.
+
+    `DirectRunner` would first try to download the Prism binary (offline: a failed attempt and a
+    fallback); the FnApiRunner is what it falls back to, so we pick it directly. It honours
+    `--direct_running_mode` and `--direct_num_workers`. Any other `--runner` is used as given.
+    """
+    runner = options.view_as(StandardOptions).runner
+    if runner in (None, "DirectRunner", "FnApiRunner"):
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        return FnApiRunner()
+    return runner

@@ -1,0 +1,284 @@
+"""Live progress: a side channel from the DoFns to the launcher, and what the launcher shows.
+
+The per-file grouping is a barrier, so Beam's own output arrives only at the end. Instead the
+DoFns send small JSON datagrams over UDP to the launcher (`ProgressSender`); the launcher's
+`ProgressChannel` feeds them to a `ProgressTracker`, which knows a file is finished when its last
+chunk is embedded. UDP on loopback never blocks a worker; progress is advisory and the stats
+always come from Beam metrics.
+
+Example::
+
+    tracker = ProgressTracker(total_files=10)
+    with ProgressChannel(tracker) as channel:
+        sender = ProgressSender(channel.address)   # pickled into DoFns
+        ...
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import shutil
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+log = logging.getLogger(__name__)
+
+# Event kinds.
+CHUNKED = "c"  # {"k": "c", "p": path, "n": chunks, "b": bytes}; n == 0 finishes the file
+EMBEDDED = "e"  # {"k": "e", "p": {path: chunks embedded or failed}}
+ASSEMBLED = "a"  # {"k": "a", "n": files}
+WRITTEN = "w"  # {"k": "w", "r": rows}
+
+_MAX_DATAGRAM = 60_000
+RATE_WINDOW_S = 10.0
+
+
+class ProgressSender:
+    """Fire-and-forget sender used inside DoFns; pickles as just its address."""
+
+    def __init__(self, address: tuple[str, int] | None):
+        self.address = address
+        self._sock: socket.socket | None = None
+
+    def __getstate__(self):
+        return {"address": self.address}
+
+    def __setstate__(self, state):
+        self.address = state["address"]
+        self._sock = None
+
+    def send(self, event: dict) -> None:
+        if self.address is None:
+            return
+        if self._sock is None:
+            self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self._sock.setblocking(False)
+        payload = json.dumps(event, separators=(",", ":")).encode("utf-8", "surrogateescape")
+        if len(payload) > _MAX_DATAGRAM:
+            self._send_split(event)
+            return
+        try:
+            self._sock.sendto(payload, self.address)
+        except OSError:
+            pass  # progress is advisory; a full buffer or a gone launcher must not fail the run
+
+    def _send_split(self, event: dict) -> None:
+        per_path = event.get("p")
+        if not isinstance(per_path, dict) or len(per_path) < 2:
+            return
+        items = list(per_path.items())
+        half = len(items) // 2
+        self.send({**event, "p": dict(items[:half])})
+        self.send({**event, "p": dict(items[half:])})
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+class ProgressTracker:
+    """Turns progress events into counts, rates and a stage name. Thread-safe."""
+
+    def __init__(
+        self,
+        total_files: int = 0,
+        on_file_done: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.total_files = total_files
+        self.on_file_done = on_file_done
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.started = clock()
+        self.stage = "starting Beam"
+        self._pending: dict[str, tuple[int, int]] = {}
+        self._embedded: collections.Counter = collections.Counter()
+        self.files_done = 0
+        self.bytes_done = 0
+        self.chunks_cut = 0
+        self.chunks_embedded = 0
+        self.files_assembled = 0
+        self.rows_written = 0
+        self.current_file = ""
+        self._window: collections.deque = collections.deque([(self.started, 0, 0)])
+
+    def set_stage(self, stage: str) -> None:
+        with self._lock:
+            self.stage = stage
+
+    def handle(self, event: dict) -> None:
+        finished = []
+        with self._lock:
+            kind = event.get("k")
+            if kind == CHUNKED:
+                path, n, size = event["p"], int(event["n"]), int(event["b"])
+                self.chunks_cut += n
+                self.current_file = path
+                if n == 0 or self._embedded[path] >= n:
+                    self._embedded.pop(path, None)
+                    finished.append(self._finish(path, size))
+                else:
+                    self._pending[path] = (n, size)
+            elif kind == EMBEDDED:
+                for path, n in event["p"].items():
+                    self.chunks_embedded += n
+                    self._embedded[path] += n
+                    expected = self._pending.get(path)
+                    if expected and self._embedded[path] >= expected[0]:
+                        del self._pending[path]
+                        del self._embedded[path]
+                        finished.append(self._finish(path, expected[1]))
+            elif kind == ASSEMBLED:
+                self.files_assembled += int(event["n"])
+            elif kind == WRITTEN:
+                self.rows_written += int(event["r"])
+        if self.on_file_done is not None:
+            for path in finished:
+                self.on_file_done(path)
+
+    def _finish(self, path: str, size: int) -> str:
+        self.files_done += 1
+        self.bytes_done += size
+        self.current_file = path
+        now = self._clock()
+        self._window.append((now, self.files_done, self.bytes_done))
+        while len(self._window) > 1 and now - self._window[0][0] > RATE_WINDOW_S:
+            self._window.popleft()
+        return path
+
+    def rates(self) -> tuple[float, float]:
+        """(files/s, KB/s) over the last ~10 s of finished files."""
+        with self._lock:
+            now = self._clock()
+            t0, f0, b0 = self._window[0]
+            elapsed = max(now - t0, 1e-6)
+            return (self.files_done - f0) / elapsed, (self.bytes_done - b0) / 1024 / elapsed
+
+    def current_stage(self) -> str:
+        with self._lock:
+            if self.stage != "running":
+                return self.stage
+            if self.files_done < self.total_files:
+                return "chunking+embedding" if self.chunks_cut or self.files_done else "starting Beam"
+            return "assembling+writing"
+
+    def summary_line(self) -> str:
+        stage = self.current_stage()
+        fps, kbps = self.rates()
+        total = self.total_files
+        pct = 100.0 * self.files_done / total if total else 100.0
+        elapsed = self._clock() - self.started
+        return (
+            f"[{stage}] {self.files_done}/{total} files ({pct:.0f}%) | {fps:.1f} files/s | "
+            f"{kbps:.1f} KB/s | chunks {self.chunks_cut} cut, {self.chunks_embedded} embedded | "
+            f"files assembled {self.files_assembled}, rows written {self.rows_written} | "
+            f"{elapsed:.0f}s | {self.current_file}"
+        )
+
+
+class ProgressChannel:
+    """Launcher end of the channel: a UDP socket on 127.0.0.1 drained by a daemon thread."""
+
+    def __init__(self, tracker: ProgressTracker):
+        self.tracker = tracker
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # A large receive buffer so bursts (10k tiny files chunked at once) are not dropped.
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.settimeout(0.1)
+        self.address: tuple[str, int] = self._sock.getsockname()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="progress-channel", daemon=True)
+
+    def __enter__(self) -> ProgressChannel:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._drain_one()
+
+    def _drain_one(self) -> bool:
+        try:
+            data = self._sock.recv(65536)
+        except (TimeoutError, BlockingIOError):
+            return False
+        except OSError:
+            self._stop.set()
+            return False
+        try:
+            self.tracker.handle(json.loads(data.decode("utf-8", "surrogateescape")))
+        except Exception:  # a malformed datagram or a failing callback must not stop the channel
+            log.exception("progress event dropped")
+        return True
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        # Events sent just before the pipeline returned are still in the socket buffer.
+        self._sock.setblocking(False)
+        while self._drain_one():
+            pass
+        self._sock.close()
+
+
+class ProgressDisplay:
+    """Renders the tracker on a stream: a refreshed line on a terminal, a log line otherwise.
+
+    On a terminal it redraws every 0.5 s; elsewhere (cron) it writes a plain line every 10 s,
+    so a log never stays silent while work goes on.
+    """
+
+    def __init__(self, tracker: ProgressTracker, stream: TextIO | None = None,
+                 interval: float | None = None):
+        self.tracker = tracker
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.interval = interval if interval is not None else (0.5 if self.tty else 10.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="progress-display", daemon=True)
+
+    def __enter__(self) -> ProgressDisplay:
+        self.render()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.render()
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.render()
+
+    def render(self) -> None:
+        line = self.tracker.summary_line()
+        try:
+            if self.tty:
+                self.stream.write("\r\x1b[K" + line[:_terminal_width() - 1])
+            else:
+                self.stream.write(time.strftime("%H:%M:%S ") + line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or broken stderr must not stop indexing
+
+
+def _terminal_width() -> int:
+    return shutil.get_terminal_size((120, 20)).columns

@@ -1,0 +1,34 @@
+"""Element types that cross stage boundaries.
+
+Chunks travel as plain tuples `(path, chunk_index, text)` and embedded chunks as
+`(path, (chunk_index, float32 bytes))`: cheap to encode, small in the per-file grouping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .schema import FAILED, INDEXED, SKIPPED
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What happened to one source file; one row of files.parquet."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    file_hash: str | None = None
+    total_chunks: int = 0
+    status: str = INDEXED
+    error: str | None = None
+
+    @property
+    def success(self) -> bool:
+        return self.status == INDEXED
+
+    def failed(self, reason: str) -> FileRecord:
+        return replace(self, status=FAILED, error=reason)
+
+    def skipped(self, reason: str) -> FileRecord:
+        return replace(self, status=SKIPPED, error=reason)

@@ -1,0 +1,68 @@
+"""The index layout contract: Arrow schemas of the shards and of files.parquet, and versions.
+
+Readers outside this project rely on these; bump SCHEMA_VERSION whenever a column changes and
+FORMAT_VERSION whenever the manifest or folder layout changes (README, "Index layout").
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+
+FORMAT_VERSION = 1
+SCHEMA_VERSION = 1
+
+CURRENT_FILE = "CURRENT"
+SNAPSHOTS_DIR = "snapshots"
+STAGING_DIR = ".staging"
+MANIFEST_FILE = "manifest.json"
+FILES_TABLE = "files.parquet"
+SHARD_PREFIX = "part-"
+
+# File statuses in files.parquet.
+INDEXED = "indexed"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+# Beam names a list's child "item", pyarrow "element"; we keep pyarrow's default everywhere.
+VECTOR_FIELD = "vector"
+
+
+def row_schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("path", pa.string(), nullable=False),
+            pa.field("chunk_index", pa.int32(), nullable=False),
+            pa.field("total_chunks", pa.int32(), nullable=False),
+            pa.field("line_start", pa.int32(), nullable=False),
+            pa.field("line_end", pa.int32(), nullable=False),
+            pa.field("char_start", pa.int64(), nullable=False),
+            pa.field("char_end", pa.int64(), nullable=False),
+            pa.field("language", pa.string(), nullable=False),
+            pa.field("file_hash", pa.string(), nullable=False),
+            pa.field("file_size", pa.int64(), nullable=False),
+            pa.field("content", pa.string(), nullable=False),
+            pa.field(VECTOR_FIELD, pa.list_(pa.float32(), dim), nullable=False),
+        ]
+    )
+
+
+FILES_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("size", pa.int64(), nullable=False),
+        pa.field("mtime_ns", pa.int64(), nullable=False),
+        pa.field("file_hash", pa.string()),
+        pa.field("total_chunks", pa.int32(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+    ]
+)
+
+
+def chunk_id(path: str, file_hash: str, chunk_index: int) -> str:
+    """Deterministic row id: the same chunk of the same file content always gets the same id."""
+    key = f"{path}\x00{file_hash}\x00{chunk_index}".encode("utf-8", "surrogateescape")
+    return hashlib.sha256(key).hexdigest()[:32]

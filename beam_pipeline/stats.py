@@ -1,0 +1,108 @@
+"""ProcessingStats, built from the Beam metric counters of a run.
+
+Every DoFn counts into the `beam_pipeline` namespace; the launcher sums the counters of the
+finished run (Beam may report one result per step, so results are always summed) and adds what
+only it knows: discovery skips, times, the commit outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+
+NAMESPACE = "beam_pipeline"
+SKIP_PREFIX = "skipped_"
+
+FILES_PROCESSED = "files_processed"
+FAILED_FILES = "failed_files"
+CHUNKS_CREATED = "chunks_created"
+CHUNKS_EMBEDDED = "chunks_embedded"
+CHUNK_ERRORS = "chunk_errors"
+EMBED_BATCHES = "embed_batches"
+TOTAL_SIZE = "total_size"
+LEGACY_ENCODING = "legacy_encoding"
+ROWS_WRITTEN = "rows_written"
+SHARDS_WRITTEN = "shards_written"
+
+
+def counter(name: str):
+    return Metrics.counter(NAMESPACE, name)
+
+
+def skip_counter(reason: str):
+    return counter(SKIP_PREFIX + reason)
+
+
+def sum_counters(result) -> dict[str, int]:
+    """Sum every counter of our namespace over all steps (committed, else attempted)."""
+    query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    totals: Counter = Counter()
+    for item in query["counters"]:
+        value = item.committed if item.committed is not None else item.attempted
+        totals[item.key.metric.name] += value or 0
+    return dict(totals)
+
+
+@dataclass
+class ProcessingStats:
+    """Outcome of one indexing run; the first seven fields are those of the replaced system."""
+
+    files_processed: int = 0
+    chunks_created: int = 0
+    failed_files: int = 0
+    total_size: int = 0
+    start_time: float = field(default_factory=time.time)
+    end_time: float = 0.0
+    cancelled: bool = False
+    committed: bool = False
+    snapshot_id: str | None = None
+    skipped_files: int = 0
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    legacy_encoding_files: int = 0
+    chunks_embedded: int = 0
+    chunk_errors: int = 0
+    embed_batches: int = 0
+    rows_written: int = 0
+    shards_written: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        end = self.end_time or time.time()
+        return max(0.0, end - self.start_time)
+
+    @property
+    def files_per_second(self) -> float:
+        return self.files_processed / self.duration if self.duration > 0 else 0.0
+
+    def add_counters(self, counters: dict[str, int]) -> None:
+        self.files_processed += counters.get(FILES_PROCESSED, 0)
+        self.failed_files += counters.get(FAILED_FILES, 0)
+        self.chunks_created += counters.get(CHUNKS_CREATED, 0)
+        self.chunks_embedded += counters.get(CHUNKS_EMBEDDED, 0)
+        self.chunk_errors += counters.get(CHUNK_ERRORS, 0)
+        self.embed_batches += counters.get(EMBED_BATCHES, 0)
+        self.total_size += counters.get(TOTAL_SIZE, 0)
+        self.legacy_encoding_files += counters.get(LEGACY_ENCODING, 0)
+        self.rows_written += counters.get(ROWS_WRITTEN, 0)
+        self.shards_written += counters.get(SHARDS_WRITTEN, 0)
+        self.add_skips(
+            {k[len(SKIP_PREFIX):]: v for k, v in counters.items() if k.startswith(SKIP_PREFIX)}
+        )
+
+    def add_skips(self, skips: dict[str, int]) -> None:
+        merged = Counter(self.skipped_by_reason)
+        merged.update({k: v for k, v in skips.items() if v})
+        self.skipped_by_reason = dict(sorted(merged.items()))
+        self.skipped_files = sum(merged.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["duration"] = round(self.duration, 3)
+        data["files_per_second"] = round(self.files_per_second, 3)
+        return data

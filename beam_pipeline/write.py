@@ -1,0 +1,149 @@
+"""WriteShards and WriteFilesTable: Parquet files in the staging folder of a new snapshot.
+
+Each shard is written under a temporary name and renamed, so a shard that exists is complete.
+A shard holds whole files only (one file = one Arrow batch). Shards of a bundle that Beam retries
+would be orphans: the shard names that reach the end of the pipeline are recorded in
+`_staged.json`, and the commit keeps exactly those.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+
+from . import stats
+from .progress import WRITTEN, ProgressSender
+from .records import FileRecord
+from .schema import FILES_SCHEMA, FILES_TABLE, SHARD_PREFIX, VECTOR_FIELD, row_schema
+
+STAGED_SUMMARY = "_staged.json"
+DEFAULT_ROWS_PER_SHARD = 65_536
+ROW_GROUP_SIZE = 65_536
+
+
+def write_table(table: pa.Table, path: str) -> int:
+    """Write atomically (temp name, then rename); returns the size in bytes.
+
+    The vector column is never dictionary-encoded (it only grows and slows; BEAM_NOTES.md).
+    """
+    dictionary_columns = [name for name in ("path", "language", "file_hash", "status")
+                          if name in table.column_names and name != VECTOR_FIELD]
+    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
+    pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary_columns,
+                   row_group_size=ROW_GROUP_SIZE)
+    os.replace(tmp, path)
+    return os.path.getsize(path)
+
+
+class WriteShardsFn(beam.DoFn):
+    """pa.RecordBatch (one file's rows) → shard records {"path", "rows", "files", "bytes"}."""
+
+    def __init__(self, staging_dir: str, dim: int, rows_per_shard: int,
+                 progress: ProgressSender | None = None):
+        self.staging_dir = staging_dir
+        self.dim = dim
+        self.rows_per_shard = rows_per_shard
+        self.progress = progress or ProgressSender(None)
+        self.rows_written = stats.counter(stats.ROWS_WRITTEN)
+        self.shards_written = stats.counter(stats.SHARDS_WRITTEN)
+
+    def start_bundle(self):
+        self._batches: list[pa.RecordBatch] = []
+        self._rows = 0
+
+    def process(self, batch: pa.RecordBatch):
+        self._batches.append(batch)
+        self._rows += batch.num_rows
+        if self._rows >= self.rows_per_shard:
+            yield self._flush()
+
+    def finish_bundle(self):
+        if self._batches:
+            yield WindowedValue(self._flush(), MIN_TIMESTAMP, [GlobalWindow()])
+
+    def _flush(self) -> dict:
+        table = pa.Table.from_batches(self._batches, schema=row_schema(self.dim))
+        name = f"{SHARD_PREFIX}{uuid.uuid4().hex}.parquet"
+        size = write_table(table, os.path.join(self.staging_dir, name))
+        shard = {"path": name, "rows": table.num_rows, "files": len(self._batches), "bytes": size}
+        self.rows_written.inc(table.num_rows)
+        self.shards_written.inc()
+        self.progress.send({"k": WRITTEN, "r": table.num_rows})
+        self._batches, self._rows = [], 0
+        return shard
+
+    def teardown(self):
+        self.progress.close()
+
+
+def files_table(records: list[FileRecord]) -> pa.Table:
+    records = sorted(records, key=lambda r: r.path)
+    return pa.Table.from_pydict(
+        {
+            "path": [r.path for r in records],
+            "size": [r.size for r in records],
+            "mtime_ns": [r.mtime_ns for r in records],
+            "file_hash": [r.file_hash for r in records],
+            "total_chunks": [r.total_chunks for r in records],
+            "status": [r.status for r in records],
+            "error": [r.error for r in records],
+        },
+        schema=FILES_SCHEMA,
+    )
+
+
+def write_staging_summary(records: list[FileRecord], shards: list[dict], staging_dir: str) -> dict:
+    """Last step of the pipeline: files.parquet plus the list of shards the run produced."""
+    write_table(files_table(records), os.path.join(staging_dir, FILES_TABLE))
+    summary = {"shards": sorted(shards, key=lambda s: s["path"]), "files": len(records)}
+    tmp = os.path.join(staging_dir, STAGED_SUMMARY + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(summary, fh)
+    os.replace(tmp, os.path.join(staging_dir, STAGED_SUMMARY))
+    return summary
+
+
+class WriteShards(beam.PTransform):
+    """Rows → Parquet shards in `staging_dir`; returns the shard records."""
+
+    def __init__(self, staging_dir: str, dim: int, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
+                 progress: ProgressSender | None = None):
+        super().__init__()
+        self.staging_dir = staging_dir
+        self.dim = dim
+        self.rows_per_shard = rows_per_shard
+        self.progress = progress
+
+    def expand(self, rows):
+        return rows | "WriteShard" >> beam.ParDo(
+            WriteShardsFn(self.staging_dir, self.dim, self.rows_per_shard, self.progress)
+        )
+
+
+class WriteFilesTable(beam.PTransform):
+    """(FileRecords, shard records) → files.parquet and the staging summary, written once."""
+
+    def __init__(self, staging_dir: str):
+        super().__init__()
+        self.staging_dir = staging_dir
+
+    def expand(self, pcolls):
+        results, shards = pcolls
+        all_shards = shards | "ListShards" >> beam.combiners.ToList()
+        return (
+            results
+            | "ListFiles" >> beam.combiners.ToList()
+            | "WriteSummary" >> beam.Map(
+                write_staging_summary,
+                shards=beam.pvalue.AsSingleton(all_shards),
+                staging_dir=self.staging_dir,
+            )
+        )

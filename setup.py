@@ -1,0 +1,25 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+requirements = [
+    line.strip()
+    for line in (here / "requirements.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+]
+
+setup(
+    name="beam-pipeline",
+    version="0.1.0",
+    description="Index a code repository into Parquet vector shards with Apache Beam",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["beam_pipeline", "beam_pipeline.*"]),
+    install_requires=requirements,
+    extras_require={
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "duckdb>=1.1,<3", "ruff>=0.6"],
+    },
+    entry_points={"console_scripts": ["beam-index=beam_pipeline.cli:main"]},
+)

@@ -1,0 +1,64 @@
+import os
+from collections import Counter
+
+from beam_pipeline.discover import FileEntry, discover_to_file, iter_source_files
+
+
+def make_tree(root, files):
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+
+def paths(root, **kw):
+    skipped = Counter()
+    found = [e.path for e in iter_source_files(root, skipped=skipped, **kw)]
+    return found, skipped
+
+
+def test_nested_gitignore_with_negation_and_precedence(tmp_path):
+    make_tree(tmp_path, {
+        ".gitignore": "*.log\nsecret/\n",
+        "a.py": "a", "debug.log": "x", "secret/key.py": "k",
+        "pkg/.gitignore": "!keep.log\ngenerated_*.py\n",
+        "pkg/keep.log": "kept", "pkg/other.log": "x", "pkg/generated_x.py": "g", "pkg/mod.py": "m",
+        "pkg/sub/deep.log": "x", "pkg/sub/code.py": "c",
+    })
+    found, skipped = paths(tmp_path)
+    assert sorted(found) == [".gitignore", "a.py", "pkg/.gitignore", "pkg/keep.log",
+                             "pkg/mod.py", "pkg/sub/code.py"]
+    assert skipped["gitignored"] == 5  # debug.log, secret/, other.log, generated_x.py, deep.log
+
+
+def test_default_excludes_and_size_limit(tmp_path):
+    make_tree(tmp_path, {
+        "src/main.py": "print(1)", ".git/config": "x", "node_modules/lib/index.js": "x",
+        "build/out.py": "x", "src/__pycache__/m.pyc": "x", "big.txt": "x" * 2000,
+        "empty.py": "",
+    })
+    found, skipped = paths(tmp_path, max_file_size=1000)
+    assert sorted(found) == ["empty.py", "src/main.py"]
+    assert skipped["excluded"] == 4
+    assert skipped["too_large"] == 1
+
+
+def test_symlinks_and_fifos_are_skipped(tmp_path):
+    make_tree(tmp_path, {"real.py": "x"})
+    os.symlink(tmp_path / "real.py", tmp_path / "link.py")
+    os.symlink("/", tmp_path / "rootlink")
+    os.mkfifo(tmp_path / "pipe")
+    found, skipped = paths(tmp_path)
+    assert found == ["real.py"]
+    assert skipped == Counter({"symlink": 2, "not_regular": 1})
+
+
+def test_discover_to_file_streams_json_lines(tmp_path):
+    src = tmp_path / "src"
+    make_tree(src, {"a b.py": "1", "dir/ünï\ncode.py": "22"})
+    listing = tmp_path / "files.jsonl"
+    result = discover_to_file(src, listing)
+    entries = [FileEntry.from_json(line) for line in listing.read_text().splitlines()]
+    assert [e.path for e in entries] == ["a b.py", "dir/ünï\ncode.py"]
+    assert [e.size for e in entries] == [1, 2]
+    assert result.files == 2 and result.total_bytes == 3
