@@ -70,6 +70,7 @@ class ProcessingStats:
     rows_written: int = 0
     shards_written: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)  # the run's Beam counters, as summed
 
     @property
     def duration(self) -> float:
@@ -81,6 +82,7 @@ class ProcessingStats:
         return self.files_processed / self.duration if self.duration > 0 else 0.0
 
     def add_counters(self, counters: dict[str, int]) -> None:
+        self.counters = dict(sorted((Counter(self.counters) + Counter(counters)).items()))
         self.files_processed += counters.get(FILES_PROCESSED, 0)
         self.failed_files += counters.get(FAILED_FILES, 0)
         self.chunks_created += counters.get(CHUNKS_CREATED, 0)

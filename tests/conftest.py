@@ -1,0 +1,71 @@
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from beam_pipeline.embedders import Embedder, HashingEmbedder
+
+BEAM_INDEX = [sys.executable, "-m", "beam_pipeline"]
+
+
+def make_tree(root: Path, files: dict) -> Path:
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return root
+
+
+def code_file(name: str, lines: int) -> str:
+    return "".join(f"def {name}_{i}(value):\n    return value * {i}  # {name}\n"
+                   for i in range(lines))
+
+
+class PoisonEmbedder(Embedder):
+    """A real embedder that refuses any batch holding a chunk with the word POISON."""
+
+    name = "poison"
+    model = "test"
+
+    def __init__(self, dim: int = 16):
+        self.dim = dim
+        self.inner = HashingEmbedder(dim)
+
+    def embed(self, texts):
+        if any("POISON" in t for t in texts):
+            raise RuntimeError("poisoned input")
+        return self.inner.embed(texts)
+
+
+class BrokenLoadEmbedder(HashingEmbedder):
+    """Fails when a worker loads it: the whole pipeline fails."""
+
+    def load(self):
+        raise RuntimeError("model could not be loaded")
+
+
+def run_cli(*args, user: str | None = None, timeout: float = 300, **kwargs):
+    cmd = [*BEAM_INDEX, *map(str, args)]
+    if user is not None:
+        cmd = ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups", *cmd]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
+
+
+@pytest.fixture
+def world_tmp():
+    """A temp folder every user can enter (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="beam-index-test-", dir="/tmp"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def unit(v):
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.linalg.norm(v)

@@ -1,0 +1,134 @@
+"""TestPipeline + assert_that tests of each composite transform."""
+
+import glob
+
+import apache_beam as beam
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to, is_not_empty
+from conftest import PoisonEmbedder, code_file, make_tree
+
+from beam_pipeline.chunk import ChunkerConfig, ChunkFiles
+from beam_pipeline.chunking import chunk_text
+from beam_pipeline.discover import FileEntry, discover_to_file
+from beam_pipeline.embed import EmbedChunks
+from beam_pipeline.embedders import HashingEmbedder
+from beam_pipeline.pipeline import IndexFiles, ReadFileList
+from beam_pipeline.schema import FAILED, INDEXED, SKIPPED
+
+
+def pipeline():
+    return TestPipeline(runner="FnApiRunner")
+
+
+def entries_of(root, names):
+    return [FileEntry(n, (root / n).stat().st_size, (root / n).stat().st_mtime_ns) for n in names]
+
+
+def test_chunk_files_emits_records_and_chunks(tmp_path):
+    text = code_file("alpha", 60)
+    make_tree(tmp_path, {"a.py": text, "empty.py": "", "bin.dat": b"\x00\x01\x02",
+                         "bad.txt": bytes(range(1, 32)) * 10 + b"\xff\x80"})
+    names = ["a.py", "empty.py", "bin.dat", "bad.txt", "gone.py"]
+    config = ChunkerConfig(str(tmp_path), 200, 30, 1 << 20)
+    expected_chunks = [("a.py", c.index, c.text) for c in chunk_text(text, 200, 30)]
+    with pipeline() as p:
+        entries = p | beam.Create(entries_of(tmp_path, names[:-1]) + [FileEntry("gone.py", 1, 0)])
+        out = entries | ChunkFiles(config)
+        statuses = out["files"] | beam.MapTuple(
+            lambda path, r: (path, r.status, r.total_chunks, r.error and r.error.split(":")[0]))
+        assert_that(statuses, equal_to([
+            ("a.py", INDEXED, len(expected_chunks), None),
+            ("empty.py", INDEXED, 0, None),
+            ("bin.dat", SKIPPED, 0, "binary"),
+            ("bad.txt", SKIPPED, 0, "undecodable"),
+            ("gone.py", FAILED, 0, "FileNotFoundError"),
+        ]), label="records")
+        assert_that(out["chunks"], equal_to(expected_chunks), label="chunks")
+
+
+def test_embed_chunks_isolates_a_poisoned_chunk_and_batches_across_files():
+    chunks = [(f"f{i}.py", j, f"def f{i}_{j}(): pass") for i in range(5) for j in range(3)]
+    chunks[7] = ("f2.py", 1, "POISON here")
+    with pipeline() as p:
+        out = p | beam.Create(chunks) | EmbedChunks(PoisonEmbedder(), batch_size=100)
+        assert_that(out["errors"] | beam.MapTuple(lambda path, e: (path, e[0], "poisoned" in e[1])),
+                    equal_to([("f2.py", 1, True)]), label="errors")
+        embedded = out["vectors"] | beam.MapTuple(lambda path, v: (path, v[0], len(v[1])))
+        assert_that(embedded, equal_to([(path, j, 16 * 4) for path, j, text in chunks
+                                        if "POISON" not in text]), label="vectors")
+
+
+BATCH_SIZES_SEEN: list[int] = []
+
+
+class RecordingEmbedder(PoisonEmbedder):
+    """Records batch sizes in this module (the in-memory runner shares the process)."""
+
+    def embed(self, texts):
+        BATCH_SIZES_SEEN.append(len(texts))
+        return super().embed(texts)
+
+
+def test_embed_batches_honour_batch_size():
+    BATCH_SIZES_SEEN.clear()
+    chunks = [(f"f{i}.py", 0, f"x{i} = {i}") for i in range(23)]
+    with pipeline() as p:
+        out = p | beam.Create(chunks, reshuffle=False) | EmbedChunks(RecordingEmbedder(), 5)
+        assert_that(out["vectors"], is_not_empty())
+    assert sorted(BATCH_SIZES_SEEN, reverse=True) == [5, 5, 5, 5, 3]
+
+
+def test_index_files_is_atomic_per_file(tmp_path):
+    src = make_tree(tmp_path / "src", {
+        "good_a.py": code_file("good_a", 30),
+        "poisoned.py": code_file("victim", 15) + "# POISON\n" + code_file("victim_tail", 15),
+        "good_b.py": code_file("good_b", 30),
+        "empty.py": "",
+    })
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    listing = tmp_path / "files.jsonl"
+    discover_to_file(src, listing)
+    config = ChunkerConfig(str(src), 300, 45, 1 << 20)
+    with pipeline() as p:
+        # One batch holds chunks of all three files: the poisoned one must fail alone.
+        out = (p | ReadFileList(str(listing))
+                 | IndexFiles(config, PoisonEmbedder(), batch_size=1000, staging_dir=str(staging)))
+        outcome = out["results"] | beam.Map(lambda r: (r.path, r.status))
+        assert_that(outcome, equal_to([("good_a.py", INDEXED), ("poisoned.py", FAILED),
+                                       ("good_b.py", INDEXED), ("empty.py", INDEXED)]))
+    rows = pq.read_table(glob.glob(str(staging / "part-*.parquet"))).to_pydict()
+    assert set(rows["path"]) == {"good_a.py", "good_b.py"}
+    for path in ("good_a.py", "good_b.py"):
+        expected = chunk_text((src / path).read_text(), 300, 45)
+        got = sorted((i, s, e) for p_, i, s, e in zip(rows["path"], rows["chunk_index"],
+                                                       rows["line_start"], rows["line_end"])
+                     if p_ == path)
+        assert got == [(c.index, c.line_start, c.line_end) for c in expected]
+    files = pq.read_table(staging / "files.parquet").to_pydict()
+    failed = files["error"][files["path"].index("poisoned.py")]
+    assert "chunk" in failed and "poisoned input" in failed
+
+
+def test_vectors_in_shards_equal_the_embedder_output(tmp_path):
+    src = make_tree(tmp_path / "src", {"m.py": code_file("mod", 40)})
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    listing = tmp_path / "files.jsonl"
+    discover_to_file(src, listing)
+    embedder = HashingEmbedder(64)
+    with pipeline() as p:
+        _ = (p | ReadFileList(str(listing))
+               | IndexFiles(ChunkerConfig(str(src), 500, 75, 1 << 20), embedder, 7, str(staging)))
+    table = pq.read_table(glob.glob(str(staging / "part-*.parquet"))).sort_by("chunk_index")
+    vectors = np.array(table["vector"].to_pylist(), dtype=np.float32)
+    np.testing.assert_allclose(vectors, embedder.embed(table["content"].to_pylist()), rtol=1e-6)
+
+
+@pytest.mark.parametrize("batch_size", [0, -3])
+def test_invalid_batch_size_is_refused(batch_size):
+    with pytest.raises(ValueError):
+        EmbedChunks(HashingEmbedder(), batch_size=batch_size)
