@@ -34,7 +34,6 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
     "node_modules/",
     "__pycache__/",
     ".venv/",
-    "venv/",
     ".tox/",
     ".nox/",
     ".mypy_cache/",
@@ -126,6 +125,10 @@ def iter_source_files(
                 entries = sorted(it, key=lambda e: e.name)
         except OSError:
             skipped["unreadable_dir"] += 1
+            continue
+        if rel_dir and any(e.name == "pyvenv.cfg" for e in entries):
+            # A virtualenv, whatever its name (`venv/` is also a stdlib package name).
+            skipped["excluded"] += 1
             continue
         subdirs = []
         for entry in entries:

@@ -35,11 +35,12 @@ def test_default_excludes_and_size_limit(tmp_path):
     make_tree(tmp_path, {
         "src/main.py": "print(1)", ".git/config": "x", "node_modules/lib/index.js": "x",
         "build/out.py": "x", "src/__pycache__/m.pyc": "x", "big.txt": "x" * 2000,
-        "empty.py": "",
+        "empty.py": "", "env1/pyvenv.cfg": "home = /usr", "env1/lib/site.py": "x",
+        "venv/__init__.py": "a package named venv is code",
     })
     found, skipped = paths(tmp_path, max_file_size=1000)
-    assert sorted(found) == ["empty.py", "src/main.py"]
-    assert skipped["excluded"] == 4
+    assert sorted(found) == ["empty.py", "src/main.py", "venv/__init__.py"]
+    assert skipped["excluded"] == 5
     assert skipped["too_large"] == 1
 
 

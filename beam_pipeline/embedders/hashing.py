@@ -22,12 +22,13 @@ import numpy as np
 
 from .base import Embedder
 
-_IDENTIFIER = re.compile(r"[^\W\d]\w*")
+# Identifiers of two or more characters; single letters carry no meaning for search.
+_IDENTIFIER = re.compile(r"[^\W\d]\w+")
 # Boundaries inside identifiers: snake_case underscores, lower→Upper, ACRONYMWord, letter→digit.
 _SUBWORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_A-Za-z]+")
 _TRIGRAM_WEIGHT = 0.25
 _SUBWORD_WEIGHT = 0.75
-_CACHE_LIMIT = 200_000
+_VOCAB_LIMIT = 500_000
 
 
 class HashingEmbedder(Embedder):
@@ -38,27 +39,30 @@ class HashingEmbedder(Embedder):
         if dim < 8:
             raise ValueError(f"dimension must be at least 8, got {dim}")
         self.dim = int(dim)
-        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._reset_vocabulary()
 
     def __getstate__(self):
         return {"dim": self.dim}
 
     def __setstate__(self, state):
         self.dim = state["dim"]
-        self._cache = {}
+        self._reset_vocabulary()
+
+    def _reset_vocabulary(self) -> None:
+        # Each token's hashed features are computed once per worker and kept in CSR form
+        # (token id → slice of _buckets/_weights), so a batch is gathered with numpy alone.
+        self._vocab: dict[str, int] = {}
+        self._indptr = np.zeros(1024, dtype=np.int64)
+        self._buckets = np.zeros(8192, dtype=np.int64)
+        self._weights = np.zeros(8192, dtype=np.float64)
 
     def _bucket(self, feature: str) -> tuple[int, float]:
         digest = hashlib.blake2b(feature.encode("utf-8", "surrogatepass"), digest_size=8).digest()
         value = int.from_bytes(digest, "little")
         return value % self.dim, (1.0 if value >> 63 else -1.0)
 
-    def _features(self, token: str) -> tuple[np.ndarray, np.ndarray]:
-        """Bucket indices and signed weights of one token, computed once per worker."""
-        cached = self._cache.get(token)
-        if cached is not None:
-            return cached
-        lower = token.lower()
-        weighted = {lower: 1.0}
+    def _features(self, token: str) -> dict[str, float]:
+        weighted = {token.lower(): 1.0}
         subwords = [w.lower() for w in _SUBWORD.findall(token)]
         for word in subwords:
             if len(subwords) > 1 and len(word) > 1:
@@ -67,34 +71,48 @@ class HashingEmbedder(Embedder):
             for i in range(len(padded) - 2):
                 gram = "#" + padded[i:i + 3]
                 weighted[gram] = weighted.get(gram, 0.0) + _TRIGRAM_WEIGHT
-        buckets = np.empty(len(weighted), dtype=np.int64)
-        weights = np.empty(len(weighted), dtype=np.float64)
-        for i, (feature, weight) in enumerate(weighted.items()):
+        return weighted
+
+    def _add_token(self, token: str) -> int:
+        if len(self._vocab) >= _VOCAB_LIMIT:
+            self._reset_vocabulary()
+        tid = len(self._vocab)
+        features = self._features(token)
+        start = self._indptr[tid]
+        end = start + len(features)
+        if tid + 2 > len(self._indptr):
+            self._indptr = np.resize(self._indptr, 2 * len(self._indptr))
+        if end > len(self._buckets):
+            self._buckets = np.resize(self._buckets, 2 * end)
+            self._weights = np.resize(self._weights, 2 * end)
+        for i, (feature, weight) in enumerate(features.items(), start):
             bucket, sign = self._bucket(feature)
-            buckets[i] = bucket
-            weights[i] = sign * weight
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[token] = (buckets, weights)
-        return buckets, weights
+            self._buckets[i] = bucket
+            self._weights[i] = sign * weight
+        self._indptr[tid + 1] = end
+        self._vocab[token] = tid
+        return tid
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        rows, buckets, weights = [], [], []
+        get = self._vocab.get
+        token_ids: list[int] = []
+        tokens_per_text = np.zeros(len(texts), dtype=np.int64)
         for row, text in enumerate(texts):
-            for token in _IDENTIFIER.findall(text):
-                if len(token) < 2:
-                    continue
-                b, w = self._features(token)
-                rows.append(np.full(len(b), row, dtype=np.int64))
-                buckets.append(b)
-                weights.append(w)
-        size = len(texts) * self.dim
-        if buckets:
-            flat = np.concatenate(rows) * self.dim + np.concatenate(buckets)
-            matrix = np.bincount(flat, weights=np.concatenate(weights), minlength=size)
-        else:
-            matrix = np.zeros(size)
-        matrix = matrix.reshape(len(texts), self.dim)
+            tokens = _IDENTIFIER.findall(text)
+            tokens_per_text[row] = len(tokens)
+            for token in tokens:
+                tid = get(token)
+                token_ids.append(self._add_token(token) if tid is None else tid)
+        ids = np.asarray(token_ids, dtype=np.int64)
+        starts = self._indptr[ids]
+        lengths = self._indptr[ids + 1] - starts
+        # Positions of every feature of every token: each token's slice, laid end to end.
+        offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        positions = offsets + np.arange(offsets.size)
+        rows = np.repeat(np.repeat(np.arange(len(texts)), tokens_per_text), lengths)
+        matrix = np.bincount(rows * self.dim + self._buckets[positions],
+                             weights=self._weights[positions],
+                             minlength=len(texts) * self.dim).reshape(len(texts), self.dim)
         # Square-root damping: a token repeated 100 times should not drown the rest.
         matrix = np.sign(matrix) * np.sqrt(np.abs(matrix))
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
