@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -30,7 +32,8 @@ def configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, force=True,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger().addFilter(_DropNoise())
-    logging.getLogger("apache_beam").setLevel(logging.INFO if verbose else logging.ERROR)
+    # Beam logs every failing bundle with its traceback; the CLI prints a one-line reason instead.
+    logging.getLogger("apache_beam").setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,16 +122,28 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
     if args.verbose:
         configure_logging(verbose=True)
+    interrupted = threading.Event()
+
+    def on_sigint(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    # Beam re-raises a KeyboardInterrupt from inside a DoFn as a RuntimeError; the flag tells.
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         if args.command == "index":
             return run_index_command(args, rest)
     except KeyboardInterrupt:
+        interrupted.set()
+    except Exception as exc:  # the one-line reason; the traceback only with --verbose
+        if not interrupted.is_set():
+            logging.getLogger(__name__).debug("run failed", exc_info=True)
+            print(f"beam-index: error: {type(exc).__name__}: {_first_line(exc)}",
+                  file=sys.stderr)
+            return EXIT_FAILED
+    if interrupted.is_set():
         print("beam-index: interrupted; nothing committed", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as exc:  # the one-line reason; the traceback only with --verbose
-        logging.getLogger(__name__).debug("run failed", exc_info=True)
-        print(f"beam-index: error: {type(exc).__name__}: {_first_line(exc)}", file=sys.stderr)
-        return EXIT_FAILED
     return EXIT_USAGE
 
 

@@ -3,12 +3,14 @@
 import codecs
 import json
 import os
+import signal
+import subprocess
 import threading
 import time
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import BrokenLoadEmbedder, code_file, make_tree, run_cli
+from conftest import BEAM_INDEX, BrokenLoadEmbedder, code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.schema import CURRENT_FILE, FILES_TABLE, MANIFEST_FILE, SNAPSHOTS_DIR, STAGING_DIR
@@ -235,3 +237,24 @@ def test_empty_source_commits_an_empty_snapshot(tmp_path):
     assert proc.returncode == 0, proc.stderr
     manifest, rows, files = read_index(tmp_path / "out")
     assert rows.num_rows == 0 and files.num_rows == 0 and manifest["counts"]["rows"] == 0
+
+
+def test_ctrl_c_stops_promptly_and_commits_nothing(tmp_path):
+    src = make_tree(tmp_path / "src", {f"d{i // 100}/f{i}.py": code_file(f"f{i}", 30)
+                                       for i in range(2000)})
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*BEAM_INDEX, "index", str(src), "--output", str(out), "-q",
+                             "--batch-size", "2"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list((out / STAGING_DIR).glob("*/_discovered.jsonl")):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(1.5)  # well inside the pipeline
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - sent < 5
+    assert stderr.strip().splitlines() == ["beam-index: interrupted; nothing committed"]
+    assert not (out / CURRENT_FILE).exists()
+    assert not any((out / STAGING_DIR).iterdir())
