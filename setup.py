@@ -15,7 +15,7 @@ setup(
     description="Index a code repository into Parquet vector shards with Apache Beam",
     long_description=(here / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["beam_pipeline", "beam_pipeline.*"]),
     install_requires=requirements,
     extras_require={

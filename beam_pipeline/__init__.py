@@ -23,7 +23,8 @@ _EXPORTS = {
     "run_index": "pipeline",
     "ProcessingStats": "stats",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["IndexFiles", "IndexSettings", "NothingCommitted", "ProcessingStats", "ReadFileList",
+           "run_index"]
 
 
 def __getattr__(name: str):

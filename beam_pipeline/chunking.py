@@ -55,7 +55,7 @@ class Chunk:
 
 
 def default_overlap(size: int) -> int:
-    return int(round(size * DEFAULT_OVERLAP_RATIO))
+    return round(size * DEFAULT_OVERLAP_RATIO)
 
 
 def is_binary(data: bytes) -> bool:

@@ -37,7 +37,7 @@ class OutputError(Exception):
 
 def new_snapshot_id(now: dt.datetime | None = None) -> str:
     """Sortable UTC timestamp plus a random suffix, e.g. 20261128T175512.123Z-3f9a1c."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
 
@@ -97,7 +97,7 @@ def build_manifest(snapshot_id: str, fingerprint: dict, summary: dict, failures:
         "format_version": FORMAT_VERSION,
         "schema_version": SCHEMA_VERSION,
         "snapshot_id": snapshot_id,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "fingerprint": fingerprint,
         "source": source,
         "files_table": FILES_TABLE,

@@ -52,7 +52,7 @@ class EmbedBatch(beam.DoFn):
         """One outcome per chunk: vector bytes, or the reason (str) its embedding failed."""
         try:
             vectors = self._embed([text for _, _, text in batch])
-        except Exception as exc:  # any embedder failure is isolated, never fatal to the run
+        except Exception as exc:  # noqa: BLE001 - any embedder failure is isolated, never fatal
             if len(batch) == 1:
                 path, index, _ = batch[0]
                 log.warning("embedding failed for %s chunk %d: %s", path, index, exc)

@@ -27,7 +27,8 @@ from typing import TextIO
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from . import commit, stats as stats_mod
+from . import commit
+from . import stats as stats_mod
 from .assemble import AssembleFiles
 from .chunk import ChunkerConfig, ChunkFiles
 from .chunking import default_overlap

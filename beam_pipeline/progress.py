@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Self, TextIO
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class ProgressChannel:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="progress-channel", daemon=True)
 
-    def __enter__(self) -> ProgressChannel:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -251,7 +251,7 @@ class ProgressDisplay:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="progress-display", daemon=True)
 
-    def __enter__(self) -> ProgressDisplay:
+    def __enter__(self) -> Self:
         self.render()
         self._thread.start()
         return self

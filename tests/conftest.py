@@ -54,7 +54,8 @@ def run_cli(*args, user: str | None = None, timeout: float = 300, **kwargs):
     if user is not None:
         cmd = ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups", *cmd]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                          check=False, **kwargs)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 import codecs
+import itertools
 
 import pytest
 from hypothesis import given, settings
@@ -32,7 +33,7 @@ def test_chunks_cover_text_with_exact_overlap_and_naive_line_numbers(text, size,
         assert 0 < len(chunk.text) <= size
         assert chunk.line_start == text[:chunk.char_start].count("\n") + 1
         assert chunk.line_end == text[:chunk.char_end - 1].count("\n") + 1
-    for prev, nxt in zip(chunks, chunks[1:]):
+    for prev, nxt in itertools.pairwise(chunks):
         assert prev.char_end - nxt.char_start == overlap
         assert len(prev.text) == size  # only the last chunk may be short
 

@@ -1,6 +1,7 @@
 """The CLI and run_index on generated trees, checked with plain pyarrow."""
 
 import codecs
+import itertools
 import json
 import os
 import signal
@@ -13,7 +14,13 @@ import pytest
 from conftest import BEAM_INDEX, BrokenLoadEmbedder, code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
-from beam_pipeline.schema import CURRENT_FILE, FILES_TABLE, MANIFEST_FILE, SNAPSHOTS_DIR, STAGING_DIR
+from beam_pipeline.schema import (
+    CURRENT_FILE,
+    FILES_TABLE,
+    MANIFEST_FILE,
+    SNAPSHOTS_DIR,
+    STAGING_DIR,
+)
 
 TREE = {
     ".gitignore": "*.log\nignored_dir/\n",
@@ -124,7 +131,7 @@ def test_progress_heartbeats_advance_and_never_go_silent(tmp_path):
                       progress_stream=stream, quiet=False)
     assert stats.files_processed == 1500
     times = [t for t, _ in stream.writes]
-    assert max(b - a for a, b in zip(times, times[1:])) < 2.0
+    assert max(b - a for a, b in itertools.pairwise(times)) < 2.0
     lines = [text for _, text in stream.writes if "files" in text]
     cut = [int(line.split("chunks ")[1].split(" cut")[0]) for line in lines]
     embedded = [int(line.split(" cut, ")[1].split(" embedded")[0]) for line in lines]
@@ -189,7 +196,7 @@ def test_unreadable_files_fail_alone_as_an_unprivileged_user(world_tmp):
     stats = json.loads(stats_path.read_text())
     assert stats["files_processed"] == 1 and stats["failed_files"] == 1
     assert stats["skipped_by_reason"] == {"unreadable_dir": 1}
-    manifest, rows, files = read_index(out)
+    manifest, rows, _ = read_index(out)
     assert set(rows["path"].to_pylist()) == {"ok.py"}
     assert manifest["failures"][0]["path"] == "secret.py"
 
