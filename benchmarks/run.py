@@ -1,0 +1,170 @@
+"""One benchmark command: index a corpus through the public CLI, print a table, write JSON.
+
+    python -m benchmarks.run [--corpus PATH] [--repeat 3] [--limit N] [--all] [--json PATH]
+
+Without --corpus the corpus is the running interpreter's standard library (every `.py` file,
+site-packages excluded), copied once into a temporary folder. Each scenario runs `--repeat`
+times as a child process into a fresh output folder; every figure is the median of the runs,
+peak RSS is the child's own (wait4). Later issues add scenarios to SCENARIOS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    args: tuple[str, ...] = ()
+    extended: bool = False  # only with --all
+
+
+SCENARIOS = (
+    Scenario("beam in-memory (hashing)"),
+    Scenario("beam multi_processing x2 (hashing)",
+             ("--direct_running_mode=multi_processing", "--direct_num_workers=2"), extended=True),
+)
+FIGURES = ("files", "chunks", "MB", "wall_s", "files_per_s", "chunks_per_s", "peak_rss_MB")
+
+
+def stdlib_corpus(target: Path, limit: int | None) -> tuple[int, int]:
+    """Copy the standard library's .py files (no site-packages) into target; (files, bytes)."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(
+        p for p in stdlib.rglob("*.py")
+        if not {"site-packages", "dist-packages"} & set(p.relative_to(stdlib).parts)
+    )[:limit]
+    size = 0
+    for path in files:
+        dest = target / path.relative_to(stdlib)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+        size += dest.stat().st_size
+    return len(files), size
+
+
+def run_once(corpus: Path, scenario: Scenario, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="beam-bench-") as tmp:
+        stats_path = Path(tmp) / "stats.json"
+        cmd = [sys.executable, "-m", "beam_pipeline", "index", str(corpus), "--output",
+               str(Path(tmp) / "out"), "--stats-json", str(stats_path), "-q",
+               *scenario.args, *extra]
+        start = time.perf_counter()
+        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stderr = child.stderr.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            sys.stderr.write(stderr.decode(errors="replace"))
+            raise SystemExit(f"{scenario.name}: exit status {child.returncode}: {' '.join(cmd)}")
+        stats = json.loads(stats_path.read_text())
+    return {
+        "files": stats["files_processed"],
+        "chunks": stats["chunks_created"],
+        "MB": stats["total_size"] / 1e6,
+        "wall_s": wall,
+        "files_per_s": stats["files_processed"] / wall,
+        "chunks_per_s": stats["chunks_created"] / wall,
+        "peak_rss_MB": usage.ru_maxrss / 1024,
+    }
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip()
+                   for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu_model": cpu,
+            "python": platform.python_version()}
+
+
+def versions() -> dict:
+    out = {}
+    for name in ("apache-beam", "pyarrow", "numpy", "beam-pipeline"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def print_table(results: dict) -> None:
+    header = f"{'scenario':38}" + "".join(f"{f:>14}" for f in FIGURES)
+    print(header)
+    print("-" * len(header))
+    for name, result in results.items():
+        med = result["median"]
+        print(f"{name:38}" + "".join(
+            f"{med[f]:>14.0f}" if f in ("files", "chunks") else f"{med[f]:>14.2f}"
+            for f in FIGURES))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, help="folder to index (default: the stdlib)")
+    parser.add_argument("--limit", type=int, help="stdlib corpus: only the first N files")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--all", action="store_true", help="also the extended scenarios")
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/latest.json"))
+    args, extra = parser.parse_known_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="beam-corpus-") as tmp:
+        if args.corpus:
+            corpus = args.corpus.resolve()
+            files = sum(1 for p in corpus.rglob("*") if p.is_file())
+            size = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
+        else:
+            corpus = Path(tmp)
+            copy_start = time.perf_counter()
+            files, size = stdlib_corpus(corpus, args.limit)
+            print(f"corpus: {files} stdlib .py files, {size / 1e6:.1f} MB "
+                  f"(copied in {time.perf_counter() - copy_start:.1f} s)", file=sys.stderr)
+        results = {}
+        for scenario in SCENARIOS:
+            if scenario.extended and not args.all:
+                continue
+            runs = []
+            for i in range(args.repeat):
+                runs.append(run_once(corpus, scenario, extra))
+                print(f"  {scenario.name} run {i + 1}/{args.repeat}: "
+                      f"{runs[-1]['wall_s']:.1f} s", file=sys.stderr)
+            median = {f: statistics.median(r[f] for r in runs) for f in FIGURES}
+            results[scenario.name] = {"args": list(scenario.args), "runs": runs,
+                                      "median": median}
+
+    print_table(results)
+    report = {
+        "command": [sys.executable, "-m", "benchmarks.run", *(argv or sys.argv[1:])],
+        "machine": machine(),
+        "versions": versions(),
+        "corpus": {"path": str(args.corpus or "stdlib"), "files": files, "bytes": size},
+        "repeat": args.repeat,
+        "scenarios": results,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
