@@ -19,7 +19,7 @@ setup(
     packages=find_packages(include=["beam_pipeline", "beam_pipeline.*"]),
     install_requires=requirements,
     extras_require={
-        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "duckdb>=1.1,<3", "ruff>=0.6"],
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "duckdb>=1.1,<3", "pandas>=2.2,<4", "ruff>=0.6"],
     },
     entry_points={"console_scripts": ["beam-index=beam_pipeline.cli:main"]},
 )

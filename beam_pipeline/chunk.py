@@ -11,7 +11,6 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
-from pathlib import Path
 
 import apache_beam as beam
 
@@ -117,7 +116,3 @@ class ChunkFiles(beam.PTransform):
             ChunkFile(self.config, self.progress)
         ).with_outputs(CHUNKS, main="files")
         return {"files": outputs.files, "chunks": outputs[CHUNKS]}
-
-
-def source_root(path: str | Path) -> str:
-    return os.path.abspath(os.fspath(path))

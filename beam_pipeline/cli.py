@@ -94,10 +94,7 @@ def run_index_command(args, beam_flags: list[str]) -> int:
         print(f"beam-index: error: unknown option(s): {' '.join(unknown)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        settings = IndexSettings.create(
-            args.embedder, chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap,
-            batch_size=args.batch_size, max_file_size=args.max_file_size,
-            embedding_dim=args.embedding_dim)
+        settings = IndexSettings.from_options(args)
     except ValueError as exc:
         print(f"beam-index: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

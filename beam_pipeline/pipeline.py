@@ -15,6 +15,7 @@ Example (a TestPipeline can run the same transforms)::
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -119,7 +120,8 @@ class IndexSettings:
         }
 
     @classmethod
-    def from_options(cls, options: IndexOptions) -> IndexSettings:
+    def from_options(cls, options: IndexOptions | argparse.Namespace) -> IndexSettings:
+        """From `PipelineOptions.view_as(IndexOptions)` or the CLI's parsed arguments."""
         return cls.create(options.embedder, chunk_size=options.chunk_size,
                           chunk_overlap=options.chunk_overlap, batch_size=options.batch_size,
                           max_file_size=options.max_file_size,
@@ -191,9 +193,10 @@ def run_index(
             stats.snapshot_id = snapshot_id
             stats.committed = True
             stats.end_time = time.time()
+            run_stats = {k: v for k, v in stats.to_dict().items() if k != "failures"}
             manifest = commit.build_manifest(
-                snapshot_id, settings.fingerprint(), summary, stats.failures,
-                stats.to_dict(), {"root": str(root)})
+                snapshot_id, settings.fingerprint(), summary, stats.failures, run_stats,
+                {"root": str(root)})
             commit.commit_snapshot(out, staging, manifest)
             tracker.set_stage("done")
     except BaseException:

@@ -22,7 +22,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from . import stats
 from .progress import WRITTEN, ProgressSender
 from .records import FileRecord
-from .schema import FILES_SCHEMA, FILES_TABLE, SHARD_PREFIX, VECTOR_FIELD, row_schema
+from .schema import FILES_SCHEMA, FILES_TABLE, SHARD_PREFIX, row_schema
 
 STAGED_SUMMARY = "_staged.json"
 DEFAULT_ROWS_PER_SHARD = 65_536
@@ -32,10 +32,11 @@ ROW_GROUP_SIZE = 65_536
 def write_table(table: pa.Table, path: str) -> int:
     """Write atomically (temp name, then rename); returns the size in bytes.
 
-    The vector column is never dictionary-encoded (it only grows and slows; BEAM_NOTES.md).
+    Only low-cardinality string columns are dictionary-encoded: on the vector column a
+    dictionary only grows the file and slows the write (BEAM_NOTES.md).
     """
     dictionary_columns = [name for name in ("path", "language", "file_hash", "status")
-                          if name in table.column_names and name != VECTOR_FIELD]
+                          if name in table.column_names]
     tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
     pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary_columns,
                    row_group_size=ROW_GROUP_SIZE)

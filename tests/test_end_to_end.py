@@ -9,6 +9,8 @@ import subprocess
 import threading
 import time
 
+import duckdb
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from conftest import BEAM_INDEX, BrokenLoadEmbedder, code_file, make_tree, run_cli
@@ -90,6 +92,12 @@ def test_cli_indexes_a_generated_tree(tmp_path):
                                                   "overlap": 60}
     assert "Committed snapshot" in proc.stderr
     assert not any((out / STAGING_DIR).iterdir())
+    # Readable without our code: DuckDB and pandas agree with pyarrow.
+    shards = str(snapshot_dir(out) / "part-*.parquet")
+    counted = duckdb.sql(f"SELECT count(*), count(DISTINCT id) FROM '{shards}'").fetchall()
+    assert counted == [(rows.num_rows, rows.num_rows)]
+    frame = pd.read_parquet(snapshot_dir(out) / manifest["shards"][0]["path"])
+    assert len(frame["vector"].iloc[0]) == 384
 
 
 def test_stats_are_the_summed_beam_counters(tmp_path):
