@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("source", help="repository folder to index")
     index.add_argument("--output", "-o", required=True, help="index folder (created if needed)")
     index.add_argument("--stats-json", type=Path, help="write the run's stats as JSON here")
+    index.add_argument("--full", action="store_true",
+                       help="rebuild from scratch instead of re-indexing what changed")
+    index.add_argument("--keep", type=int, default=3, metavar="N",
+                       help="snapshots to keep; older ones are pruned after a commit "
+                       "(default: %(default)s)")
+    index.add_argument("--dry-run", action="store_true",
+                       help="print the plan and the number of chunks to embed, then stop")
     index.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     index.add_argument("--verbose", "-v", action="store_true", help="log Beam's own messages")
     IndexOptions._add_argparse_args(index)
@@ -57,8 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def print_summary(stats, stream=sys.stderr) -> None:
+    if stats.committed:
+        headline = f"Committed snapshot {stats.snapshot_id}"
+    elif stats.up_to_date:
+        headline = f"Up to date: snapshot {stats.snapshot_id} unchanged"
+    else:
+        headline = "Nothing committed"
     lines = [
-        f"{'Committed snapshot ' + stats.snapshot_id if stats.committed else 'Nothing committed'}",
+        headline,
+        (f"  plan            {stats.files_added} added, {stats.files_changed} changed, "
+         f"{stats.files_unchanged} unchanged, {stats.files_deleted} deleted"),
         f"  files indexed   {stats.files_processed}",
         f"  files failed    {stats.failed_files}",
         f"  files skipped   {stats.skipped_files}"
@@ -70,6 +85,9 @@ def print_summary(stats, stream=sys.stderr) -> None:
     ]
     if stats.legacy_encoding_files:
         lines.append(f"  legacy encoding {stats.legacy_encoding_files} files (cp1252/latin-1)")
+    for item in stats.stale[:20]:
+        lines.append(f"  STALE {item['path']}: {item['reason']} (previous rows kept; retried "
+                     "next run)")
     for failure in stats.failures[:20]:
         lines.append(f"  FAILED {failure['path']}: {failure['reason']}")
     if len(stats.failures) > 20:
@@ -86,32 +104,45 @@ def run_index_command(args, beam_flags: list[str]) -> int:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from .commit import OutputError
+    from .lock import LockedError
     from .options import unknown_flags
     from .pipeline import IndexSettings, NothingCommitted, run_index
+    from .reindex import CorruptSnapshotError
 
     unknown = unknown_flags(beam_flags)
     if unknown:
         print(f"beam-index: error: unknown option(s): {' '.join(unknown)}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        if args.keep < 1:
+            raise ValueError(f"--keep must be at least 1, got {args.keep}")
         settings = IndexSettings.from_options(args)
     except ValueError as exc:
         print(f"beam-index: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         stats = run_index(args.source, args.output, settings,
-                          pipeline_options=PipelineOptions(beam_flags), quiet=args.quiet)
+                          pipeline_options=PipelineOptions(beam_flags), full=args.full,
+                          keep=args.keep, dry_run=args.dry_run, announce=_announce,
+                          quiet=args.quiet)
     except NothingCommitted as exc:
         print_summary(exc.stats)
         _write_stats(exc.stats, args.stats_json)
         print(f"beam-index: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except (OSError, OutputError) as exc:
+    except (OSError, OutputError, LockedError, CorruptSnapshotError) as exc:
         print(f"beam-index: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print_summary(stats)
+    if not args.dry_run:
+        print_summary(stats)
     _write_stats(stats, args.stats_json)
     return EXIT_OK
+
+
+def _announce(message: str) -> None:
+    # On a terminal, clear the progress line first so the message gets a line of its own.
+    prefix = "\r\x1b[K" if sys.stderr.isatty() else ""
+    print(prefix + message, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,11 +22,14 @@ from .schema import (
     FAILED,
     FILES_TABLE,
     FORMAT_VERSION,
+    INDEXED,
     MANIFEST_FILE,
     SCHEMA_VERSION,
     SHARD_PREFIX,
+    SKIPPED,
     SNAPSHOTS_DIR,
     STAGING_DIR,
+    STALE,
 )
 from .write import STAGED_SUMMARY
 
@@ -90,28 +93,41 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def build_manifest(snapshot_id: str, fingerprint: dict, summary: dict, failures: list[dict],
-                   stats: dict, source: dict) -> dict[str, Any]:
-    shards = summary["shards"]
+def build_manifest(snapshot_id: str, fingerprint: dict, shards: list[dict], counts: dict,
+                   failures: list[dict], stale: list[dict], stats: dict, source: dict,
+                   previous: str | None = None) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "schema_version": SCHEMA_VERSION,
         "snapshot_id": snapshot_id,
+        "previous_snapshot": previous,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "fingerprint": fingerprint,
         "source": source,
         "files_table": FILES_TABLE,
-        "shards": shards,
-        "counts": {
-            "files": summary["files"],
-            "files_indexed": stats["files_processed"],
-            "files_failed": stats["failed_files"],
-            "files_skipped": stats["skipped_files"],
-            "rows": sum(s["rows"] for s in shards),
-        },
+        "shards": sorted(shards, key=lambda s: s["path"]),
+        "counts": {**counts, "rows": sum(s["rows"] for s in shards)},
         "failures": failures,
+        "stale": stale,
         "stats": stats,
     }
+
+
+def staged_counts(staging: Path) -> dict[str, int]:
+    """Files by status in the staged files.parquet (the whole tree's, after a merge)."""
+    status = pq.read_table(staging / FILES_TABLE, columns=["status"])["status"]
+    by_status = {item["values"]: item["counts"] for item in status.value_counts().to_pylist()}
+    return {"files": len(status), **{f"files_{s}": by_status.get(s, 0)
+                                     for s in (INDEXED, FAILED, SKIPPED, STALE)}}
+
+
+def clear_staging(out: Path) -> None:
+    """Remove what killed runs left in OUT/.staging; only call while holding the output lock."""
+    for leftover in (out / STAGING_DIR).iterdir():
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def staged_summary(staging: Path) -> dict:

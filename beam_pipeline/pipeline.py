@@ -20,7 +20,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -28,14 +28,15 @@ from typing import TextIO
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from . import commit
+from . import commit, reindex
 from . import stats as stats_mod
 from .assemble import AssembleFiles
-from .chunk import ChunkerConfig, ChunkFiles
+from .chunk import ChunkerConfig, ChunkFiles, FileSkipped, load_chunks
 from .chunking import default_overlap
 from .discover import DEFAULT_MAX_FILE_SIZE, FileEntry, discover_to_file
 from .embed import EmbedChunks
 from .embedders import Embedder, get_embedder
+from .lock import OutputLock
 from .options import DEFAULT_BATCH_SIZE, DEFAULT_DIM, IndexOptions, select_runner
 from .progress import ProgressChannel, ProgressDisplay, ProgressSender, ProgressTracker
 from .schema import SCHEMA_VERSION
@@ -45,6 +46,8 @@ from .write import WriteFilesTable, WriteShards
 log = logging.getLogger(__name__)
 
 FILE_LIST = "_discovered.jsonl"
+TODO_LIST = "_todo.jsonl"
+DEFAULT_KEEP = 3
 CHUNKER_NAME = "fixed-chars"
 
 
@@ -151,59 +154,126 @@ def run_index(
     settings: IndexSettings | None = None,
     *,
     pipeline_options: PipelineOptions | Sequence[str] | None = None,
+    full: bool = False,
+    keep: int = DEFAULT_KEEP,
+    dry_run: bool = False,
+    announce: Callable[[str], None] | None = None,
     progress_stream: TextIO | None = None,
     quiet: bool = True,
 ) -> ProcessingStats:
     """Index `source` into `output` and commit a new snapshot; returns the run's stats.
 
-    Raises NotADirectoryError for a bad source, commit.OutputError for an unusable output and
-    NothingCommitted when the run produced nothing committable (its stats attached).
+    Against an output whose live snapshot has the same fingerprint only added and changed
+    files are embedded; the rest is carried forward (`full=True` rebuilds). `announce`
+    receives the plan line before any embedding starts. `dry_run` stops after the plan.
+
+    Raises NotADirectoryError for a bad source, commit.OutputError for an unusable output,
+    lock.LockedError when another run holds the output, and NothingCommitted when the run
+    produced nothing committable (its stats attached).
     """
     settings = settings or IndexSettings.create()
     if not isinstance(pipeline_options, PipelineOptions):
         pipeline_options = PipelineOptions(list(pipeline_options or []))
+    if keep < 1:
+        raise ValueError(f"--keep must be at least 1, got {keep}")
     root, out = Path(source).resolve(), Path(output).absolute()
     if not root.is_dir():
         raise NotADirectoryError(f"source is not a directory: {source}")
+    announce = announce or (lambda message: log.info("%s", message))
     stats = ProcessingStats(start_time=time.time())
     commit.prepare_output(out)
-    snapshot_id = commit.new_snapshot_id()
-    staging = commit.create_staging(out, snapshot_id)
+    with OutputLock(out) as lock:
+        if lock.previous_owner:
+            announce(f"Taking over from an unfinished run (pid {lock.previous_owner.get('pid')})"
+                     "; removing its leftovers")
+        commit.clear_staging(out)
+        previous = None if full else reindex.load_previous(out)
+        stats.rebuild_reason = reindex.rebuild_reason(previous, settings.fingerprint(), full)
+        base = previous if stats.rebuild_reason is None else None
+        snapshot_id = commit.new_snapshot_id()
+        staging = commit.create_staging(out, snapshot_id)
+        try:
+            _run(root, out, staging, snapshot_id, settings, pipeline_options, base, stats,
+                 keep=keep, dry_run=dry_run, announce=announce,
+                 progress_stream=progress_stream, quiet=quiet)
+        finally:
+            if not stats.committed:
+                commit.discard_staging(staging)
+    return stats
+
+
+def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: IndexSettings,
+         options: PipelineOptions, base: reindex.Previous | None, stats: ProcessingStats, *,
+         keep: int, dry_run: bool, announce: Callable[[str], None],
+         progress_stream: TextIO | None, quiet: bool) -> None:
     tracker = ProgressTracker()
     tracker.set_stage("discovering")
-    try:
-        with ProgressChannel(tracker) as channel, _display(tracker, progress_stream, quiet):
-            discovery = discover_to_file(
-                root, staging / FILE_LIST, max_file_size=settings.max_file_size,
-                on_progress=lambda found: setattr(tracker, "total_files", found))
-            tracker.total_files = discovery.files
-            tracker.set_stage("running")
-            result = _run_pipeline(root, staging, settings, pipeline_options,
-                                   ProgressSender(channel.address))
-            stats.add_counters(stats_mod.sum_counters(result))
-            stats.add_skips(discovery.skipped)
-            summary = commit.staged_summary(staging)
-            stats.failures = commit.staged_failures(staging)
-            if stats.files_processed == 0 and stats.failed_files > 0:
-                stats.end_time = time.time()
-                raise NothingCommitted(
-                    f"every file failed ({stats.failed_files}); nothing committed", stats)
-            tracker.set_stage("committing")
-            (staging / FILE_LIST).unlink()
-            stats.snapshot_id = snapshot_id
-            stats.committed = True
+    with ProgressChannel(tracker) as channel, _display(tracker, progress_stream, quiet):
+        discovery = discover_to_file(
+            root, staging / FILE_LIST, max_file_size=settings.max_file_size,
+            on_progress=lambda found: setattr(tracker, "total_files", found))
+        plan = reindex.plan_changes(staging / FILE_LIST, staging / TODO_LIST, base)
+        stats.record_plan(plan)
+        stats.add_skips(discovery.skipped)
+        tracker.total_files = plan.to_process
+        if base is None:
+            announce(f"Full build, {stats.rebuild_reason}: {plan.added} files to index")
+        else:
+            announce(f"Re-indexing {base.snapshot_id}: {plan.describe()}")
+        if dry_run:
+            stats.chunks_to_embed = _count_chunks(root, settings, staging / TODO_LIST)
+            announce(f"Dry run: {plan.to_process} files, {stats.chunks_to_embed} chunks "
+                     "to embed; nothing written")
             stats.end_time = time.time()
-            run_stats = {k: v for k, v in stats.to_dict().items() if k != "failures"}
-            manifest = commit.build_manifest(
-                snapshot_id, settings.fingerprint(), summary, stats.failures, run_stats,
-                {"root": str(root)})
-            commit.commit_snapshot(out, staging, manifest)
-            tracker.set_stage("done")
-    except BaseException:
-        stats.committed = False
-        commit.discard_staging(staging)
-        raise
-    return stats
+            return
+        if base is not None and not plan.has_changes:
+            stats.up_to_date = True
+            stats.snapshot_id = base.snapshot_id
+            stats.end_time = time.time()
+            announce(f"Index is up to date (snapshot {base.snapshot_id})")
+            return
+        tracker.set_stage("running")
+        result = _run_pipeline(root, staging, settings, options, ProgressSender(channel.address))
+        stats.add_counters(stats_mod.sum_counters(result))
+        tracker.set_stage("committing")
+        shards = commit.staged_summary(staging)["shards"]
+        stale: dict[str, str] = {}
+        if base is not None:
+            stale = reindex.merge_files_table(staging, base, plan)
+            shards += reindex.carry_rows(base, plan.carry | set(stale), staging)
+        stats.stale = [{"path": p, "reason": r} for p, r in sorted(stale.items())]
+        stats.failures = [f for f in commit.staged_failures(staging) if f["path"] not in stale]
+        stats.end_time = time.time()
+        if base is None and stats.files_processed == 0 and stats.failed_files > 0:
+            raise NothingCommitted(
+                f"every file failed ({stats.failed_files}); nothing committed", stats)
+        for name in (FILE_LIST, TODO_LIST):
+            (staging / name).unlink()
+        stats.snapshot_id = snapshot_id
+        run_stats = {k: v for k, v in stats.to_dict().items() if k not in ("failures", "stale")}
+        source = {"root": str(root), "git_commit": reindex.git_commit(root)}
+        manifest = commit.build_manifest(
+            snapshot_id, settings.fingerprint(), shards, commit.staged_counts(staging),
+            stats.failures, stats.stale, run_stats, source,
+            previous=base.snapshot_id if base else None)
+        commit.commit_snapshot(out, staging, manifest)
+        stats.committed = True
+        stats.pruned = reindex.prune_snapshots(out, keep, snapshot_id)
+        tracker.set_stage("done")
+
+
+def _count_chunks(root: Path, settings: IndexSettings, todo: Path) -> int:
+    """What a run would embed: the dry run chunks (no embedding) the files it would process."""
+    config = ChunkerConfig(str(root), settings.chunk_size, settings.chunk_overlap,
+                           settings.max_file_size)
+    total = 0
+    with open(todo, encoding="ascii") as fh:
+        for line in fh:
+            try:
+                total += len(load_chunks(config, FileEntry.from_json(line).path)[2])
+            except (OSError, FileSkipped):
+                continue
+    return total
 
 
 def _display(tracker: ProgressTracker, stream: TextIO | None, quiet: bool):
@@ -217,7 +287,7 @@ def _run_pipeline(root: Path, staging: Path, settings: IndexSettings,
     pipeline = beam.Pipeline(runner=select_runner(options), options=options)
     _ = (
         pipeline
-        | "ReadFileList" >> ReadFileList(str(staging / FILE_LIST))
+        | "ReadFileList" >> ReadFileList(str(staging / TODO_LIST))
         | "IndexFiles" >> IndexFiles(config, settings.embedder, settings.batch_size,
                                      str(staging), progress)
     )

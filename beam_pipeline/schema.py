@@ -24,6 +24,7 @@ SHARD_PREFIX = "part-"
 INDEXED = "indexed"
 FAILED = "failed"
 SKIPPED = "skipped"
+STALE = "stale"  # re-embedding failed; the previous rows are kept until a retry succeeds
 
 # Beam names a list's child "item", pyarrow "element"; we keep pyarrow's default everywhere.
 VECTOR_FIELD = "vector"

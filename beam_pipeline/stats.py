@@ -70,6 +70,16 @@ class ProcessingStats:
     rows_written: int = 0
     shards_written: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    # Re-indexing: what the plan found, and what happened to changed files that failed.
+    rebuild_reason: str | None = None
+    files_added: int = 0
+    files_changed: int = 0
+    files_unchanged: int = 0
+    files_deleted: int = 0
+    stale: list[dict[str, str]] = field(default_factory=list)
+    up_to_date: bool = False
+    chunks_to_embed: int | None = None  # dry runs only
+    pruned: list[str] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)  # the run's Beam counters, as summed
 
     @property
@@ -96,6 +106,10 @@ class ProcessingStats:
         self.add_skips(
             {k[len(SKIP_PREFIX):]: v for k, v in counters.items() if k.startswith(SKIP_PREFIX)}
         )
+
+    def record_plan(self, plan) -> None:
+        self.files_added, self.files_changed = plan.added, plan.changed
+        self.files_unchanged, self.files_deleted = plan.unchanged, plan.deleted
 
     def add_skips(self, skips: dict[str, int]) -> None:
         merged = Counter(self.skipped_by_reason)

@@ -49,14 +49,17 @@ def test_commit_keeps_only_reported_shards_and_flips_current(tmp_path):
     assert sorted(p.name for p in staging.glob("part-*")) == ["part-a.parquet"]
     failures = commit.staged_failures(staging)
     assert failures == [{"path": "a.py", "reason": "boom"}]
-    stats = {"files_processed": 1, "failed_files": 1, "skipped_files": 0}
-    manifest = commit.build_manifest("s1", {"f": 1}, summary, failures, stats, {"root": "/r"})
+    counts = commit.staged_counts(staging)
+    assert counts == {"files": 2, "files_indexed": 1, "files_failed": 1, "files_skipped": 0,
+                      "files_stale": 0}
+    manifest = commit.build_manifest("s1", {"f": 1}, summary["shards"], counts, failures, [],
+                                     {"files_processed": 1}, {"root": "/r"})
     target = commit.commit_snapshot(out, staging, manifest)
     assert commit.read_current(out) == "s1" == (out / CURRENT_FILE).read_text().strip()
     assert target == out / SNAPSHOTS_DIR / "s1" and not staging.exists()
     written = json.loads((target / MANIFEST_FILE).read_text())
     assert written["shards"] == [{"path": "part-a.parquet", "rows": 2, "files": 1, "bytes": 1}]
-    assert written["counts"]["rows"] == 2 and written["counts"]["files"] == 2
+    assert written["counts"] == {**counts, "rows": 2}
     assert sorted(p.name for p in target.iterdir()) == [
         "files.parquet", "manifest.json", "part-a.parquet"]
 

@@ -15,8 +15,8 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import re
+from hashlib import blake2b as _blake2b
 
 import numpy as np
 
@@ -28,7 +28,18 @@ _IDENTIFIER = re.compile(r"[^\W\d]\w+")
 _SUBWORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_A-Za-z]+")
 _TRIGRAM_WEIGHT = 0.25
 _SUBWORD_WEIGHT = 0.75
-_VOCAB_LIMIT = 500_000
+_VOCAB_LIMIT = 200_000  # ~15 features a token: tens of MB at most
+
+
+class _Vocabulary(dict):
+    """token → token id; an unseen token is added by `add` on first lookup."""
+
+    def __init__(self, add):
+        super().__init__()
+        self._add = add
+
+    def __missing__(self, token: str) -> int:
+        return self._add(token)
 
 
 class HashingEmbedder(Embedder):
@@ -39,27 +50,24 @@ class HashingEmbedder(Embedder):
         if dim < 8:
             raise ValueError(f"dimension must be at least 8, got {dim}")
         self.dim = int(dim)
-        self._reset_vocabulary()
+        self._vocab: dict[str, int] | None = None  # token cache, built per worker
 
-    def __getstate__(self):
-        return {"dim": self.dim}
+    def __getstate__(self) -> dict:
+        return {"dim": self.dim}  # the cache is rebuilt cheaply; shipping it would bloat pickles
 
-    def __setstate__(self, state):
-        self.dim = state["dim"]
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["dim"])
+
+    def load(self) -> None:
         self._reset_vocabulary()
 
     def _reset_vocabulary(self) -> None:
         # Each token's hashed features are computed once per worker and kept in CSR form
         # (token id → slice of _buckets/_weights), so a batch is gathered with numpy alone.
-        self._vocab: dict[str, int] = {}
+        self._vocab = _Vocabulary(self._add_token)
         self._indptr = np.zeros(1024, dtype=np.int64)
         self._buckets = np.zeros(8192, dtype=np.int64)
         self._weights = np.zeros(8192, dtype=np.float64)
-
-    def _bucket(self, feature: str) -> tuple[int, float]:
-        digest = hashlib.blake2b(feature.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-        value = int.from_bytes(digest, "little")
-        return value % self.dim, (1.0 if value >> 63 else -1.0)
 
     def _features(self, token: str) -> dict[str, float]:
         weighted = {token.lower(): 1.0}
@@ -74,8 +82,6 @@ class HashingEmbedder(Embedder):
         return weighted
 
     def _add_token(self, token: str) -> int:
-        if len(self._vocab) >= _VOCAB_LIMIT:
-            self._reset_vocabulary()
         tid = len(self._vocab)
         features = self._features(token)
         start = self._indptr[tid]
@@ -85,31 +91,34 @@ class HashingEmbedder(Embedder):
         if end > len(self._buckets):
             self._buckets = np.resize(self._buckets, 2 * end)
             self._weights = np.resize(self._weights, 2 * end)
-        for i, (feature, weight) in enumerate(features.items(), start):
-            bucket, sign = self._bucket(feature)
-            self._buckets[i] = bucket
-            self._weights[i] = sign * weight
+        # A stable 64-bit hash (never the salted built-in hash()): low part picks the bucket,
+        # the top bit the sign, so colliding features cancel out on average instead of adding up.
+        hashes = [int.from_bytes(_blake2b(f.encode("utf-8", "surrogatepass"), digest_size=8)
+                                 .digest(), "little") for f in features]
+        self._buckets[start:end] = [h % self.dim for h in hashes]
+        self._weights[start:end] = [w if h >> 63 else -w for h, w in zip(hashes, features.values())]
         self._indptr[tid + 1] = end
         self._vocab[token] = tid
         return tid
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        get = self._vocab.get
+        # Clear only between batches: ids already gathered for this batch must stay valid.
+        if self._vocab is None or len(self._vocab) > _VOCAB_LIMIT:
+            self._reset_vocabulary()
+        lookup = self._vocab.__getitem__
         token_ids: list[int] = []
-        tokens_per_text = np.zeros(len(texts), dtype=np.int64)
-        for row, text in enumerate(texts):
+        tokens_per_text = []
+        for text in texts:
             tokens = _IDENTIFIER.findall(text)
-            tokens_per_text[row] = len(tokens)
-            for token in tokens:
-                tid = get(token)
-                token_ids.append(self._add_token(token) if tid is None else tid)
+            tokens_per_text.append(len(tokens))
+            token_ids.extend(map(lookup, tokens))  # no Python-level loop per token
         ids = np.asarray(token_ids, dtype=np.int64)
         starts = self._indptr[ids]
         lengths = self._indptr[ids + 1] - starts
         # Positions of every feature of every token: each token's slice, laid end to end.
         offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
         positions = offsets + np.arange(offsets.size)
-        rows = np.repeat(np.repeat(np.arange(len(texts)), tokens_per_text), lengths)
+        rows = np.repeat(np.repeat(np.arange(len(texts)), np.asarray(tokens_per_text, dtype=np.int64)), lengths)
         matrix = np.bincount(rows * self.dim + self._buckets[positions],
                              weights=self._weights[positions],
                              minlength=len(texts) * self.dim).reshape(len(texts), self.dim)

@@ -1,0 +1,77 @@
+"""OutputLock: one run at a time per output folder.
+
+An exclusive `flock` on `OUT/.lock`, held for the whole run. The kernel drops it when the owning
+process dies, so a lock left by a killed run is never "stale" in a way that needs guessing: the
+next run simply acquires it, and knows from the owner record left in the file that the previous
+run did not finish (its staging leftovers are then safe to remove). For local outputs only.
+
+Example::
+
+    with OutputLock(Path("index")) as lock:
+        if lock.previous_owner:
+            print("taking over after", lock.previous_owner)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Self
+
+LOCK_FILE = ".lock"
+
+
+class LockedError(Exception):
+    """Another run holds the output folder."""
+
+
+class OutputLock:
+    def __init__(self, out: Path):
+        self.path = out / LOCK_FILE
+        self._fd: int | None = None
+        self.previous_owner: dict | None = None  # set when a killed run left its record
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _read_owner(fd)
+            os.close(fd)
+            who = (f"pid {owner.get('pid')} on {owner.get('host')}, started {owner.get('started')}"
+                   if owner else "another process")
+            raise LockedError(f"{self.path.parent} is being indexed by another run ({who}); "
+                              "try again when it has finished") from None
+        self.previous_owner = _read_owner(fd)
+        record = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        # An empty file means "released cleanly"; a record left behind means a run died.
+        os.ftruncate(self._fd, 0)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_owner(fd: int) -> dict | None:
+    try:
+        data = os.pread(fd, 4096, 0)
+        return json.loads(data) if data.strip() else None
+    except (OSError, ValueError):
+        return None

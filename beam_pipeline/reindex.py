@@ -1,0 +1,237 @@
+"""Re-indexing: compare the tree with the live snapshot and carry unchanged files forward.
+
+The plan is made in the launcher from stat data alone (size + mtime against the previous
+snapshot's files.parquet). Only added and changed files go through the pipeline. Afterwards
+the rows of unchanged files — and the old rows of changed files whose re-embedding failed, now
+marked `stale` — are copied into the new snapshot at Arrow level (a whole shard whose every row
+is kept is hard-linked, or copied where links are impossible), so every snapshot stays
+self-contained and pruning old ones never breaks the live one.
+
+Example::
+
+    previous = load_previous(out)
+    reason = rebuild_reason(previous, fingerprint, full=False)   # None → incremental
+    plan = plan_changes(discovered_list, todo_list, previous if reason is None else None)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .commit import read_current
+from .discover import FileEntry
+from .schema import (
+    FILES_TABLE,
+    INDEXED,
+    MANIFEST_FILE,
+    SHARD_PREFIX,
+    SKIPPED,
+    SNAPSHOTS_DIR,
+    STALE,
+)
+from .write import write_table
+
+_SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$")
+_SHARD_NAME = re.compile(r"^part-[0-9A-Za-z_-]+\.parquet$")
+
+
+class CorruptSnapshotError(Exception):
+    """The live snapshot cannot be used as the base of an incremental run."""
+
+
+@dataclass
+class Previous:
+    snapshot_id: str
+    directory: Path
+    manifest: dict
+    # path → (size, mtime_ns, status) of every file the snapshot knows
+    files: dict[str, tuple[int, int, str]]
+
+
+def load_previous(out: Path) -> Previous | None:
+    snapshot_id = read_current(out)
+    if snapshot_id is None:
+        return None
+    directory = out / SNAPSHOTS_DIR / snapshot_id
+    try:
+        manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
+        table = pq.read_table(directory / FILES_TABLE, columns=["path", "size", "mtime_ns",
+                                                                "status"])
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise CorruptSnapshotError(f"live snapshot {snapshot_id} is unreadable ({exc}); "
+                                   "run with --full to rebuild") from exc
+    for shard in manifest.get("shards", []):
+        if not _SHARD_NAME.match(str(shard.get("path", ""))):
+            raise CorruptSnapshotError(f"snapshot {snapshot_id} names an invalid shard "
+                                       f"{shard.get('path')!r}; run with --full to rebuild")
+    files = {
+        path: (size, mtime, status)
+        for path, size, mtime, status in zip(
+            table["path"].to_pylist(), table["size"].to_pylist(),
+            table["mtime_ns"].to_pylist(), table["status"].to_pylist())
+    }
+    return Previous(snapshot_id, directory, manifest, files)
+
+
+def rebuild_reason(previous: Previous | None, fingerprint: dict, full: bool) -> str | None:
+    """Why this run must rebuild from scratch, or None when it can re-index incrementally."""
+    if full:
+        return "--full given"
+    if previous is None:
+        return "no previous snapshot"
+    old = previous.manifest.get("fingerprint")
+    if old != fingerprint:
+        return f"fingerprint changed: {_fingerprint_diff(old or {}, fingerprint)}"
+    return None
+
+
+def _fingerprint_diff(old: dict, new: dict, prefix: str = "") -> str:
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _fingerprint_diff(a, b, f"{prefix}{key}.")
+            if inner:
+                changes.append(inner)
+        elif a != b:
+            changes.append(f"{prefix}{key} {a} → {b}")
+    return ", ".join(changes)
+
+
+@dataclass
+class Plan:
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    carry: set[str] = field(default_factory=set)  # unchanged: rows and record carried forward
+    # changed files with rows in the previous snapshot: kept (stale) if re-embedding fails
+    replaceable: set[str] = field(default_factory=set)
+
+    @property
+    def to_process(self) -> int:
+        return self.added + self.changed
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.added or self.changed or self.deleted)
+
+    def describe(self) -> str:
+        return (f"{self.added} added, {self.changed} changed, {self.unchanged} unchanged, "
+                f"{self.deleted} deleted")
+
+
+def plan_changes(discovered: Path, todo: Path, previous: Previous | None) -> Plan:
+    """Stream the discovered list; write the files to (re)process to `todo`."""
+    plan = Plan()
+    seen: set[str] = set()
+    with open(discovered, encoding="ascii") as src, open(todo, "w", encoding="ascii") as dst:
+        for line in src:
+            entry = FileEntry.from_json(line)
+            seen.add(entry.path)
+            old = previous.files.get(entry.path) if previous else None
+            if old is None:
+                plan.added += 1
+            # A file that failed last time is retried even when unchanged.
+            elif old[:2] == (entry.size, entry.mtime_ns) and old[2] in (INDEXED, SKIPPED):
+                plan.unchanged += 1
+                plan.carry.add(entry.path)
+                continue
+            else:
+                plan.changed += 1
+                if old[2] in (INDEXED, STALE):
+                    plan.replaceable.add(entry.path)
+            dst.write(line)
+    if previous:
+        plan.deleted = sum(1 for path in previous.files if path not in seen)
+    return plan
+
+
+def _path_filter(table: pa.Table, paths: set[str]) -> pa.Array:
+    return pc.is_in(table["path"], value_set=pa.array(sorted(paths), pa.string()))
+
+
+def carry_rows(previous: Previous, paths: set[str], staging: Path) -> list[dict]:
+    """Copy the rows of `paths` from the previous snapshot's shards into `staging`."""
+    if not paths:
+        return []
+    shards = []
+    for shard in previous.manifest["shards"]:
+        source = previous.directory / shard["path"]
+        shard_paths = pq.read_table(source, columns=["path"])
+        keep = _path_filter(shard_paths, paths)
+        kept_rows = pc.sum(keep).as_py() or 0
+        if kept_rows == 0:
+            continue
+        name = f"{SHARD_PREFIX}{uuid.uuid4().hex}.parquet"
+        target = staging / name
+        if kept_rows == shard_paths.num_rows:
+            _link_or_copy(source, target)
+        else:
+            write_table(pq.read_table(source).filter(keep), str(target))
+        files = pc.count_distinct(shard_paths["path"].filter(keep)).as_py()
+        shards.append({"path": name, "rows": kept_rows, "files": files,
+                       "bytes": target.stat().st_size})
+    return shards
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def merge_files_table(staging: Path, previous: Previous, plan: Plan) -> dict[str, str]:
+    """Rewrite staging's files.parquet as the whole tree's; returns the stale files' reasons.
+
+    Records of unchanged files come from the previous snapshot; a changed file whose
+    re-embedding failed keeps its previous record, with status `stale` and the new reason.
+    """
+    new = pq.read_table(staging / FILES_TABLE)
+    failed = new.filter(pc.equal(new["status"], "failed"))
+    stale = {p: e for p, e in zip(failed["path"].to_pylist(), failed["error"].to_pylist())
+             if p in plan.replaceable}
+    old = pq.read_table(previous.directory / FILES_TABLE)
+    carried = old.filter(_path_filter(old, plan.carry))
+    kept_old = old.filter(_path_filter(old, set(stale)))
+    if kept_old.num_rows:
+        errors = pa.array([stale[p] for p in kept_old["path"].to_pylist()], pa.string())
+        kept_old = kept_old.set_column(kept_old.schema.get_field_index("status"), "status",
+                                       pa.array([STALE] * kept_old.num_rows, pa.string()))
+        kept_old = kept_old.set_column(kept_old.schema.get_field_index("error"), "error", errors)
+    fresh = new.filter(pc.invert(_path_filter(new, set(stale))))
+    merged = pa.concat_tables([fresh, carried.cast(new.schema), kept_old.cast(new.schema)])
+    write_table(merged.sort_by("path"), str(staging / FILES_TABLE))
+    return stale
+
+
+def prune_snapshots(out: Path, keep: int, live: str) -> list[str]:
+    """Remove all but the `keep` newest snapshots (never the live one); returns those removed."""
+    root = out / SNAPSHOTS_DIR
+    ids = sorted(p.name for p in root.iterdir() if _SNAPSHOT_ID.match(p.name) and p.is_dir())
+    doomed = [i for i in ids[:max(0, len(ids) - keep)] if i != live]
+    for snapshot_id in doomed:
+        shutil.rmtree(root / snapshot_id)
+    return doomed
+
+
+def git_commit(root: Path) -> str | None:
+    """HEAD of the git work tree at `root`, if it is one (and git is installed)."""
+    try:
+        proc = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None

@@ -1,0 +1,186 @@
+"""Scheduled re-indexing: only what changed is embedded, and the result equals a full rebuild."""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import BEAM_INDEX, PoisonEmbedder, code_file, make_tree, run_cli
+
+from beam_pipeline import IndexSettings, run_index
+from beam_pipeline.chunking import chunk_text
+from beam_pipeline.lock import LockedError, OutputLock
+from beam_pipeline.schema import CURRENT_FILE, MANIFEST_FILE, SNAPSHOTS_DIR, STAGING_DIR
+
+
+def live(out):
+    snap = out / SNAPSHOTS_DIR / (out / CURRENT_FILE).read_text().strip()
+    manifest = json.loads((snap / MANIFEST_FILE).read_text())
+    rows = pq.read_table([str(snap / s["path"]) for s in manifest["shards"]]).sort_by("id")
+    files = pq.read_table(snap / "files.parquet")
+    return manifest, rows, files
+
+
+def comparable(rows):
+    data = rows.drop_columns(["vector"]).to_pydict()
+    return data, np.array(rows["vector"].to_pylist(), dtype=np.float32)
+
+
+def bump(path, text):
+    path.write_text(text)
+    stat = path.stat()  # a new mtime even on filesystems with coarse timestamps
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
+def test_add_change_delete_rename_equals_a_full_rebuild(tmp_path):
+    src = make_tree(tmp_path / "src", {f"pkg/m{i}.py": code_file(f"m{i}", 10 + i)
+                                       for i in range(8)})
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    settings = IndexSettings.create(chunk_size=300, batch_size=16)
+    first = run_index(src, out, settings)
+    assert first.files_added == 8 and first.chunks_embedded == first.chunks_created
+    bump(src / "pkg/m1.py", code_file("changed", 12))
+    (src / "pkg/m2.py").unlink()
+    (src / "pkg/m3.py").rename(src / "pkg/renamed.py")
+    (src / "pkg/new.py").write_text(code_file("new", 5))
+    second = run_index(src, out, settings)
+    assert (second.files_added, second.files_changed, second.files_unchanged,
+            second.files_deleted) == (2, 1, 5, 2)
+    assert second.files_processed == 3  # only new, renamed and changed went through the pipeline
+    manifest, rows, files = live(out)
+    assert manifest["previous_snapshot"] == first.snapshot_id
+    run_index(src, fresh, settings)
+    _, full_rows, full_files = live(fresh)
+    data, vectors = comparable(rows)
+    full_data, full_vectors = comparable(full_rows)
+    assert data == full_data
+    np.testing.assert_array_equal(vectors, full_vectors)
+    assert files.drop_columns(["mtime_ns"]).equals(full_files.drop_columns(["mtime_ns"]))
+    assert "pkg/m2.py" not in set(rows["path"].to_pylist())
+
+
+def test_nothing_changed_embeds_nothing_and_commits_nothing(tmp_path):
+    src = make_tree(tmp_path / "src", {f"m{i}.py": code_file(f"m{i}", 10) for i in range(5)})
+    out = tmp_path / "out"
+    first = run_index(src, out)
+    again = run_index(src, out)
+    assert again.up_to_date and not again.committed and again.snapshot_id == first.snapshot_id
+    assert again.embed_batches == 0 and again.files_unchanged == 5
+    assert len(list((out / SNAPSHOTS_DIR).iterdir())) == 1
+
+
+def test_failed_re_embedding_keeps_the_previous_rows_and_is_retried(tmp_path):
+    src = make_tree(tmp_path / "src", {"a.py": code_file("a", 20), "b.py": code_file("b", 20)})
+    out = tmp_path / "out"
+    settings = IndexSettings.create(PoisonEmbedder(), chunk_size=200)
+    run_index(src, out, settings)
+    _, before, _ = live(out)
+    old_a = before.filter(np.array([p == "a.py" for p in before["path"].to_pylist()]))
+    bump(src / "a.py", code_file("a", 20) + "# POISON\n")
+    bump(src / "b.py", code_file("b2", 20))
+    stats = run_index(src, out, settings)
+    assert stats.committed and stats.failed_files == 1 and stats.files_processed == 1
+    assert stats.stale == [{"path": "a.py", "reason": stats.stale[0]["reason"]}]
+    assert "poisoned input" in stats.stale[0]["reason"]
+    manifest, rows, files = live(out)
+    assert manifest["stale"] == stats.stale and manifest["counts"]["files_stale"] == 1
+    kept_a = rows.filter(np.array([p == "a.py" for p in rows["path"].to_pylist()]))
+    assert kept_a.sort_by("id").equals(old_a.sort_by("id"))
+    status = dict(zip(files["path"].to_pylist(), files["status"].to_pylist()))
+    assert status == {"a.py": "stale", "b.py": "indexed"}
+    # Next run: the file is still different from what the index holds, so it is retried.
+    bump(src / "a.py", code_file("a_fixed", 20))
+    retry = run_index(src, out, settings)
+    assert retry.files_changed == 1 and retry.files_processed == 1 and retry.stale == []
+    _, rows, files = live(out)
+    assert set(files["status"].to_pylist()) == {"indexed"}
+    assert any("a_fixed" in c for c in rows["content"].to_pylist())
+
+
+def test_fingerprint_change_and_full_force_a_rebuild(tmp_path):
+    src = make_tree(tmp_path / "src", {"a.py": code_file("a", 30)})
+    out = tmp_path / "out"
+    run_cli("index", src, "--output", out, "-q")
+    proc = run_cli("index", src, "--output", out, "-q", "--embedding-dim", "128")
+    assert proc.returncode == 0, proc.stderr
+    assert "Full build, fingerprint changed: embedder.dim 384 → 128" in proc.stderr
+    _, rows, _ = live(out)
+    assert rows.schema.field("vector").type.list_size == 128
+    proc = run_cli("index", src, "--output", out, "-q", "--embedding-dim", "128", "--full")
+    assert "Full build, --full given: 1 files to index" in proc.stderr
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    src = make_tree(tmp_path / "src", {"a.py": code_file("a", 30), "b.py": code_file("b", 30)})
+    out = tmp_path / "out"
+    run_cli("index", src, "--output", out, "-q", "--chunk-size", "500")
+    bump(src / "b.py", code_file("b", 60))
+    before = sorted(p.name for p in (out / SNAPSHOTS_DIR).iterdir())
+    proc = run_cli("index", src, "--output", out, "-q", "--chunk-size", "500", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    expected = len(chunk_text((src / "b.py").read_text(), 500))
+    assert "0 added, 1 changed, 1 unchanged, 0 deleted" in proc.stderr
+    assert f"Dry run: 1 files, {expected} chunks to embed; nothing written" in proc.stderr
+    assert sorted(p.name for p in (out / SNAPSHOTS_DIR).iterdir()) == before
+    assert not any((out / STAGING_DIR).iterdir())
+
+
+def test_a_second_run_fails_fast_while_the_first_holds_the_lock(tmp_path):
+    src = make_tree(tmp_path / "src", {"a.py": "a = 1\n"})
+    out = tmp_path / "out"
+    out.mkdir()
+    with OutputLock(out):
+        start = time.monotonic()
+        proc = run_cli("index", src, "--output", out, "-q")
+        assert proc.returncode == 1
+        assert "is being indexed by another run (pid" in proc.stderr
+        assert time.monotonic() - start < 30
+        with pytest.raises(LockedError):
+            OutputLock(out).acquire()
+    assert not (out / CURRENT_FILE).exists()
+
+
+def test_a_killed_runs_lock_and_leftovers_are_taken_over(tmp_path):
+    src = make_tree(tmp_path / "src", {f"f{i}.py": code_file(f"f{i}", 40) for i in range(400)})
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*BEAM_INDEX, "index", str(src), "--output",
+                             str(out), "-q", "--batch-size", "2"], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list((out / STAGING_DIR).glob("*/_todo.jsonl")):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert any((out / STAGING_DIR).iterdir()), "the killed run should have left staging behind"
+    assert json.loads((out / ".lock").read_text())["pid"] == proc.pid
+    again = run_cli("index", src, "--output", out, "-q")
+    assert again.returncode == 0, again.stderr
+    assert f"Taking over from an unfinished run (pid {proc.pid})" in again.stderr
+    assert not any((out / STAGING_DIR).iterdir())
+    assert (out / ".lock").read_text() == ""
+
+
+def test_old_snapshots_are_pruned_after_a_commit(tmp_path):
+    src = make_tree(tmp_path / "src", {"a.py": code_file("a", 10)})
+    out = tmp_path / "out"
+    ids = [run_index(src, out, full=True, keep=2).snapshot_id for _ in range(4)]
+    assert sorted(p.name for p in (out / SNAPSHOTS_DIR).iterdir()) == ids[2:]
+    assert (out / CURRENT_FILE).read_text().strip() == ids[3]
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_manifest_records_the_git_commit(tmp_path):
+    src = make_tree(tmp_path / "src", {"a.py": code_file("a", 10)})
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["init", "-q"], ["add", "a.py"], ["commit", "-qm", "x"]):
+        subprocess.run(["git", "-C", str(src), *cmd], check=True, env=env)
+    head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    run_index(src, tmp_path / "out")
+    manifest, _, _ = live(tmp_path / "out")
+    assert manifest["source"]["git_commit"] == head
