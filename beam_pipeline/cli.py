@@ -60,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     index.add_argument("--verbose", "-v", action="store_true", help="log Beam's own messages")
     IndexOptions._add_argparse_args(index)
+
+    search = commands.add_parser("search", help="rank the live snapshot's chunks by a query")
+    search.add_argument("output", help="index folder")
+    search.add_argument("query", help="text or code to search for")
+    search.add_argument("-k", type=int, default=10, help="hits to show (default: %(default)s)")
+    search.add_argument("--json", action="store_true", help="print the hits as JSON")
+
+    verify = commands.add_parser("verify", help="check the live snapshot against its manifest")
+    verify.add_argument("output", help="index folder")
+    verify.add_argument("--source", type=Path,
+                        help="also report files missing from or stale in the index")
     return parser
 
 
@@ -145,10 +156,42 @@ def _announce(message: str) -> None:
     print(prefix + message, file=sys.stderr, flush=True)
 
 
+def search_command(args) -> int:
+    from .index import Index, IndexReadError
+
+    try:
+        hits = Index.open(args.output).search(args.query, args.k)
+    except IndexReadError as exc:
+        print(f"beam-index: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(hits, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for hit in hits:
+        print(f"{hit['path']}:{hit['line_start']}-{hit['line_end']}  {hit['score']:.3f}")
+        snippet = [line for line in hit["content"].splitlines() if line.strip()][:3]
+        for line in snippet:
+            print(f"    {line[:100]}")
+    return EXIT_OK
+
+
+def verify_command(args) -> int:
+    from .verify import verify_index
+
+    problems = verify_index(Path(args.output), args.source)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"beam-index: {len(problems)} problem(s) found in {args.output}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{args.output}: sound", file=sys.stderr)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_logging(verbose=False)  # before anything imports apache_beam
     args, rest = build_parser().parse_known_args(argv)
-    if args.verbose:
+    if getattr(args, "verbose", False):
         configure_logging(verbose=True)
     interrupted = threading.Event()
 
@@ -161,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "index":
             return run_index_command(args, rest)
+        if rest:
+            print(f"beam-index: error: unknown option(s): {' '.join(rest)}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.command == "search":
+            return search_command(args)
+        if args.command == "verify":
+            return verify_command(args)
     except KeyboardInterrupt:
         interrupted.set()
     except Exception as exc:  # the one-line reason; the traceback only with --verbose

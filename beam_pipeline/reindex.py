@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from .commit import read_current
 from .discover import FileEntry
+from .index import IndexReadError, shard_names
 from .schema import (
     FILES_TABLE,
     INDEXED,
@@ -43,7 +44,6 @@ from .schema import (
 from .write import write_table
 
 _SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$")
-_SHARD_NAME = re.compile(r"^part-[0-9A-Za-z_-]+\.parquet$")
 
 
 class CorruptSnapshotError(Exception):
@@ -71,10 +71,11 @@ def load_previous(out: Path) -> Previous | None:
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise CorruptSnapshotError(f"live snapshot {snapshot_id} is unreadable ({exc}); "
                                    "run with --full to rebuild") from exc
-    for shard in manifest.get("shards", []):
-        if not _SHARD_NAME.match(str(shard.get("path", ""))):
-            raise CorruptSnapshotError(f"snapshot {snapshot_id} names an invalid shard "
-                                       f"{shard.get('path')!r}; run with --full to rebuild")
+    try:
+        shard_names(manifest)
+    except IndexReadError as exc:
+        raise CorruptSnapshotError(f"snapshot {snapshot_id}: {exc}; run with --full to "
+                                   "rebuild") from None
     files = {
         path: (size, mtime, status)
         for path, size, mtime, status in zip(

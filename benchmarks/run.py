@@ -31,14 +31,20 @@ class Scenario:
     name: str
     args: tuple[str, ...] = ()
     extended: bool = False  # only with --all
+    # "full": index into an empty folder. "reindex-N%": index once (untimed), give N % of the
+    # files a new mtime, then time the re-index (N = 0: nothing changed).
+    mode: str = "full"
 
 
 SCENARIOS = (
     Scenario("beam in-memory (hashing)"),
+    Scenario("re-index, nothing changed", mode="reindex-0%"),
+    Scenario("re-index, 1% of files touched", mode="reindex-1%"),
     Scenario("beam multi_processing x2 (hashing)",
              ("--direct_running_mode=multi_processing", "--direct_num_workers=2"), extended=True),
 )
-FIGURES = ("files", "chunks", "MB", "wall_s", "files_per_s", "chunks_per_s", "peak_rss_MB")
+FIGURES = ("files", "chunks", "MB", "wall_s", "files_per_s", "chunks_per_s", "peak_rss_MB",
+           "embed_batches")
 
 
 def stdlib_corpus(target: Path, limit: int | None) -> tuple[int, int]:
@@ -57,12 +63,25 @@ def stdlib_corpus(target: Path, limit: int | None) -> tuple[int, int]:
     return len(files), size
 
 
+def touch_share(corpus: Path, percent: int) -> int:
+    """Give every (100/percent)-th file a new mtime, as an edit would; returns the count."""
+    files = sorted(p for p in corpus.rglob("*") if p.is_file())
+    chosen = files[::max(1, round(100 / percent))] if percent else []
+    for path in chosen:
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    return len(chosen)
+
+
 def run_once(corpus: Path, scenario: Scenario, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="beam-bench-") as tmp:
         stats_path = Path(tmp) / "stats.json"
         cmd = [sys.executable, "-m", "beam_pipeline", "index", str(corpus), "--output",
                str(Path(tmp) / "out"), "--stats-json", str(stats_path), "-q",
                *scenario.args, *extra]
+        if scenario.mode.startswith("reindex-"):
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            touch_share(corpus, int(scenario.mode.removeprefix("reindex-").rstrip("%")))
         start = time.perf_counter()
         child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         stderr = child.stderr.read()
@@ -74,6 +93,7 @@ def run_once(corpus: Path, scenario: Scenario, extra: list[str]) -> dict:
             raise SystemExit(f"{scenario.name}: exit status {child.returncode}: {' '.join(cmd)}")
         stats = json.loads(stats_path.read_text())
     return {
+        "embed_batches": stats["embed_batches"],
         "files": stats["files_processed"],
         "chunks": stats["chunks_created"],
         "MB": stats["total_size"] / 1e6,
@@ -113,7 +133,8 @@ def print_table(results: dict) -> None:
     for name, result in results.items():
         med = result["median"]
         print(f"{name:38}" + "".join(
-            f"{med[f]:>14.0f}" if f in ("files", "chunks") else f"{med[f]:>14.2f}"
+            f"{med[f]:>14.0f}" if f in ("files", "chunks", "embed_batches")
+            else f"{med[f]:>14.2f}"
             for f in FIGURES))
 
 
@@ -148,10 +169,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {scenario.name} run {i + 1}/{args.repeat}: "
                       f"{runs[-1]['wall_s']:.1f} s", file=sys.stderr)
             median = {f: statistics.median(r[f] for r in runs) for f in FIGURES}
-            results[scenario.name] = {"args": list(scenario.args), "runs": runs,
-                                      "median": median}
+            results[scenario.name] = {"args": list(scenario.args), "mode": scenario.mode,
+                                      "runs": runs, "median": median}
+        full = results.get(SCENARIOS[0].name)
+        for result in results.values():
+            if full and result["mode"] != "full":
+                result["wall_vs_full"] = result["median"]["wall_s"] / full["median"]["wall_s"]
 
     print_table(results)
+    for name, result in results.items():
+        if "wall_vs_full" in result:
+            print(f"{name}: {100 * result['wall_vs_full']:.1f} % of the full run's wall time")
     report = {
         "command": [sys.executable, "-m", "benchmarks.run", *(argv or sys.argv[1:])],
         "machine": machine(),

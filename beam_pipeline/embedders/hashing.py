@@ -31,15 +31,22 @@ _SUBWORD_WEIGHT = 0.75
 _VOCAB_LIMIT = 200_000  # ~15 features a token: tens of MB at most
 
 
-class _Vocabulary(dict):
-    """token → token id; an unseen token is added by `add` on first lookup."""
+class _Memo(dict):
+    """key → compute(key), computed on first lookup; lets `map(memo.__getitem__, keys)` run in C."""
 
-    def __init__(self, add):
+    def __init__(self, compute):
         super().__init__()
-        self._add = add
+        self._compute = compute
 
-    def __missing__(self, token: str) -> int:
-        return self._add(token)
+    def __missing__(self, key: str) -> int:
+        value = self[key] = self._compute(key)
+        return value
+
+
+def _stable_hash(feature: str) -> int:
+    # Never the salted built-in hash(): vectors must match across processes and machines.
+    digest = _blake2b(feature.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
 
 
 class HashingEmbedder(Embedder):
@@ -64,7 +71,8 @@ class HashingEmbedder(Embedder):
     def _reset_vocabulary(self) -> None:
         # Each token's hashed features are computed once per worker and kept in CSR form
         # (token id → slice of _buckets/_weights), so a batch is gathered with numpy alone.
-        self._vocab = _Vocabulary(self._add_token)
+        self._vocab = _Memo(self._add_token)
+        self._hashes = _Memo(_stable_hash)  # sub-words and trigrams recur across many tokens
         self._indptr = np.zeros(1024, dtype=np.int64)
         self._buckets = np.zeros(8192, dtype=np.int64)
         self._weights = np.zeros(8192, dtype=np.float64)
@@ -91,10 +99,9 @@ class HashingEmbedder(Embedder):
         if end > len(self._buckets):
             self._buckets = np.resize(self._buckets, 2 * end)
             self._weights = np.resize(self._weights, 2 * end)
-        # A stable 64-bit hash (never the salted built-in hash()): low part picks the bucket,
-        # the top bit the sign, so colliding features cancel out on average instead of adding up.
-        hashes = [int.from_bytes(_blake2b(f.encode("utf-8", "surrogatepass"), digest_size=8)
-                                 .digest(), "little") for f in features]
+        # The hash's low part picks the bucket, its top bit the sign, so colliding features
+        # cancel out on average instead of adding up.
+        hashes = list(map(self._hashes.__getitem__, features))
         self._buckets[start:end] = [h % self.dim for h in hashes]
         self._weights[start:end] = [w if h >> 63 else -w for h, w in zip(hashes, features.values())]
         self._indptr[tid + 1] = end

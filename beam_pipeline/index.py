@@ -1,0 +1,147 @@
+"""Index: read the live snapshot of an output folder, and search it.
+
+Reading never executes anything from the index (JSON and Parquet only), and a manifest that
+names a shard outside its own snapshot folder is refused.
+
+Example::
+
+    index = Index.open("path/to/index")
+    for hit in index.search("parse json config", k=5):
+        print(hit["path"], hit["line_start"], hit["score"])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .embedders import Embedder, get_embedder
+from .schema import CURRENT_FILE, FILES_TABLE, FORMAT_VERSION, MANIFEST_FILE, SNAPSHOTS_DIR
+
+_SHARD_NAME = re.compile(r"^part-[0-9A-Za-z_-]+\.parquet$")
+_SNAPSHOT_NAME = re.compile(r"^[0-9A-Za-z._-]+$")
+
+
+class IndexReadError(Exception):
+    """The output folder holds no usable index."""
+
+
+def shard_names(manifest: dict) -> list[str]:
+    """The manifest's shard file names, refusing any that could leave the snapshot folder."""
+    names = []
+    for shard in manifest.get("shards", []):
+        name = shard.get("path") if isinstance(shard, dict) else None
+        if not isinstance(name, str) or not _SHARD_NAME.match(name):
+            raise IndexReadError(f"manifest names an invalid shard path {name!r}")
+        names.append(name)
+    return names
+
+
+class Index:
+    """The live snapshot of an output folder."""
+
+    def __init__(self, directory: Path, manifest: dict):
+        self.directory = directory
+        self.manifest = manifest
+        self.snapshot_id: str = manifest.get("snapshot_id", directory.name)
+        self.shards = shard_names(manifest)
+
+    @classmethod
+    def open(cls, out: str | os.PathLike) -> Index:
+        out = Path(out)
+        try:
+            snapshot_id = (out / CURRENT_FILE).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise IndexReadError(f"{out} holds no index (no {CURRENT_FILE} file)") from None
+        if not _SNAPSHOT_NAME.match(snapshot_id):
+            raise IndexReadError(f"{out / CURRENT_FILE} names an invalid snapshot {snapshot_id!r}")
+        directory = out / SNAPSHOTS_DIR / snapshot_id
+        try:
+            manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise IndexReadError(f"snapshot {snapshot_id}: unreadable manifest ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexReadError(f"snapshot {snapshot_id}: unsupported manifest format "
+                             f"{manifest.get('format_version') if isinstance(manifest, dict) else manifest!r}")
+        return cls(directory, manifest)
+
+    @property
+    def fingerprint(self) -> dict:
+        return self.manifest["fingerprint"]
+
+    @property
+    def dim(self) -> int:
+        return int(self.fingerprint["embedder"]["dim"])
+
+    def shard_path(self, name: str) -> Path:
+        return self.directory / name
+
+    def files_table(self) -> pa.Table:
+        return pq.read_table(self.directory / FILES_TABLE)
+
+    def embedder(self) -> Embedder:
+        """The snapshot's own embedder, rebuilt from its fingerprint."""
+        spec = self.fingerprint["embedder"]
+        embedder = get_embedder(spec["name"], dim=int(spec["dim"]))
+        if embedder.fingerprint() != spec:
+            raise IndexReadError(f"this installation's {spec['name']} embedder "
+                             f"({embedder.fingerprint()}) differs from the index's ({spec}); "
+                             "re-index with --full")
+        embedder.load()
+        return embedder
+
+    @cached_property
+    def _rows(self) -> tuple[np.ndarray, pa.Table]:
+        """All vectors as one contiguous float32 matrix, and the columns a hit shows."""
+        matrices, metas = [], []
+        for name in self.shards:
+            table = pq.read_table(self.shard_path(name),
+                                  columns=["path", "line_start", "line_end", "vector"])
+            vectors = table["vector"].combine_chunks()
+            flat = vectors.values.to_numpy(zero_copy_only=False)
+            matrices.append(flat.reshape(len(vectors), self.dim))
+            metas.append(table.drop_columns(["vector"]).append_column(
+                "shard", pa.array([name] * table.num_rows, pa.string())).append_column(
+                "row", pa.array(np.arange(table.num_rows), pa.int64())))
+        matrix = (np.ascontiguousarray(np.concatenate(matrices), dtype=np.float32)
+                  if matrices else np.zeros((0, self.dim), np.float32))
+        meta = pa.concat_tables(metas) if metas else None
+        return matrix, meta
+
+    def search(self, text: str, k: int = 10) -> list[dict]:
+        """The k rows most similar to `text` (cosine), best first."""
+        matrix, meta = self._rows
+        if k < 1 or not len(matrix):
+            return []
+        query = self.embedder().embed([text])[0]
+        scores = matrix @ query
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        hits = meta.take(pa.array(top))
+        contents = self._contents(hits["shard"].to_pylist(), hits["row"].to_pylist())
+        return [
+            {"path": path, "line_start": start, "line_end": end, "score": float(scores[i]),
+             "content": content}
+            for i, path, start, end, content in zip(
+                top, hits["path"].to_pylist(), hits["line_start"].to_pylist(),
+                hits["line_end"].to_pylist(), contents)
+        ]
+
+    def _contents(self, shards: list[str], rows: list[int]) -> list[str]:
+        by_shard: dict[str, list[int]] = {}
+        for shard, row in zip(shards, rows):
+            by_shard.setdefault(shard, []).append(row)
+        found = {}
+        for shard, wanted in by_shard.items():
+            column = pq.read_table(self.shard_path(shard), columns=["content"])["content"]
+            for row, text in zip(wanted, column.take(pa.array(wanted)).to_pylist()):
+                found[(shard, row)] = text
+        return [found[(s, r)] for s, r in zip(shards, rows)]

@@ -1,0 +1,133 @@
+"""verify: check the live snapshot against its manifest (and optionally against the source).
+
+Example::
+
+    problems = verify_index(Path("index"))
+    assert problems == []
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .discover import DEFAULT_MAX_FILE_SIZE, iter_source_files
+from .index import Index, IndexReadError
+from .schema import INDEXED, STALE, chunk_id, row_schema
+
+
+def verify_index(out: Path, source: Path | None = None,
+                 max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> list[str]:
+    """Every problem found, as one line each; an empty list means the index is sound."""
+    try:
+        index = Index.open(out)
+    except IndexReadError as exc:
+        return [str(exc)]
+    problems: list[str] = []
+    try:
+        dim = index.dim
+        expected_schema = row_schema(dim)
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"manifest fingerprint is malformed: {exc!r}"]
+    try:
+        files = index.files_table()
+    except (OSError, pa.ArrowException) as exc:
+        return [f"files.parquet unreadable: {exc}"]
+
+    tables = []
+    for shard in index.manifest["shards"]:
+        name = shard["path"]
+        try:
+            table = pq.read_table(index.shard_path(name))
+        except (OSError, pa.ArrowException) as exc:
+            problems.append(f"shard {name}: missing or unreadable ({_first_line(exc)})")
+            continue
+        if table.num_rows != shard.get("rows"):
+            problems.append(f"shard {name}: {table.num_rows} rows, manifest says "
+                            f"{shard.get('rows')}")
+        if not table.schema.equals(expected_schema, check_metadata=False):
+            problems.append(f"shard {name}: schema differs from schema version "
+                            f"{index.manifest.get('schema_version')} with dim {dim}")
+            continue
+        tables.append(table)
+    rows = pa.concat_tables(tables) if tables else expected_schema.empty_table()
+    manifest_rows = index.manifest.get("counts", {}).get("rows")
+    if manifest_rows is not None and sum(t.num_rows for t in tables) != manifest_rows \
+            and len(tables) == len(index.shards):
+        problems.append(f"{rows.num_rows} rows in shards, manifest counts {manifest_rows}")
+    problems += _check_rows(rows, files)
+    if source is not None:
+        problems += _check_source(files, source, max_file_size)
+    return problems
+
+
+def _check_rows(rows: pa.Table, files: pa.Table) -> list[str]:
+    problems = []
+    duplicated = rows.num_rows - pc.count_distinct(rows["id"]).as_py() if rows.num_rows else 0
+    if duplicated:
+        problems.append(f"{duplicated} duplicated row ids")
+    if rows.num_rows:
+        flat = rows["vector"].combine_chunks().values.to_numpy(zero_copy_only=False)
+        bad = int((~np.isfinite(flat.reshape(rows.num_rows, -1))).any(axis=1).sum())
+        if bad:
+            problems.append(f"{bad} rows have non-finite vector values")
+    indexed = {
+        path: (total, file_hash)
+        for path, total, file_hash, status in zip(
+            files["path"].to_pylist(), files["total_chunks"].to_pylist(),
+            files["file_hash"].to_pylist(), files["status"].to_pylist())
+        if status in (INDEXED, STALE)
+    }
+    expected = dict(indexed)
+    chunks: dict[str, list[int]] = {}
+    for row_id, path, index, total, file_hash in zip(
+            rows["id"].to_pylist(), rows["path"].to_pylist(), rows["chunk_index"].to_pylist(),
+            rows["total_chunks"].to_pylist(), rows["file_hash"].to_pylist()):
+        chunks.setdefault(path, []).append(index)
+        if path in expected and (total, file_hash) != expected[path]:
+            problems.append(f"{path}: rows disagree with files.parquet (chunks/hash)")
+            expected.pop(path)
+        if row_id != chunk_id(path, file_hash, index):
+            problems.append(f"{path} chunk {index}: id is not the deterministic id")
+    for path in sorted(set(chunks) - set(indexed)):
+        problems.append(f"{path}: has rows but is not indexed in files.parquet")
+    for path, (total, _) in sorted(expected.items()):
+        counts = Counter(chunks.get(path, []))
+        if sorted(counts) != list(range(total)) or any(n != 1 for n in counts.values()):
+            problems.append(f"{path}: rows {_describe(counts)} instead of chunks 0..{total - 1}"
+                            if total else f"{path}: has rows but 0 chunks")
+    return problems
+
+
+def _describe(counts: Counter) -> str:
+    if not counts:
+        return "missing"
+    duplicates = sorted(i for i, n in counts.items() if n > 1)
+    text = f"{min(counts)}..{max(counts)} ({sum(counts.values())} rows)"
+    return text + (f", duplicated {duplicates[:5]}" if duplicates else "")
+
+
+def _check_source(files: pa.Table, source: Path, max_file_size: int) -> list[str]:
+    recorded = {p: (size, mtime) for p, size, mtime in zip(
+        files["path"].to_pylist(), files["size"].to_pylist(), files["mtime_ns"].to_pylist())}
+    problems = []
+    seen = set()
+    for entry in iter_source_files(source, max_file_size=max_file_size):
+        seen.add(entry.path)
+        if entry.path not in recorded:
+            problems.append(f"{entry.path}: in the source but missing from the index")
+        elif recorded[entry.path] != (entry.size, entry.mtime_ns):
+            problems.append(f"{entry.path}: changed since it was indexed (stale)")
+    for path in sorted(set(recorded) - seen):
+        problems.append(f"{path}: in the index but no longer in the source")
+    return problems
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,122 @@
+"""`search` and `verify` on real indexes, including damaged ones."""
+
+import json
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import code_file, make_tree, run_cli
+
+from beam_pipeline import run_index
+from beam_pipeline.index import Index, IndexReadError
+from beam_pipeline.schema import MANIFEST_FILE
+from beam_pipeline.verify import verify_index
+
+TREE = {
+    "config/loader.py": "import json\n\ndef load_json_config(path):\n"
+                        "    with open(path) as fh:\n        return json.load(fh)\n",
+    "net/server.py": "import socket\n\nclass EchoServer:\n    def handle_request(self, sock):\n"
+                     "        sock.sendall(sock.recv(4096))\n",
+    "math/matrix.py": "def matmul(a, b):\n    return [[sum(x * y for x, y in zip(r, c))"
+                      " for c in zip(*b)] for r in a]\n",
+    "big.py": code_file("filler", 120),
+}
+
+
+@pytest.fixture
+def index_dir(tmp_path):
+    src = make_tree(tmp_path / "src", TREE)
+    out = tmp_path / "out"
+    run_index(src, out)
+    return out
+
+
+def test_search_api_and_cli_agree(index_dir):
+    hits = Index.open(index_dir).search("load json config", k=3)
+    assert hits[0]["path"] == "config/loader.py"
+    assert hits[0]["line_start"] == 1 and hits[0]["content"].startswith("import json")
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    proc = run_cli("search", index_dir, "load json config", "-k", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    cli_hits = json.loads(proc.stdout)
+    assert [(h["path"], h["line_start"], h["line_end"]) for h in cli_hits] == [
+        (h["path"], h["line_start"], h["line_end"]) for h in hits]
+    assert set(cli_hits[0]) == {"path", "line_start", "line_end", "score", "content"}
+    text = run_cli("search", index_dir, "echo server socket", "-k", "1").stdout
+    assert text.startswith("net/server.py:1-5  ")
+
+
+def test_verify_accepts_a_sound_index_and_compares_with_the_source(index_dir, tmp_path):
+    assert verify_index(index_dir) == []
+    proc = run_cli("verify", index_dir)
+    assert proc.returncode == 0 and "sound" in proc.stderr
+    src = tmp_path / "src"
+    (src / "net/server.py").write_text("changed = True\n")
+    (src / "new.py").write_text("x = 1\n")
+    (src / "math/matrix.py").unlink()
+    problems = verify_index(index_dir, src)
+    assert sorted(problems) == ["math/matrix.py: in the index but no longer in the source",
+                                "net/server.py: changed since it was indexed (stale)",
+                                "new.py: in the source but missing from the index"]
+
+
+def shard_of(index_dir):
+    index = Index.open(index_dir)
+    return index, index.shard_path(index.shards[0])
+
+
+def test_verify_catches_a_deleted_shard(index_dir):
+    _, shard = shard_of(index_dir)
+    shard.unlink()
+    proc = run_cli("verify", index_dir)
+    assert proc.returncode == 1
+    assert "missing or unreadable" in proc.stdout
+
+
+def test_verify_catches_a_truncated_shard(index_dir):
+    _, shard = shard_of(index_dir)
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])
+    assert any("missing or unreadable" in p for p in verify_index(index_dir))
+
+
+def test_verify_catches_a_duplicated_row(index_dir):
+    _, shard = shard_of(index_dir)
+    table = pq.read_table(shard)
+    pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), shard)
+    problems = verify_index(index_dir)
+    assert "1 duplicated row ids" in problems
+    assert any("rows" in p and "manifest says" in p for p in problems)
+    assert any("duplicated [0]" in p for p in problems)
+
+
+def test_verify_catches_missing_chunks_and_bad_vectors(index_dir):
+    _, shard = shard_of(index_dir)
+    table = pq.read_table(shard)
+    keep = [p != "big.py" or i != 1 for p, i in zip(table["path"].to_pylist(),
+                                                     table["chunk_index"].to_pylist())]
+    pq.write_table(table.filter(pa.array(keep)), shard)
+    problems = verify_index(index_dir)
+    assert any(p.startswith("big.py: rows") for p in problems)
+
+
+@pytest.mark.parametrize("evil", ["../outside.parquet", "/etc/passwd", "part-x/../../y.parquet"])
+def test_manifests_naming_files_outside_the_snapshot_are_refused(index_dir, evil):
+    index = Index.open(index_dir)
+    manifest_path = index.directory / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text())
+    manifest["shards"][0]["path"] = evil
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexReadError, match="invalid shard path"):
+        Index.open(index_dir)
+    assert any("invalid shard path" in p for p in verify_index(index_dir))
+    proc = run_cli("search", index_dir, "json")
+    assert proc.returncode == 1 and "invalid shard path" in proc.stderr
+
+
+def test_search_and_verify_on_a_folder_without_an_index(tmp_path):
+    proc = run_cli("search", tmp_path, "x")
+    assert proc.returncode == 1 and "holds no index" in proc.stderr
+    assert verify_index(tmp_path) == [f"{tmp_path} holds no index (no CURRENT file)"]
+    shutil.rmtree(tmp_path)
