@@ -36,9 +36,11 @@ from .chunking import default_overlap
 from .discover import DEFAULT_MAX_FILE_SIZE, FileEntry, discover_to_file
 from .embed import EmbedChunks
 from .embedders import Embedder, get_embedder
+from .index import shard_names
 from .lock import OutputLock
 from .options import DEFAULT_BATCH_SIZE, DEFAULT_DIM, IndexOptions, select_runner
 from .progress import ProgressChannel, ProgressDisplay, ProgressSender, ProgressTracker
+from .reuse import MISSING, REUSE_TABLE, ReuseKnownVectors, write_reuse_table
 from .schema import SCHEMA_VERSION
 from .stats import ProcessingStats
 from .write import WriteFilesTable, WriteShards
@@ -80,22 +82,30 @@ class IndexFiles(beam.PTransform):
     """FileEntry → staged shards + files.parquet; returns {"results", "shards", "summary"}."""
 
     def __init__(self, config: ChunkerConfig, embedder: Embedder, batch_size: int,
-                 staging_dir: str, progress: ProgressSender | None = None):
+                 staging_dir: str, progress: ProgressSender | None = None,
+                 reuse_table: str | None = None):
         super().__init__()
         self.config = config
         self.embedder = embedder
         self.batch_size = batch_size
         self.staging_dir = staging_dir
         self.progress = progress
+        self.reuse_table = reuse_table  # previous vectors by chunk text (re-indexing)
 
     def expand(self, entries):
         dim = self.embedder.dim
         chunked = entries | "Chunk" >> ChunkFiles(self.config, self.progress)
-        embedded = chunked["chunks"] | "Embed" >> EmbedChunks(
+        to_embed, vectors = chunked["chunks"], []
+        if self.reuse_table:
+            known = to_embed | "ReuseKnown" >> ReuseKnownVectors(self.reuse_table, self.progress)
+            to_embed = known[MISSING]
+            vectors.append(known["vectors"])
+        embedded = to_embed | "Embed" >> EmbedChunks(
             self.embedder, self.batch_size, self.progress)
+        vectors.append(embedded["vectors"])
         assembled = {
             "files": chunked["files"],
-            "vectors": embedded["vectors"],
+            "vectors": vectors[0] if len(vectors) == 1 else vectors | "AllVectors" >> beam.Flatten(),
             "errors": embedded["errors"],
         } | "Assemble" >> AssembleFiles(self.config, dim, self.progress)
         shards = assembled["rows"] | "Write" >> WriteShards(
@@ -233,7 +243,13 @@ def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: Index
             announce(f"Index is up to date (snapshot {base.snapshot_id})")
             return
         tracker.set_stage("running")
-        result = _run_pipeline(root, staging, settings, options, ProgressSender(channel.address))
+        reuse = None
+        if base is not None and plan.replaceable:
+            reuse = staging / REUSE_TABLE
+            write_reuse_table([str(base.directory / name) for name in shard_names(base.manifest)],
+                              plan.replaceable, str(reuse))
+        result = _run_pipeline(root, staging, settings, options, ProgressSender(channel.address),
+                               reuse)
         stats.add_counters(stats_mod.sum_counters(result))
         tracker.set_stage("committing")
         shards = commit.staged_summary(staging)["shards"]
@@ -247,8 +263,8 @@ def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: Index
         if base is None and stats.files_processed == 0 and stats.failed_files > 0:
             raise NothingCommitted(
                 f"every file failed ({stats.failed_files}); nothing committed", stats)
-        for name in (FILE_LIST, TODO_LIST):
-            (staging / name).unlink()
+        for name in (FILE_LIST, TODO_LIST, REUSE_TABLE):
+            (staging / name).unlink(missing_ok=True)
         stats.snapshot_id = snapshot_id
         run_stats = {k: v for k, v in stats.to_dict().items() if k not in ("failures", "stale")}
         source = {"root": str(root), "git_commit": reindex.git_commit(root)}
@@ -281,7 +297,7 @@ def _display(tracker: ProgressTracker, stream: TextIO | None, quiet: bool):
 
 
 def _run_pipeline(root: Path, staging: Path, settings: IndexSettings,
-                  options: PipelineOptions, progress: ProgressSender):
+                  options: PipelineOptions, progress: ProgressSender, reuse: Path | None):
     config = ChunkerConfig(str(root), settings.chunk_size, settings.chunk_overlap,
                            settings.max_file_size)
     pipeline = beam.Pipeline(runner=select_runner(options), options=options)
@@ -289,7 +305,8 @@ def _run_pipeline(root: Path, staging: Path, settings: IndexSettings,
         pipeline
         | "ReadFileList" >> ReadFileList(str(staging / TODO_LIST))
         | "IndexFiles" >> IndexFiles(config, settings.embedder, settings.batch_size,
-                                     str(staging), progress)
+                                     str(staging), progress,
+                                     reuse_table=str(reuse) if reuse else None)
     )
     result = pipeline.run()
     result.wait_until_finish()

@@ -22,6 +22,7 @@ FILES_PROCESSED = "files_processed"
 FAILED_FILES = "failed_files"
 CHUNKS_CREATED = "chunks_created"
 CHUNKS_EMBEDDED = "chunks_embedded"
+CHUNKS_REUSED = "chunks_reused"
 CHUNK_ERRORS = "chunk_errors"
 EMBED_BATCHES = "embed_batches"
 TOTAL_SIZE = "total_size"
@@ -65,6 +66,7 @@ class ProcessingStats:
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     legacy_encoding_files: int = 0
     chunks_embedded: int = 0
+    chunks_reused: int = 0
     chunk_errors: int = 0
     embed_batches: int = 0
     rows_written: int = 0
@@ -97,6 +99,7 @@ class ProcessingStats:
         self.failed_files += counters.get(FAILED_FILES, 0)
         self.chunks_created += counters.get(CHUNKS_CREATED, 0)
         self.chunks_embedded += counters.get(CHUNKS_EMBEDDED, 0)
+        self.chunks_reused += counters.get(CHUNKS_REUSED, 0)
         self.chunk_errors += counters.get(CHUNK_ERRORS, 0)
         self.embed_batches += counters.get(EMBED_BATCHES, 0)
         self.total_size += counters.get(TOTAL_SIZE, 0)

@@ -184,3 +184,29 @@ def test_manifest_records_the_git_commit(tmp_path):
     run_index(src, tmp_path / "out")
     manifest, _, _ = live(tmp_path / "out")
     assert manifest["source"]["git_commit"] == head
+
+
+def test_unchanged_chunks_of_a_changed_file_reuse_their_vectors(tmp_path):
+    text = code_file("stable", 60)
+    src = make_tree(tmp_path / "src", {"grow.py": text, "other.py": code_file("o", 5)})
+    out = tmp_path / "out"
+    settings = IndexSettings.create(chunk_size=400, chunk_overlap=0)
+    first = run_index(src, out, settings)
+    bump(src / "grow.py", text + "# appended at the end\n")
+    again = run_index(src, out, settings)
+    n_old = len(chunk_text(text, 400, 0))
+    n_new = len(chunk_text(text + "# appended at the end\n", 400, 0))
+    # Every chunk but the last (whose text now ends differently) keeps its vector.
+    assert again.chunks_reused == n_old - 1 and again.chunks_embedded == n_new - (n_old - 1)
+    assert again.chunks_created == n_new and first.chunks_reused == 0
+    _, rows, _ = live(out)
+    run_index(src, tmp_path / "fresh", settings)
+    _, fresh_rows, _ = live(tmp_path / "fresh")
+    np.testing.assert_array_equal(comparable(rows)[1], comparable(fresh_rows)[1])
+    stats_json = run_cli("index", src, "--output", out, "--chunk-size", "400",
+                         "--chunk-overlap", "0", "--stats-json", tmp_path / "s.json", "--full")
+    assert stats_json.returncode == 0
+    keys = json.loads((tmp_path / "s.json").read_text())
+    for key in ("files_added", "files_changed", "files_unchanged", "files_deleted",
+                "chunks_embedded", "chunks_reused"):
+        assert key in keys

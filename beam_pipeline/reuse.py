@@ -1,0 +1,95 @@
+"""ReuseKnownVectors: never embed a chunk twice.
+
+When a changed file is re-indexed, most of its chunks usually have the same text as before.
+The launcher writes the previous vectors of changed files, keyed by a hash of the chunk text,
+to a Parquet file in the staging folder; this DoFn loads it once per worker and answers those
+chunks directly, passing only new text on to the embedder. Vectors are comparable because a
+re-index only happens when the fingerprint (embedder, model, dim, chunker) is unchanged.
+
+Example::
+
+    found = chunks | ReuseKnownVectors("/staging/_reuse.parquet")
+    # found["vectors"]: (path, (index, bytes)); found["missing"]: (path, index, text)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import stats
+from .progress import EMBEDDED, ProgressSender
+
+MISSING = "missing"
+REUSE_TABLE = "_reuse.parquet"
+
+
+def text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
+
+
+def write_reuse_table(shard_paths: list[str], paths: set[str], target: str) -> int:
+    """Previous vectors of the rows of `paths`, keyed by text hash; returns the row count."""
+    value_set = pa.array(sorted(paths), pa.string())
+    keys, vectors = [], []
+    for shard in shard_paths:
+        table = pq.read_table(shard, columns=["path", "content", "vector"])
+        table = table.filter(pc.is_in(table["path"], value_set=value_set))
+        if table.num_rows:
+            keys.extend(text_key(t) for t in table["content"].to_pylist())
+            vectors.append(table["vector"].combine_chunks())
+    if not keys:
+        return 0
+    reuse = pa.table({"key": pa.array(keys, pa.binary(16)),
+                      "vector": pa.concat_arrays(vectors)})
+    pq.write_table(reuse, target, compression="zstd")
+    return reuse.num_rows
+
+
+class ReuseVectorsFn(beam.DoFn):
+    """(path, index, text) → (path, (index, bytes)) when known; else tagged `missing`."""
+
+    def __init__(self, table_path: str | None, progress: ProgressSender | None = None):
+        self.table_path = table_path
+        self.progress = progress or ProgressSender(None)
+        self.reused = stats.counter(stats.CHUNKS_REUSED)
+
+    def setup(self):
+        self._known: dict[bytes, bytes] = {}
+        if self.table_path and os.path.exists(self.table_path):
+            table = pq.read_table(self.table_path)
+            flat = table["vector"].combine_chunks().values.to_numpy(zero_copy_only=False)
+            rows = flat.reshape(table.num_rows, -1).astype("float32", copy=False)
+            self._known = dict(zip(table["key"].to_pylist(), (r.tobytes() for r in rows)))
+
+    def process(self, chunk):
+        path, index, text = chunk
+        vector = self._known.get(text_key(text)) if self._known else None
+        if vector is None:
+            yield beam.pvalue.TaggedOutput(MISSING, chunk)
+            return
+        self.reused.inc()
+        self.progress.send({"k": EMBEDDED, "p": {path: 1}})
+        yield path, (index, vector)
+
+    def teardown(self):
+        self.progress.close()
+
+
+class ReuseKnownVectors(beam.PTransform):
+    """Split chunks into {"vectors": reused, "missing": still to embed}."""
+
+    def __init__(self, table_path: str | None, progress: ProgressSender | None = None):
+        super().__init__()
+        self.table_path = table_path
+        self.progress = progress
+
+    def expand(self, chunks):
+        outputs = chunks | "Reuse" >> beam.ParDo(
+            ReuseVectorsFn(self.table_path, self.progress)).with_outputs(MISSING, main="vectors")
+        return {"vectors": outputs.vectors, MISSING: outputs[MISSING]}
