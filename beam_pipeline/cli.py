@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--stats-json", type=Path, help="write the run's stats as JSON here")
     index.add_argument("--full", action="store_true",
                        help="rebuild from scratch instead of re-indexing what changed")
+    index.add_argument("--checksum", action="store_true",
+                       help="decide what changed by content hash instead of size and mtime")
     index.add_argument("--keep", type=int, default=3, metavar="N",
                        help="snapshots to keep; older ones are pruned after a commit "
                        "(default: %(default)s)")
@@ -134,6 +136,7 @@ def run_index_command(args, beam_flags: list[str]) -> int:
     try:
         stats = run_index(args.source, args.output, settings,
                           pipeline_options=PipelineOptions(beam_flags), full=args.full,
+                          checksum=args.checksum,
                           keep=args.keep, dry_run=args.dry_run, announce=_announce,
                           quiet=args.quiet)
     except NothingCommitted as exc:

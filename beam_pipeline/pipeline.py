@@ -165,6 +165,7 @@ def run_index(
     *,
     pipeline_options: PipelineOptions | Sequence[str] | None = None,
     full: bool = False,
+    checksum: bool = False,
     keep: int = DEFAULT_KEEP,
     dry_run: bool = False,
     announce: Callable[[str], None] | None = None,
@@ -174,7 +175,8 @@ def run_index(
     """Index `source` into `output` and commit a new snapshot; returns the run's stats.
 
     Against an output whose live snapshot has the same fingerprint only added and changed
-    files are embedded; the rest is carried forward (`full=True` rebuilds). `announce`
+    files are embedded; the rest is carried forward (`full=True` rebuilds; `checksum=True`
+    compares content hashes instead of size and mtime). `announce`
     receives the plan line before any embedding starts. `dry_run` stops after the plan.
 
     Raises NotADirectoryError for a bad source, commit.OutputError for an unusable output,
@@ -204,7 +206,7 @@ def run_index(
         staging = commit.create_staging(out, snapshot_id)
         try:
             _run(root, out, staging, snapshot_id, settings, pipeline_options, base, stats,
-                 keep=keep, dry_run=dry_run, announce=announce,
+                 keep=keep, dry_run=dry_run, checksum=checksum, announce=announce,
                  progress_stream=progress_stream, quiet=quiet)
         finally:
             if not stats.committed:
@@ -214,7 +216,7 @@ def run_index(
 
 def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: IndexSettings,
          options: PipelineOptions, base: reindex.Previous | None, stats: ProcessingStats, *,
-         keep: int, dry_run: bool, announce: Callable[[str], None],
+         keep: int, dry_run: bool, checksum: bool, announce: Callable[[str], None],
          progress_stream: TextIO | None, quiet: bool) -> None:
     tracker = ProgressTracker()
     tracker.set_stage("discovering")
@@ -222,7 +224,8 @@ def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: Index
         discovery = discover_to_file(
             root, staging / FILE_LIST, max_file_size=settings.max_file_size,
             on_progress=lambda found: setattr(tracker, "total_files", found))
-        plan = reindex.plan_changes(staging / FILE_LIST, staging / TODO_LIST, base)
+        plan = reindex.plan_changes(staging / FILE_LIST, staging / TODO_LIST, base,
+                                    checksum_root=root if checksum else None)
         stats.record_plan(plan)
         stats.add_skips(discovery.skipped)
         tracker.total_files = plan.to_process
@@ -236,7 +239,7 @@ def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: Index
                      "to embed; nothing written")
             stats.end_time = time.time()
             return
-        if base is not None and not plan.has_changes:
+        if base is not None and not plan.has_changes and not plan.touched:
             stats.up_to_date = True
             stats.snapshot_id = base.snapshot_id
             stats.end_time = time.time()

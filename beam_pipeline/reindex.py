@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -55,8 +56,8 @@ class Previous:
     snapshot_id: str
     directory: Path
     manifest: dict
-    # path → (size, mtime_ns, status) of every file the snapshot knows
-    files: dict[str, tuple[int, int, str]]
+    # path → (size, mtime_ns, status, file_hash) of every file the snapshot knows
+    files: dict[str, tuple[int, int, str, str | None]]
 
 
 def load_previous(out: Path) -> Previous | None:
@@ -66,8 +67,8 @@ def load_previous(out: Path) -> Previous | None:
     directory = out / SNAPSHOTS_DIR / snapshot_id
     try:
         manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
-        table = pq.read_table(directory / FILES_TABLE, columns=["path", "size", "mtime_ns",
-                                                                "status"])
+        table = pq.read_table(directory / FILES_TABLE,
+                              columns=["path", "size", "mtime_ns", "status", "file_hash"])
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise CorruptSnapshotError(f"live snapshot {snapshot_id} is unreadable ({exc}); "
                                    "run with --full to rebuild") from exc
@@ -77,10 +78,11 @@ def load_previous(out: Path) -> Previous | None:
         raise CorruptSnapshotError(f"snapshot {snapshot_id}: {exc}; run with --full to "
                                    "rebuild") from None
     files = {
-        path: (size, mtime, status)
-        for path, size, mtime, status in zip(
+        path: (size, mtime, status, file_hash)
+        for path, size, mtime, status, file_hash in zip(
             table["path"].to_pylist(), table["size"].to_pylist(),
-            table["mtime_ns"].to_pylist(), table["status"].to_pylist())
+            table["mtime_ns"].to_pylist(), table["status"].to_pylist(),
+            table["file_hash"].to_pylist())
     }
     return Previous(snapshot_id, directory, manifest, files)
 
@@ -119,6 +121,8 @@ class Plan:
     carry: set[str] = field(default_factory=set)  # unchanged: rows and record carried forward
     # changed files with rows in the previous snapshot: kept (stale) if re-embedding fails
     replaceable: set[str] = field(default_factory=set)
+    # --checksum: unchanged content under a new mtime; the record takes the new mtime
+    touched: dict[str, int] = field(default_factory=dict)
 
     @property
     def to_process(self) -> int:
@@ -133,8 +137,13 @@ class Plan:
                 f"{self.deleted} deleted")
 
 
-def plan_changes(discovered: Path, todo: Path, previous: Previous | None) -> Plan:
-    """Stream the discovered list; write the files to (re)process to `todo`."""
+def plan_changes(discovered: Path, todo: Path, previous: Previous | None,
+                 checksum_root: Path | None = None) -> Plan:
+    """Stream the discovered list; write the files to (re)process to `todo`.
+
+    A file is unchanged when its size and mtime equal the recorded ones, or — with
+    `checksum_root` (`--checksum`) — when its size and sha256 do.
+    """
     plan = Plan()
     seen: set[str] = set()
     with open(discovered, encoding="ascii") as src, open(todo, "w", encoding="ascii") as dst:
@@ -145,9 +154,11 @@ def plan_changes(discovered: Path, todo: Path, previous: Previous | None) -> Pla
             if old is None:
                 plan.added += 1
             # A file that failed last time is retried even when unchanged.
-            elif old[:2] == (entry.size, entry.mtime_ns) and old[2] in (INDEXED, SKIPPED):
+            elif old[2] in (INDEXED, SKIPPED) and _unchanged(entry, old, checksum_root):
                 plan.unchanged += 1
                 plan.carry.add(entry.path)
+                if old[1] != entry.mtime_ns:
+                    plan.touched[entry.path] = entry.mtime_ns
                 continue
             else:
                 plan.changed += 1
@@ -157,6 +168,18 @@ def plan_changes(discovered: Path, todo: Path, previous: Previous | None) -> Pla
     if previous:
         plan.deleted = sum(1 for path in previous.files if path not in seen)
     return plan
+
+
+def _unchanged(entry: FileEntry, old: tuple, checksum_root: Path | None) -> bool:
+    if checksum_root is None:
+        return old[:2] == (entry.size, entry.mtime_ns)
+    if old[0] != entry.size or old[3] is None:
+        return False
+    try:
+        with open(checksum_root / entry.path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest() == old[3]
+    except OSError:
+        return False
 
 
 def _path_filter(table: pa.Table, paths: set[str]) -> pa.Array:
@@ -206,6 +229,11 @@ def merge_files_table(staging: Path, previous: Previous, plan: Plan) -> dict[str
              if p in plan.replaceable}
     old = pq.read_table(previous.directory / FILES_TABLE)
     carried = old.filter(_path_filter(old, plan.carry))
+    if plan.touched:
+        mtimes = [plan.touched.get(p, m) for p, m in zip(carried["path"].to_pylist(),
+                                                          carried["mtime_ns"].to_pylist())]
+        carried = carried.set_column(carried.schema.get_field_index("mtime_ns"), "mtime_ns",
+                                     pa.array(mtimes, pa.int64()))
     kept_old = old.filter(_path_filter(old, set(stale)))
     if kept_old.num_rows:
         errors = pa.array([stale[p] for p in kept_old["path"].to_pylist()], pa.string())

@@ -210,3 +210,27 @@ def test_unchanged_chunks_of_a_changed_file_reuse_their_vectors(tmp_path):
     for key in ("files_added", "files_changed", "files_unchanged", "files_deleted",
                 "chunks_embedded", "chunks_reused"):
         assert key in keys
+
+
+def test_checksum_compares_content_instead_of_mtime(tmp_path):
+    src = make_tree(tmp_path / "src", {"a.py": code_file("a", 20), "b.py": code_file("b", 20)})
+    out = tmp_path / "out"
+    run_index(src, out)
+    bump(src / "a.py", (src / "a.py").read_text())  # same bytes, new mtime (a checkout)
+    by_mtime = run_index(src, out, dry_run=True)
+    assert by_mtime.files_changed == 1
+    by_hash = run_index(src, out, checksum=True)
+    assert (by_hash.files_changed, by_hash.files_unchanged, by_hash.files_processed) == (0, 2, 0)
+    assert by_hash.committed  # records the new mtime, so plain runs see no change afterwards
+    _, _, files = live(out)
+    recorded = dict(zip(files["path"].to_pylist(), files["mtime_ns"].to_pylist()))
+    assert recorded["a.py"] == (src / "a.py").stat().st_mtime_ns
+    assert run_index(src, out).up_to_date
+    # Same size, same mtime, different bytes: only --checksum notices.
+    stat = (src / "b.py").stat()
+    (src / "b.py").write_text((src / "b.py").read_text().replace("b_1", "B_1"))
+    os.utime(src / "b.py", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert run_index(src, out).up_to_date
+    changed = run_index(src, out, checksum=True)
+    assert changed.files_changed == 1 and changed.files_processed == 1
+    assert any("B_1" in c for c in live(out)[1]["content"].to_pylist())
