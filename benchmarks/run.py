@@ -31,8 +31,8 @@ class Scenario:
     name: str
     args: tuple[str, ...] = ()
     extended: bool = False  # only with --all
-    # "full": index into an empty folder. "reindex-N%": index once (untimed), give N % of the
-    # files a new mtime, then time the re-index (N = 0: nothing changed).
+    # "full": index into an empty folder. "reindex-N%": index once (untimed), edit N % of the
+    # files, then time the re-index (N = 0: nothing changed).
     mode: str = "full"
 
 
@@ -64,11 +64,13 @@ def stdlib_corpus(target: Path, limit: int | None) -> tuple[int, int]:
 
 
 def touch_share(corpus: Path, percent: int) -> int:
-    """Give every (100/percent)-th file a new mtime, as an edit would; returns the count."""
+    """Edit every (100/percent)-th file (a line appended, a new mtime); returns the count."""
     files = sorted(p for p in corpus.rglob("*") if p.is_file())
     chosen = files[::max(1, round(100 / percent))] if percent else []
     for path in chosen:
         st = path.stat()
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write("\n# edited by the benchmark\n")
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     return len(chosen)
 
@@ -102,6 +104,57 @@ def run_once(corpus: Path, scenario: Scenario, extra: list[str]) -> dict:
         "chunks_per_s": stats["chunks_created"] / wall,
         "peak_rss_MB": usage.ru_maxrss / 1024,
     }
+
+
+def search_benchmark(rows: int, queries: int = 5) -> dict:
+    """Time `Index.open(...).search` over a synthetic snapshot of `rows` random unit vectors."""
+    import numpy as np
+    import pyarrow as pa
+
+    from beam_pipeline.index import Index
+    from beam_pipeline.schema import CURRENT_FILE, FORMAT_VERSION, SNAPSHOTS_DIR, row_schema
+    from beam_pipeline.write import write_table
+
+    dim, per_shard = 384, 65_536
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="beam-search-") as tmp:
+        snapshot = Path(tmp) / SNAPSHOTS_DIR / "synthetic"
+        snapshot.mkdir(parents=True)
+        shards = []
+        for start in range(0, rows, per_shard):
+            n = min(per_shard, rows - start)
+            vectors = rng.standard_normal((n, dim), dtype=np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            ids = [f"{start + i:032x}" for i in range(n)]
+            columns = {
+                "id": ids, "path": [f"src/file{(start + i) // 10}.py" for i in range(n)],
+                "chunk_index": [(start + i) % 10 for i in range(n)],
+                "total_chunks": [10] * n, "line_start": [1] * n, "line_end": [20] * n,
+                "char_start": [0] * n, "char_end": [1000] * n, "language": ["python"] * n,
+                "file_hash": ["0" * 64] * n, "file_size": [10_000] * n,
+                "content": [f"chunk {start + i}" for i in range(n)],
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
+            }
+            name = f"part-{len(shards):05d}.parquet"
+            write_table(pa.table(columns, schema=row_schema(dim)), str(snapshot / name))
+            shards.append({"path": name, "rows": n})
+        manifest = {"format_version": FORMAT_VERSION, "snapshot_id": "synthetic",
+                    "fingerprint": {"embedder": {"name": "hashing", "model": "code-tokens-v1",
+                                                 "dim": dim}},
+                    "shards": shards}
+        (snapshot / "manifest.json").write_text(json.dumps(manifest))
+        (Path(tmp) / CURRENT_FILE).write_text("synthetic\n")
+        start = time.perf_counter()
+        index = Index.open(tmp)
+        index.search("warm up: loads the vectors once", k=10)
+        load_s = time.perf_counter() - start
+        timings = []
+        for i in range(queries):
+            start = time.perf_counter()
+            index.search(f"parse json config file {i}", k=10)
+            timings.append(time.perf_counter() - start)
+    return {"rows": rows, "load_and_first_query_s": load_s,
+            "query_s_median": statistics.median(timings), "query_s_all": timings}
 
 
 def machine() -> dict:
@@ -146,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--all", action="store_true", help="also the extended scenarios")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/latest.json"))
+    parser.add_argument("--search-rows", type=int, default=0, metavar="N",
+                        help="also time search over a synthetic snapshot of N rows "
+                        "(e.g. 1000000); 0 skips it")
     args, extra = parser.parse_known_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="beam-corpus-") as tmp:
@@ -176,7 +232,13 @@ def main(argv: list[str] | None = None) -> int:
             if full and result["mode"] != "full":
                 result["wall_vs_full"] = result["median"]["wall_s"] / full["median"]["wall_s"]
 
+    search = search_benchmark(args.search_rows) if args.search_rows else None
     print_table(results)
+    if search:
+        print(f"search over {search['rows']:,} rows: load + first query "
+              f"{search['load_and_first_query_s']:.2f} s, then a query in "
+              f"{search['query_s_median'] * 1000:.0f} ms (median of "
+              f"{len(search['query_s_all'])})")
     for name, result in results.items():
         if "wall_vs_full" in result:
             print(f"{name}: {100 * result['wall_vs_full']:.1f} % of the full run's wall time")
@@ -187,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "corpus": {"path": str(args.corpus or "stdlib"), "files": files, "bytes": size},
         "repeat": args.repeat,
         "scenarios": results,
+        "search": search,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
