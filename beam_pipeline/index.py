@@ -27,6 +27,7 @@ from .schema import CURRENT_FILE, FILES_TABLE, FORMAT_VERSION, MANIFEST_FILE, SN
 
 _SHARD_NAME = re.compile(r"^part-[0-9A-Za-z_-]+\.parquet$")
 _SNAPSHOT_NAME = re.compile(r"^[0-9A-Za-z._-]+$")
+VECTOR_CACHE = "_vectors.npy"
 
 
 class IndexReadError(Exception):
@@ -99,21 +100,45 @@ class Index:
 
     @cached_property
     def _rows(self) -> tuple[np.ndarray, pa.Table]:
-        """All vectors as one contiguous float32 matrix, and the columns a hit shows."""
-        matrices, metas = [], []
+        """All vectors as one contiguous float32 matrix, and the columns a hit shows.
+
+        The matrix is cached in the snapshot folder (`_vectors.npy`, memory-mapped on later
+        opens) when the folder is writable; snapshots never change, so the cache stays valid.
+        """
+        metas = [pq.read_table(self.shard_path(name), columns=["path", "line_start", "line_end"])
+                 for name in self.shards]
+        counts = [m.num_rows for m in metas]
+        shard_ids = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+        rows = np.concatenate([np.arange(n, dtype=np.int64) for n in counts]) if counts else []
+        meta = (pa.concat_tables(metas) if metas else pa.table({"path": pa.array([], pa.string())}))
+        meta = meta.append_column("shard", pa.array(shard_ids, pa.int32()))
+        meta = meta.append_column("row", pa.array(rows, pa.int64()))
+        return self._matrix(sum(counts)), meta
+
+    def _matrix(self, total: int) -> np.ndarray:
+        cache = self.directory / VECTOR_CACHE
+        try:
+            matrix = np.load(cache, mmap_mode="r", allow_pickle=False)
+            if matrix.shape == (total, self.dim) and matrix.dtype == np.float32:
+                return matrix
+        except (OSError, ValueError):
+            pass
+        matrix = np.empty((total, self.dim), dtype=np.float32)
+        offset = 0
         for name in self.shards:
-            table = pq.read_table(self.shard_path(name),
-                                  columns=["path", "line_start", "line_end", "vector"])
-            vectors = table["vector"].combine_chunks()
-            flat = vectors.values.to_numpy(zero_copy_only=False)
-            matrices.append(flat.reshape(len(vectors), self.dim))
-            metas.append(table.drop_columns(["vector"]).append_column(
-                "shard", pa.array([name] * table.num_rows, pa.string())).append_column(
-                "row", pa.array(np.arange(table.num_rows), pa.int64())))
-        matrix = (np.ascontiguousarray(np.concatenate(matrices), dtype=np.float32)
-                  if matrices else np.zeros((0, self.dim), np.float32))
-        meta = pa.concat_tables(metas) if metas else None
-        return matrix, meta
+            vectors = pq.read_table(self.shard_path(name), columns=["vector"])["vector"]
+            for chunk in vectors.chunks:
+                flat = chunk.values.to_numpy(zero_copy_only=False)
+                matrix[offset:offset + len(chunk)] = flat.reshape(len(chunk), self.dim)
+                offset += len(chunk)
+        tmp = cache.with_name(f".{VECTOR_CACHE}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                np.save(fh, matrix, allow_pickle=False)
+            os.replace(tmp, cache)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a read-only index is searched without a cache
+        return matrix
 
     def search(self, text: str, k: int = 10) -> list[dict]:
         """The k rows most similar to `text` (cosine), best first."""
@@ -126,7 +151,8 @@ class Index:
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         hits = meta.take(pa.array(top))
-        contents = self._contents(hits["shard"].to_pylist(), hits["row"].to_pylist())
+        shards = [self.shards[i] for i in hits["shard"].to_pylist()]
+        contents = self._contents(shards, hits["row"].to_pylist())
         return [
             {"path": path, "line_start": start, "line_end": end, "score": float(scores[i]),
              "content": content}

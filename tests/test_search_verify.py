@@ -3,13 +3,14 @@
 import json
 import shutil
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import code_file, make_tree, run_cli
 
 from beam_pipeline import run_index
-from beam_pipeline.index import Index, IndexReadError
+from beam_pipeline.index import VECTOR_CACHE, Index, IndexReadError
 from beam_pipeline.schema import MANIFEST_FILE
 from beam_pipeline.verify import verify_index
 
@@ -120,3 +121,13 @@ def test_search_and_verify_on_a_folder_without_an_index(tmp_path):
     assert proc.returncode == 1 and "holds no index" in proc.stderr
     assert verify_index(tmp_path) == [f"{tmp_path} holds no index (no CURRENT file)"]
     shutil.rmtree(tmp_path)
+
+
+def test_the_vector_cache_gives_the_same_hits_and_is_refreshed_when_wrong(index_dir):
+    first = Index.open(index_dir).search("echo server socket", k=4)
+    cache = Index.open(index_dir).directory / VECTOR_CACHE
+    assert cache.is_file()
+    assert Index.open(index_dir).search("echo server socket", k=4) == first
+    np.save(cache, np.zeros((3, 7), np.float32))  # a cache of the wrong shape is rebuilt
+    assert Index.open(index_dir).search("echo server socket", k=4) == first
+    assert np.load(cache).shape[1] == Index.open(index_dir).dim
