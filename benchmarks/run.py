@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from beam_pipeline.cli import configure_logging
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -36,12 +38,13 @@ class Scenario:
     mode: str = "full"
 
 
+# Full builds first: the re-index scenarios edit the corpus.
 SCENARIOS = (
     Scenario("beam in-memory (hashing)"),
-    Scenario("re-index, nothing changed", mode="reindex-0%"),
-    Scenario("re-index, 1% of files touched", mode="reindex-1%"),
     Scenario("beam multi_processing x2 (hashing)",
              ("--direct_running_mode=multi_processing", "--direct_num_workers=2"), extended=True),
+    Scenario("re-index, nothing changed", mode="reindex-0%"),
+    Scenario("re-index, 1% of files touched", mode="reindex-1%"),
 )
 FIGURES = ("files", "chunks", "MB", "wall_s", "files_per_s", "chunks_per_s", "peak_rss_MB",
            "embed_batches")
@@ -206,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time search over a synthetic snapshot of N rows "
                         "(e.g. 1000000); 0 skips it")
     args, extra = parser.parse_known_args(argv)
+    configure_logging(verbose=False)  # hide Beam's import-time noise in the search benchmark
 
     with tempfile.TemporaryDirectory(prefix="beam-corpus-") as tmp:
         if args.corpus:
