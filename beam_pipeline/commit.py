@@ -130,10 +130,13 @@ def clear_staging(out: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def staged_summary(staging: Path) -> dict:
-    """The pipeline's record of what it staged; stray shards of retried bundles are removed."""
+def staged_summary(staging: Path, also_keep: set[str] = frozenset()) -> dict:
+    """The pipeline's record of what it staged; stray shards of retried bundles are removed.
+
+    `also_keep` names shards staged outside the pipeline (rows carried forward).
+    """
     summary = json.loads((staging / STAGED_SUMMARY).read_text(encoding="utf-8"))
-    keep = {s["path"] for s in summary["shards"]}
+    keep = {s["path"] for s in summary["shards"]} | also_keep
     for entry in staging.iterdir():
         if entry.name.startswith(SHARD_PREFIX) and entry.name not in keep:
             entry.unlink()

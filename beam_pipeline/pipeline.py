@@ -21,6 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -251,15 +252,20 @@ def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: Index
             reuse = staging / REUSE_TABLE
             write_reuse_table([str(base.directory / name) for name in shard_names(base.manifest)],
                               plan.replaceable, str(reuse))
-        result = _run_pipeline(root, staging, settings, options, ProgressSender(channel.address),
-                               reuse)
+        # Unchanged files' rows are copied while the pipeline runs: pyarrow's reading and
+        # compression release the GIL, and the Beam work of a small re-index is mostly Python.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carry") as pool:
+            carrying = pool.submit(reindex.carry_rows, base, plan.carry, staging) if base else None
+            result = _run_pipeline(root, staging, settings, options,
+                                   ProgressSender(channel.address), reuse)
+            carried = carrying.result() if carrying else []
         stats.add_counters(stats_mod.sum_counters(result))
         tracker.set_stage("committing")
-        shards = commit.staged_summary(staging)["shards"]
+        shards = commit.staged_summary(staging, also_keep={s["path"] for s in carried})["shards"]
         stale: dict[str, str] = {}
         if base is not None:
             stale = reindex.merge_files_table(staging, base, plan)
-            shards += reindex.carry_rows(base, plan.carry | set(stale), staging)
+            shards += carried + reindex.carry_rows(base, set(stale), staging)
         stats.stale = [{"path": p, "reason": r} for p, r in sorted(stale.items())]
         stats.failures = [f for f in commit.staged_failures(staging) if f["path"] not in stale]
         stats.end_time = time.time()
