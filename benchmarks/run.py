@@ -3,7 +3,8 @@
     python -m benchmarks.run [--corpus PATH] [--repeat 3] [--limit N] [--all] [--json PATH]
 
 Without --corpus the corpus is the running interpreter's standard library (every `.py` file,
-site-packages excluded), copied once into a temporary folder. Each scenario runs `--repeat`
+site-packages excluded). Either way the corpus is copied once into a temporary folder (the
+re-index scenarios edit files). Each scenario runs `--repeat`
 times as a child process into a fresh output folder; every figure is the median of the runs,
 peak RSS is the child's own (wait4). Later issues add scenarios to SCENARIOS.
 """
@@ -212,16 +213,17 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(verbose=False)  # hide Beam's import-time noise in the search benchmark
 
     with tempfile.TemporaryDirectory(prefix="beam-corpus-") as tmp:
+        copy_start = time.perf_counter()
+        corpus = Path(tmp) / "corpus"
         if args.corpus:
-            corpus = args.corpus.resolve()
-            files = sum(1 for p in corpus.rglob("*") if p.is_file())
-            size = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
+            # A copy: the re-index scenarios edit files, and must never touch the user's tree.
+            shutil.copytree(args.corpus, corpus, symlinks=True)
+            listed = [p for p in corpus.rglob("*") if p.is_file() and not p.is_symlink()]
+            files, size = len(listed), sum(p.stat().st_size for p in listed)
         else:
-            corpus = Path(tmp)
-            copy_start = time.perf_counter()
             files, size = stdlib_corpus(corpus, args.limit)
-            print(f"corpus: {files} stdlib .py files, {size / 1e6:.1f} MB "
-                  f"(copied in {time.perf_counter() - copy_start:.1f} s)", file=sys.stderr)
+        print(f"corpus: {files} files, {size / 1e6:.1f} MB (copied in "
+              f"{time.perf_counter() - copy_start:.1f} s)", file=sys.stderr)
         results = {}
         for scenario in SCENARIOS:
             if scenario.extended and not args.all:
