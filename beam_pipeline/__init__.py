@@ -16,6 +16,8 @@ __version__ = "0.1.0"
 # Lazy, so that `beam-index` can set up logging before apache_beam is imported (its import
 # logs a warning about optional GCP clients that users should not see).
 _EXPORTS = {
+    "FileProcessingResult": "processor",
+    "HighThroughputProcessor": "processor",
     "IndexFiles": "pipeline",
     "IndexSettings": "pipeline",
     "NothingCommitted": "pipeline",
@@ -23,8 +25,8 @@ _EXPORTS = {
     "run_index": "pipeline",
     "ProcessingStats": "stats",
 }
-__all__ = ["IndexFiles", "IndexSettings", "NothingCommitted", "ProcessingStats", "ReadFileList",
-           "run_index"]
+__all__ = ["FileProcessingResult", "HighThroughputProcessor", "IndexFiles", "IndexSettings",
+           "NothingCommitted", "ProcessingStats", "ReadFileList", "run_index"]
 
 
 def __getattr__(name: str):

@@ -16,7 +16,7 @@ import pyarrow as pa
 from . import stats
 from .chunk import ChunkerConfig, FileSkipped, describe_os_error, load_chunks
 from .language import detect_language
-from .progress import ASSEMBLED, ProgressSender
+from .progress import ASSEMBLED, RunLink
 from .records import FileRecord
 from .schema import FAILED, SKIPPED, chunk_id, row_schema
 
@@ -60,15 +60,16 @@ def check_complete(record: FileRecord, vectors: list, errors: list) -> str | Non
 class AssembleFile(beam.DoFn):
     """(path, {"files", "vectors", "errors"}) → FileRecord; tagged `rows`: pa.RecordBatch."""
 
-    def __init__(self, config: ChunkerConfig, dim: int, progress: ProgressSender | None = None):
+    def __init__(self, config: ChunkerConfig, dim: int, progress: RunLink | None = None):
         self.config = config
         self.dim = dim
-        self.progress = progress or ProgressSender(None)
+        self.progress = progress or RunLink(None)
         self.processed = stats.counter(stats.FILES_PROCESSED)
         self.failed = stats.counter(stats.FAILED_FILES)
         self.total_size = stats.counter(stats.TOTAL_SIZE)
 
     def process(self, element):
+        self.progress.checkpoint()
         path, groups = element
         records = list(groups["files"])
         if not records:  # vectors without a file record cannot happen in one pipeline
@@ -113,7 +114,7 @@ class AssembleFile(beam.DoFn):
 class AssembleFiles(beam.PTransform):
     """Group a file's record, vectors and errors; emit {"results": FileRecord, "rows": RecordBatch}."""
 
-    def __init__(self, config: ChunkerConfig, dim: int, progress: ProgressSender | None = None):
+    def __init__(self, config: ChunkerConfig, dim: int, progress: RunLink | None = None):
         super().__init__()
         self.config = config
         self.dim = dim

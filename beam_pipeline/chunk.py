@@ -17,7 +17,7 @@ import apache_beam as beam
 from . import stats
 from .chunking import UndecodableError, chunk_text, decode_source, is_binary
 from .discover import FileEntry
-from .progress import CHUNKED, ProgressSender
+from .progress import CHUNKED, RunLink
 from .records import FileRecord
 
 CHUNKS = "chunks"
@@ -39,8 +39,14 @@ class ChunkerConfig:
     max_file_size: int
 
 
+class OutsideRootError(OSError):
+    """A listed path that does not lie inside the source root."""
+
+
 def read_source(root: str, rel: str, max_size: int) -> bytes:
     """Read a regular file without following a final symlink and without blocking on FIFOs."""
+    if os.path.isabs(rel) or ".." in rel.split("/"):
+        raise OutsideRootError(f"{rel} is outside the source root")
     fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -68,19 +74,22 @@ def load_chunks(config: ChunkerConfig, rel: str):
 
 
 def describe_os_error(exc: OSError) -> str:
+    if isinstance(exc, OutsideRootError):
+        return str(exc)
     return f"{type(exc).__name__}: {exc.strerror or exc}"
 
 
 class ChunkFile(beam.DoFn):
     """FileEntry → (path, FileRecord) and, tagged `chunks`, (path, index, text)."""
 
-    def __init__(self, config: ChunkerConfig, progress: ProgressSender | None = None):
+    def __init__(self, config: ChunkerConfig, progress: RunLink | None = None):
         self.config = config
-        self.progress = progress or ProgressSender(None)
+        self.progress = progress or RunLink(None)
         self.chunks_created = stats.counter(stats.CHUNKS_CREATED)
         self.legacy = stats.counter(stats.LEGACY_ENCODING)
 
     def process(self, entry: FileEntry):
+        self.progress.checkpoint()
         record = FileRecord(entry.path, entry.size, entry.mtime_ns)
         chunks = []
         try:
@@ -106,7 +115,7 @@ class ChunkFile(beam.DoFn):
 class ChunkFiles(beam.PTransform):
     """PCollection[FileEntry] → {"files": (path, FileRecord), "chunks": (path, index, text)}."""
 
-    def __init__(self, config: ChunkerConfig, progress: ProgressSender | None = None):
+    def __init__(self, config: ChunkerConfig, progress: RunLink | None = None):
         super().__init__()
         self.config = config
         self.progress = progress

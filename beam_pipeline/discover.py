@@ -180,3 +180,51 @@ def discover_to_file(
             if on_progress is not None and result.files % 1000 == 0:
                 on_progress(result.files)
     return result
+
+
+def relative_to_root(root: Path, given: str | os.PathLike) -> str:
+    """`given` (relative to `root`, or absolute) as a posix path relative to `root`.
+
+    A path outside `root` comes back as given (absolute, or with `..`), for the pipeline to
+    refuse with its reason.
+    """
+    full = Path(os.path.normpath(root / given))  # an absolute `given` replaces root
+    try:
+        return full.relative_to(root).as_posix()
+    except ValueError:
+        return os.fspath(given)
+
+
+def list_explicit_files(root: Path, files: Sequence[str | os.PathLike], list_path: Path,
+                        max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> DiscoveryResult:
+    """Write an explicit file list (relative to `root`, or absolute) in discovery's format.
+
+    Explicit files bypass .gitignore and the default excludes but keep the regular-file and
+    size checks. A path outside `root`, or one that does not exist, is listed as given so the
+    pipeline fails it with its reason.
+    """
+    result = DiscoveryResult()
+    seen: set[str] = set()
+    with open(list_path, "w", encoding="ascii") as out:
+        for given in files:
+            rel = relative_to_root(root, given)
+            full = root / rel
+            if rel in seen:
+                continue
+            seen.add(rel)
+            try:
+                st = os.lstat(full)
+            except OSError:
+                st = None
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                result.skipped["symlink"] += 1
+            elif st is not None and not stat.S_ISREG(st.st_mode):
+                result.skipped["not_regular"] += 1
+            elif st is not None and st.st_size > max_file_size:
+                result.skipped["too_large"] += 1
+            else:
+                entry = FileEntry(rel, st.st_size, st.st_mtime_ns) if st else FileEntry(rel, 0, 0)
+                out.write(entry.to_json() + "\n")
+                result.files += 1
+                result.total_bytes += entry.size
+    return result

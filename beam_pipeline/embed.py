@@ -15,7 +15,7 @@ import numpy as np
 
 from . import stats
 from .embedders import Embedder
-from .progress import EMBEDDED, ProgressSender
+from .progress import EMBEDDED, RunLink
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,9 @@ ERRORS = "errors"
 class EmbedBatch(beam.DoFn):
     """list[(path, index, text)] → (path, (index, float32 bytes)); tagged `errors`: (path, (index, reason))."""
 
-    def __init__(self, embedder: Embedder, progress: ProgressSender | None = None):
+    def __init__(self, embedder: Embedder, progress: RunLink | None = None):
         self.embedder = embedder
-        self.progress = progress or ProgressSender(None)
+        self.progress = progress or RunLink(None)
         self.batches = stats.counter(stats.EMBED_BATCHES)
         self.embedded = stats.counter(stats.CHUNKS_EMBEDDED)
         self.errors = stats.counter(stats.CHUNK_ERRORS)
@@ -37,6 +37,7 @@ class EmbedBatch(beam.DoFn):
         self.embedder.load()
 
     def process(self, batch):
+        self.progress.checkpoint()
         done: collections.Counter = collections.Counter()
         for (path, index, _), outcome in zip(batch, self._embed_isolating(batch)):
             done[path] += 1
@@ -83,7 +84,7 @@ class EmbedChunks(beam.PTransform):
         embedded = chunks | EmbedChunks(HashingEmbedder(), batch_size=64)
     """
 
-    def __init__(self, embedder: Embedder, batch_size: int, progress: ProgressSender | None = None):
+    def __init__(self, embedder: Embedder, batch_size: int, progress: RunLink | None = None):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")

@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -32,15 +32,16 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from . import commit, reindex
 from . import stats as stats_mod
 from .assemble import AssembleFiles
+from .cancel import CancelToken
 from .chunk import ChunkerConfig, ChunkFiles, FileSkipped, load_chunks
 from .chunking import default_overlap
-from .discover import DEFAULT_MAX_FILE_SIZE, FileEntry, discover_to_file
+from .discover import DEFAULT_MAX_FILE_SIZE, FileEntry, discover_to_file, list_explicit_files
 from .embed import EmbedChunks
 from .embedders import Embedder, get_embedder
 from .index import shard_names
 from .lock import OutputLock
 from .options import DEFAULT_BATCH_SIZE, DEFAULT_DIM, IndexOptions, select_runner
-from .progress import ProgressChannel, ProgressDisplay, ProgressSender, ProgressTracker
+from .progress import ProgressChannel, ProgressDisplay, ProgressTracker, RunLink
 from .reuse import MISSING, REUSE_TABLE, ReuseKnownVectors, write_reuse_table
 from .schema import SCHEMA_VERSION
 from .stats import ProcessingStats
@@ -48,6 +49,7 @@ from .write import WriteFilesTable, WriteShards
 
 log = logging.getLogger(__name__)
 
+CANCEL_FILE = "_cancel"
 FILE_LIST = "_discovered.jsonl"
 TODO_LIST = "_todo.jsonl"
 DEFAULT_KEEP = 3
@@ -83,7 +85,7 @@ class IndexFiles(beam.PTransform):
     """FileEntry → staged shards + files.parquet; returns {"results", "shards", "summary"}."""
 
     def __init__(self, config: ChunkerConfig, embedder: Embedder, batch_size: int,
-                 staging_dir: str, progress: ProgressSender | None = None,
+                 staging_dir: str, progress: RunLink | None = None,
                  reuse_table: str | None = None):
         super().__init__()
         self.config = config
@@ -159,56 +161,75 @@ class IndexSettings:
         return cls(embedder, chunk_size, overlap, batch_size, max_file_size)
 
 
+@dataclass
+class RunRequest:
+    """How one run is asked for, beyond what shapes the index (IndexSettings)."""
+
+    files: Sequence[str | os.PathLike] | None = None  # an explicit subset; None walks SOURCE
+    full: bool = False
+    checksum: bool = False
+    keep: int = DEFAULT_KEEP
+    dry_run: bool = False
+    announce: Callable[[str], None] = field(default=lambda message: log.info("%s", message))
+    cancel: CancelToken = field(default_factory=CancelToken)
+    tracker: ProgressTracker = field(default_factory=ProgressTracker)
+    progress_stream: TextIO | None = None
+    quiet: bool = True
+
+
 def run_index(
     source: str | os.PathLike,
     output: str | os.PathLike,
     settings: IndexSettings | None = None,
     *,
     pipeline_options: PipelineOptions | Sequence[str] | None = None,
-    full: bool = False,
-    checksum: bool = False,
-    keep: int = DEFAULT_KEEP,
-    dry_run: bool = False,
-    announce: Callable[[str], None] | None = None,
-    progress_stream: TextIO | None = None,
-    quiet: bool = True,
+    **request,
 ) -> ProcessingStats:
     """Index `source` into `output` and commit a new snapshot; returns the run's stats.
 
     Against an output whose live snapshot has the same fingerprint only added and changed
-    files are embedded; the rest is carried forward (`full=True` rebuilds; `checksum=True`
-    compares content hashes instead of size and mtime). `announce`
-    receives the plan line before any embedding starts. `dry_run` stops after the plan.
+    files are embedded; the rest is carried forward. Keyword arguments are RunRequest's:
+    `files` (index just these, carry the rest forward), `full` (rebuild), `checksum` (compare
+    content hashes instead of size and mtime), `keep`, `dry_run` (stop after the plan),
+    `announce` (receives the plan line before any embedding), `cancel` (a CancelToken: the
+    run stops, commits nothing and returns stats with `cancelled=True`), `tracker`,
+    `progress_stream` and `quiet` (the progress display).
 
     Raises NotADirectoryError for a bad source, commit.OutputError for an unusable output,
     lock.LockedError when another run holds the output, and NothingCommitted when the run
     produced nothing committable (its stats attached).
     """
     settings = settings or IndexSettings.create()
+    req = RunRequest(**request)
     if not isinstance(pipeline_options, PipelineOptions):
         pipeline_options = PipelineOptions(list(pipeline_options or []))
-    if keep < 1:
-        raise ValueError(f"--keep must be at least 1, got {keep}")
+    if req.keep < 1:
+        raise ValueError(f"--keep must be at least 1, got {req.keep}")
     root, out = Path(source).resolve(), Path(output).absolute()
     if not root.is_dir():
         raise NotADirectoryError(f"source is not a directory: {source}")
-    announce = announce or (lambda message: log.info("%s", message))
     stats = ProcessingStats(start_time=time.time())
     commit.prepare_output(out)
     with OutputLock(out) as lock:
         if lock.previous_owner:
-            announce(f"Taking over from an unfinished run (pid {lock.previous_owner.get('pid')})"
-                     "; removing its leftovers")
+            req.announce(f"Taking over from an unfinished run (pid "
+                         f"{lock.previous_owner.get('pid')}); removing its leftovers")
         commit.clear_staging(out)
-        previous = None if full else reindex.load_previous(out)
-        stats.rebuild_reason = reindex.rebuild_reason(previous, settings.fingerprint(), full)
+        previous = None if req.full else reindex.load_previous(out)
+        stats.rebuild_reason = reindex.rebuild_reason(previous, settings.fingerprint(), req.full)
         base = previous if stats.rebuild_reason is None else None
         snapshot_id = commit.new_snapshot_id()
         staging = commit.create_staging(out, snapshot_id)
+        req.cancel.bind(staging / CANCEL_FILE)
         try:
-            _run(root, out, staging, snapshot_id, settings, pipeline_options, base, stats,
-                 keep=keep, dry_run=dry_run, checksum=checksum, announce=announce,
-                 progress_stream=progress_stream, quiet=quiet)
+            _run(root, out, staging, snapshot_id, settings, pipeline_options, base, stats, req)
+        except Exception:
+            if not req.cancel.cancelled:
+                raise
+            # What finished before the stop, as the progress channel saw it; nothing committed.
+            stats.cancelled = True
+            stats.files_processed = req.tracker.files_done
+            stats.end_time = time.time()
         finally:
             if not stats.committed:
                 commit.discard_staging(staging)
@@ -216,17 +237,21 @@ def run_index(
 
 
 def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: IndexSettings,
-         options: PipelineOptions, base: reindex.Previous | None, stats: ProcessingStats, *,
-         keep: int, dry_run: bool, checksum: bool, announce: Callable[[str], None],
-         progress_stream: TextIO | None, quiet: bool) -> None:
-    tracker = ProgressTracker()
+         options: PipelineOptions, base: reindex.Previous | None, stats: ProcessingStats,
+         req: RunRequest) -> None:
+    tracker, announce = req.tracker, req.announce
     tracker.set_stage("discovering")
-    with ProgressChannel(tracker) as channel, _display(tracker, progress_stream, quiet):
-        discovery = discover_to_file(
-            root, staging / FILE_LIST, max_file_size=settings.max_file_size,
-            on_progress=lambda found: setattr(tracker, "total_files", found))
+    with ProgressChannel(tracker) as channel, _display(tracker, req.progress_stream, req.quiet):
+        if req.files is None:
+            discovery = discover_to_file(
+                root, staging / FILE_LIST, max_file_size=settings.max_file_size,
+                on_progress=lambda found: setattr(tracker, "total_files", found))
+        else:
+            discovery = list_explicit_files(root, req.files, staging / FILE_LIST,
+                                            settings.max_file_size)
         plan = reindex.plan_changes(staging / FILE_LIST, staging / TODO_LIST, base,
-                                    checksum_root=root if checksum else None)
+                                    checksum_root=root if req.checksum else None,
+                                    subset=req.files is not None)
         stats.record_plan(plan)
         stats.add_skips(discovery.skipped)
         tracker.total_files = plan.to_process
@@ -234,7 +259,7 @@ def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: Index
             announce(f"Full build, {stats.rebuild_reason}: {plan.added} files to index")
         else:
             announce(f"Re-indexing {base.snapshot_id}: {plan.describe()}")
-        if dry_run:
+        if req.dry_run:
             stats.chunks_to_embed = _count_chunks(root, settings, staging / TODO_LIST)
             announce(f"Dry run: {plan.to_process} files, {stats.chunks_to_embed} chunks "
                      "to embed; nothing written")
@@ -246,6 +271,7 @@ def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: Index
             stats.end_time = time.time()
             announce(f"Index is up to date (snapshot {base.snapshot_id})")
             return
+        req.cancel.raise_if_cancelled()
         tracker.set_stage("running")
         reuse = None
         if base is not None and plan.replaceable:
@@ -257,7 +283,7 @@ def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: Index
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carry") as pool:
             carrying = pool.submit(reindex.carry_rows, base, plan.carry, staging) if base else None
             result = _run_pipeline(root, staging, settings, options,
-                                   ProgressSender(channel.address), reuse)
+                                   RunLink(channel.address, req.cancel.check()), reuse)
             carried = carrying.result() if carrying else []
         stats.add_counters(stats_mod.sum_counters(result))
         tracker.set_stage("committing")
@@ -269,6 +295,7 @@ def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: Index
         stats.stale = [{"path": p, "reason": r} for p, r in sorted(stale.items())]
         stats.failures = [f for f in commit.staged_failures(staging) if f["path"] not in stale]
         stats.end_time = time.time()
+        req.cancel.raise_if_cancelled()  # the last moment a cancel can still stop the commit
         if base is None and stats.files_processed == 0 and stats.failed_files > 0:
             raise NothingCommitted(
                 f"every file failed ({stats.failed_files}); nothing committed", stats)
@@ -283,7 +310,7 @@ def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: Index
             previous=base.snapshot_id if base else None)
         commit.commit_snapshot(out, staging, manifest)
         stats.committed = True
-        stats.pruned = reindex.prune_snapshots(out, keep, snapshot_id)
+        stats.pruned = reindex.prune_snapshots(out, req.keep, snapshot_id)
         tracker.set_stage("done")
 
 
@@ -306,7 +333,7 @@ def _display(tracker: ProgressTracker, stream: TextIO | None, quiet: bool):
 
 
 def _run_pipeline(root: Path, staging: Path, settings: IndexSettings,
-                  options: PipelineOptions, progress: ProgressSender, reuse: Path | None):
+                  options: PipelineOptions, progress: RunLink, reuse: Path | None):
     config = ChunkerConfig(str(root), settings.chunk_size, settings.chunk_overlap,
                            settings.max_file_size)
     pipeline = beam.Pipeline(runner=select_runner(options), options=options)

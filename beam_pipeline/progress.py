@@ -1,7 +1,7 @@
 """Live progress: a side channel from the DoFns to the launcher, and what the launcher shows.
 
 The per-file grouping is a barrier, so Beam's own output arrives only at the end. Instead the
-DoFns send small JSON datagrams over UDP to the launcher (`ProgressSender`); the launcher's
+DoFns send small JSON datagrams over UDP to the launcher (`RunLink`); the launcher's
 `ProgressChannel` feeds them to a `ProgressTracker`, which knows a file is finished when its last
 chunk is embedded. UDP on loopback never blocks a worker; progress is advisory and the stats
 always come from Beam metrics.
@@ -10,7 +10,7 @@ Example::
 
     tracker = ProgressTracker(total_files=10)
     with ProgressChannel(tracker) as channel:
-        sender = ProgressSender(channel.address)   # pickled into DoFns
+        link = RunLink(channel.address)     # pickled into DoFns
         ...
 """
 
@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Self, TextIO
 
+from .cancel import CancelCheck
+
 log = logging.getLogger(__name__)
 
 # Event kinds.
@@ -39,19 +41,28 @@ _MAX_DATAGRAM = 60_000
 RATE_WINDOW_S = 10.0
 
 
-class ProgressSender:
-    """Fire-and-forget sender used inside DoFns; pickles as just its address."""
+class RunLink:
+    """The DoFns' link to the launcher: progress out (fire-and-forget UDP), cancellation in.
 
-    def __init__(self, address: tuple[str, int] | None):
+    Pickles as its address and cancel check only.
+    """
+
+    def __init__(self, address: tuple[str, int] | None, cancel: CancelCheck | None = None):
         self.address = address
+        self.cancel = cancel or CancelCheck(None)
         self._sock: socket.socket | None = None
 
     def __getstate__(self):
-        return {"address": self.address}
+        return {"address": self.address, "cancel": self.cancel}
 
     def __setstate__(self, state):
         self.address = state["address"]
+        self.cancel = state["cancel"]
         self._sock = None
+
+    def checkpoint(self) -> None:
+        """Raise Cancelled when the launcher asked the run to stop."""
+        self.cancel()
 
     def send(self, event: dict) -> None:
         if self.address is None:

@@ -138,11 +138,13 @@ class Plan:
 
 
 def plan_changes(discovered: Path, todo: Path, previous: Previous | None,
-                 checksum_root: Path | None = None) -> Plan:
+                 checksum_root: Path | None = None, subset: bool = False) -> Plan:
     """Stream the discovered list; write the files to (re)process to `todo`.
 
     A file is unchanged when its size and mtime equal the recorded ones, or — with
-    `checksum_root` (`--checksum`) — when its size and sha256 do.
+    `checksum_root` (`--checksum`) — when its size and sha256 do. With `subset` the list is
+    an explicit selection: every listed file is re-indexed and every other file the previous
+    snapshot knows is carried forward (nothing counts as deleted).
     """
     plan = Plan()
     seen: set[str] = set()
@@ -154,7 +156,8 @@ def plan_changes(discovered: Path, todo: Path, previous: Previous | None,
             if old is None:
                 plan.added += 1
             # A file that failed last time is retried even when unchanged.
-            elif old[2] in (INDEXED, SKIPPED) and _unchanged(entry, old, checksum_root):
+            elif (not subset and old[2] in (INDEXED, SKIPPED)
+                  and _unchanged(entry, old, checksum_root)):
                 plan.unchanged += 1
                 plan.carry.add(entry.path)
                 if old[1] != entry.mtime_ns:
@@ -165,7 +168,10 @@ def plan_changes(discovered: Path, todo: Path, previous: Previous | None,
                 if old[2] in (INDEXED, STALE):
                     plan.replaceable.add(entry.path)
             dst.write(line)
-    if previous:
+    if previous and subset:
+        plan.carry = {path for path in previous.files if path not in seen}
+        plan.unchanged = len(plan.carry)
+    elif previous:
         plan.deleted = sum(1 for path in previous.files if path not in seen)
     return plan
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import stats
-from .progress import EMBEDDED, ProgressSender
+from .progress import EMBEDDED, RunLink
 
 MISSING = "missing"
 REUSE_TABLE = "_reuse.parquet"
@@ -54,9 +54,9 @@ def write_reuse_table(shard_paths: list[str], paths: set[str], target: str) -> i
 class ReuseVectorsFn(beam.DoFn):
     """(path, index, text) → (path, (index, bytes)) when known; else tagged `missing`."""
 
-    def __init__(self, table_path: str | None, progress: ProgressSender | None = None):
+    def __init__(self, table_path: str | None, progress: RunLink | None = None):
         self.table_path = table_path
-        self.progress = progress or ProgressSender(None)
+        self.progress = progress or RunLink(None)
         self.reused = stats.counter(stats.CHUNKS_REUSED)
 
     def setup(self):
@@ -68,6 +68,7 @@ class ReuseVectorsFn(beam.DoFn):
             self._known = dict(zip(table["key"].to_pylist(), (r.tobytes() for r in rows)))
 
     def process(self, chunk):
+        self.progress.checkpoint()
         path, index, text = chunk
         vector = self._known.get(text_key(text)) if self._known else None
         if vector is None:
@@ -84,7 +85,7 @@ class ReuseVectorsFn(beam.DoFn):
 class ReuseKnownVectors(beam.PTransform):
     """Split chunks into {"vectors": reused, "missing": still to embed}."""
 
-    def __init__(self, table_path: str | None, progress: ProgressSender | None = None):
+    def __init__(self, table_path: str | None, progress: RunLink | None = None):
         super().__init__()
         self.table_path = table_path
         self.progress = progress

@@ -82,6 +82,9 @@ class ProcessingStats:
     up_to_date: bool = False
     chunks_to_embed: int | None = None  # dry runs only
     pruned: list[str] = field(default_factory=list)
+    # The compatibility face's call parameters, as the replaced system reported them.
+    vector_thread_count: int | None = None
+    batch_size: int | None = None
     counters: dict[str, int] = field(default_factory=dict)  # the run's Beam counters, as summed
 
     @property

@@ -20,7 +20,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from . import stats
-from .progress import WRITTEN, ProgressSender
+from .progress import WRITTEN, RunLink
 from .records import FileRecord
 from .schema import FILES_SCHEMA, FILES_TABLE, SHARD_PREFIX, row_schema
 
@@ -48,11 +48,11 @@ class WriteShardsFn(beam.DoFn):
     """pa.RecordBatch (one file's rows) → shard records {"path", "rows", "files", "bytes"}."""
 
     def __init__(self, staging_dir: str, dim: int, rows_per_shard: int,
-                 progress: ProgressSender | None = None):
+                 progress: RunLink | None = None):
         self.staging_dir = staging_dir
         self.dim = dim
         self.rows_per_shard = rows_per_shard
-        self.progress = progress or ProgressSender(None)
+        self.progress = progress or RunLink(None)
         self.rows_written = stats.counter(stats.ROWS_WRITTEN)
         self.shards_written = stats.counter(stats.SHARDS_WRITTEN)
 
@@ -61,6 +61,7 @@ class WriteShardsFn(beam.DoFn):
         self._rows = 0
 
     def process(self, batch: pa.RecordBatch):
+        self.progress.checkpoint()
         self._batches.append(batch)
         self._rows += batch.num_rows
         if self._rows >= self.rows_per_shard:
@@ -116,7 +117,7 @@ class WriteShards(beam.PTransform):
     """Rows → Parquet shards in `staging_dir`; returns the shard records."""
 
     def __init__(self, staging_dir: str, dim: int, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
-                 progress: ProgressSender | None = None):
+                 progress: RunLink | None = None):
         super().__init__()
         self.staging_dir = staging_dir
         self.dim = dim

@@ -3,6 +3,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +71,22 @@ def world_tmp():
 def unit(v):
     v = np.asarray(v, dtype=np.float64)
     return v / np.linalg.norm(v)
+
+
+class SlowEmbedder(HashingEmbedder):
+    """The default embedder with a fixed delay per call: a stand-in for a slow model."""
+
+    def __init__(self, delay: float = 0.2, dim: int = 384):
+        super().__init__(dim)
+        self.delay = delay
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "delay": self.delay}
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.delay = state["delay"]
+
+    def embed(self, texts):
+        time.sleep(self.delay)
+        return super().embed(texts)
