@@ -12,6 +12,7 @@ peak RSS is the child's own (wait4). Later issues add scenarios to SCENARIOS.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -164,6 +165,41 @@ def search_benchmark(rows: int, queries: int = 5) -> dict:
             "query_s_median": statistics.median(timings), "query_s_all": timings}
 
 
+def face_benchmark(corpus: Path) -> dict:
+    """The compatibility face on the corpus: a full run, then a run cancelled half-way."""
+    from beam_pipeline import HighThroughputProcessor
+
+    files = sorted(str(p.relative_to(corpus)) for p in corpus.rglob("*.py"))
+    figures = {}
+    with tempfile.TemporaryDirectory(prefix="beam-face-") as tmp:
+        for label, cancel_at in (("full", None), ("cancelled", len(files) // 2)):
+            processor = HighThroughputProcessor(corpus, Path(tmp) / label)
+            times: list[float] = []
+            marks: dict[str, float] = {}
+
+            def callback(current, total, path, info=None, concurrent_files=None,
+                         slot_tracker=None, processor=processor, times=times, marks=marks,
+                         cancel_at=cancel_at):
+                times.append(time.perf_counter())
+                if cancel_at is not None and total and current >= cancel_at and not marks:
+                    marks["cancel"] = time.perf_counter()
+                    processor.request_cancellation()
+
+            start = time.perf_counter()
+            stats = processor.process_files_high_throughput(files, 2, 64, callback)
+            end = time.perf_counter()
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            figures[label] = {
+                "files": len(files), "wall_s": end - start,
+                "first_queued_s": times[0] - start,
+                "all_queued_s": times[len(files) - 1] - start,
+                "longest_gap_s": max(gaps) if gaps else 0.0,
+                "files_processed": stats.files_processed, "cancelled": stats.cancelled,
+                "cancel_to_return_s": end - marks["cancel"] if marks else None,
+            }
+    return figures
+
+
 def machine() -> dict:
     cpu = ""
     try:
@@ -206,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--all", action="store_true", help="also the extended scenarios")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/latest.json"))
+    parser.add_argument("--face", action="store_true",
+                        help="also time the compatibility face (queue, gaps, cancellation)")
     parser.add_argument("--search-rows", type=int, default=0, metavar="N",
                         help="also time search over a synthetic snapshot of N rows "
                         "(e.g. 1000000); 0 skips it")
@@ -224,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             files, size = stdlib_corpus(corpus, args.limit)
         print(f"corpus: {files} files, {size / 1e6:.1f} MB (copied in "
               f"{time.perf_counter() - copy_start:.1f} s)", file=sys.stderr)
+        face = face_benchmark(corpus) if args.face else None
         results = {}
         for scenario in SCENARIOS:
             if scenario.extended and not args.all:
@@ -243,6 +282,13 @@ def main(argv: list[str] | None = None) -> int:
 
     search = search_benchmark(args.search_rows) if args.search_rows else None
     print_table(results)
+    for label, fig in (face or {}).items():
+        print(f"face ({label}): {fig['files']} files, first Queued after "
+              f"{fig['first_queued_s'] * 1000:.1f} ms, all queued after "
+              f"{fig['all_queued_s'] * 1000:.0f} ms, longest gap between callbacks "
+              f"{fig['longest_gap_s']:.2f} s, wall {fig['wall_s']:.1f} s"
+              + (f", request_cancellation → return {fig['cancel_to_return_s']:.2f} s "
+                 f"({fig['files_processed']} files done)" if fig["cancel_to_return_s"] else ""))
     if search:
         print(f"search over {search['rows']:,} rows: load + first query "
               f"{search['load_and_first_query_s']:.2f} s (with the vector cache: "
@@ -260,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat,
         "scenarios": results,
         "search": search,
+        "face": face,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")

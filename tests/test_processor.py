@@ -1,8 +1,10 @@
 """The compatibility face: HighThroughputProcessor.process_files_high_throughput."""
 
 import itertools
+import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import SlowEmbedder, code_file, make_tree
@@ -120,10 +122,21 @@ def test_interrupt_from_the_callback_cancels_and_commits_nothing(tmp_path):
     assert sum(r.success for r in processor.file_results) == stats.files_processed
 
 
-def test_request_cancellation_from_another_thread_stops_promptly(tmp_path):
+MODES = {
+    "in_memory": [],
+    "multi_threading": ["--direct_running_mode=multi_threading"],
+    "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_request_cancellation_from_another_thread_stops_promptly(tmp_path, monkeypatch, mode):
+    # Worker processes must import the test embedder from conftest, as the launcher does.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [
+        str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])))
     src = tree(tmp_path / "src", n=60)
     out = tmp_path / "out"
-    processor = HighThroughputProcessor(src, out, SlowEmbedder(0.3))
+    processor = HighThroughputProcessor(src, out, SlowEmbedder(0.3), pipeline_args=MODES[mode])
     files = sorted(str(p.relative_to(src)) for p in src.rglob("*.py"))
     rec = Recorder()
     stopped = {}

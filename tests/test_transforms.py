@@ -16,6 +16,7 @@ from beam_pipeline.discover import FileEntry, discover_to_file
 from beam_pipeline.embed import EmbedChunks
 from beam_pipeline.embedders import HashingEmbedder
 from beam_pipeline.pipeline import IndexFiles, ReadFileList
+from beam_pipeline.progress import ProgressChannel, ProgressTracker, RunLink
 from beam_pipeline.schema import FAILED, INDEXED, SKIPPED
 
 
@@ -132,3 +133,23 @@ def test_vectors_in_shards_equal_the_embedder_output(tmp_path):
 def test_invalid_batch_size_is_refused(batch_size):
     with pytest.raises(ValueError):
         EmbedChunks(HashingEmbedder(), batch_size=batch_size)
+
+
+def test_the_pipeline_reports_progress_events_to_the_launcher(tmp_path):
+    src = make_tree(tmp_path / "src", {f"f{i}.py": code_file(f"f{i}", 10 * i) for i in range(6)})
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    listing = tmp_path / "files.jsonl"
+    discover_to_file(src, listing)
+    done = []
+    tracker = ProgressTracker(total_files=6, on_file_done=done.append)
+    expected_chunks = sum(len(chunk_text((src / f"f{i}.py").read_text(), 300, 45))
+                          for i in range(6))
+    with ProgressChannel(tracker) as channel, pipeline() as p:
+        _ = (p | ReadFileList(str(listing))
+               | IndexFiles(ChunkerConfig(str(src), 300, 45, 1 << 20), HashingEmbedder(), 4,
+                            str(staging), RunLink(channel.address)))
+    assert sorted(done) == [f"f{i}.py" for i in range(6)]  # f0.py is empty: done at chunking
+    assert tracker.files_done == 6
+    assert tracker.chunks_cut == tracker.chunks_embedded == expected_chunks
+    assert tracker.files_assembled == 6 and tracker.rows_written == expected_chunks
