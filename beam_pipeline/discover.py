@@ -95,6 +95,14 @@ def _ignored(specs: Sequence[tuple[str, pathspec.GitIgnoreSpec]], rel: str, is_d
     return False
 
 
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as lone surrogates
+        return False
+    return True
+
+
 def iter_source_files(
     root: Path,
     *,
@@ -106,7 +114,8 @@ def iter_source_files(
     """Yield the files under `root` to index, in a stable (sorted) order.
 
     Skips are counted in `skipped` by reason: `excluded`, `gitignored`, `too_large`,
-    `symlink`, `not_regular`, `unreadable_dir`.
+    `symlink`, `not_regular`, `unreadable_dir`, `undecodable_name` (a file name that is not
+    UTF-8), `vanished`.
     """
     skipped = skipped if skipped is not None else Counter()
     exclude_spec = pathspec.GitIgnoreSpec.from_lines(excludes)
@@ -133,6 +142,10 @@ def iter_source_files(
         subdirs = []
         for entry in entries:
             rel = rel_dir + entry.name
+            if not _utf8(entry.name):
+                # Parquet strings are UTF-8: such a name cannot be stored, so it is counted.
+                skipped["undecodable_name"] += 1
+                continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
@@ -212,6 +225,9 @@ def list_explicit_files(root: Path, files: Sequence[str | os.PathLike], list_pat
             if rel in seen:
                 continue
             seen.add(rel)
+            if not _utf8(rel):
+                result.skipped["undecodable_name"] += 1
+                continue
             try:
                 st = os.lstat(full)
             except OSError:

@@ -63,3 +63,13 @@ def test_discover_to_file_streams_json_lines(tmp_path):
     assert [e.path for e in entries] == ["a b.py", "dir/ünï\ncode.py"]
     assert [e.size for e in entries] == [1, 2]
     assert result.files == 2 and result.total_bytes == 3
+
+
+def test_names_that_are_not_utf8_are_counted_not_fatal(tmp_path):
+    make_tree(tmp_path, {"ok.py": "x"})
+    bad = os.path.join(os.fsencode(tmp_path), b"caf\xe9.py")
+    with open(bad, "wb") as fh:
+        fh.write(b"y = 1\n")
+    found, skipped = paths(tmp_path)
+    assert found == ["ok.py"]
+    assert skipped["undecodable_name"] == 1
