@@ -19,7 +19,6 @@ import os
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import stats
@@ -35,11 +34,12 @@ def text_key(text: str) -> bytes:
 
 def write_reuse_table(shard_paths: list[str], paths: set[str], target: str) -> int:
     """Previous vectors of the rows of `paths`, keyed by text hash; returns the row count."""
-    value_set = pa.array(sorted(paths), pa.string())
+    wanted = sorted(paths)
     keys, vectors = [], []
     for shard in shard_paths:
-        table = pq.read_table(shard, columns=["path", "content", "vector"])
-        table = table.filter(pc.is_in(table["path"], value_set=value_set))
+        # Shards are sorted by path: row-group statistics skip groups without wanted files.
+        table = pq.read_table(shard, columns=["path", "content", "vector"],
+                              filters=[("path", "in", wanted)])
         if table.num_rows:
             keys.extend(text_key(t) for t in table["content"].to_pylist())
             vectors.append(table["vector"].combine_chunks())

@@ -77,6 +77,10 @@ def test_cli_indexes_a_generated_tree(tmp_path):
     for path, n in counts.items():
         assert sorted(i for p, i in zip(paths, indices) if p == path) == list(range(n)), path
     assert len(set(rows["id"].to_pylist())) == rows.num_rows
+    for shard in manifest["shards"]:  # sorted by path, then chunk: row groups can be skipped
+        table = pq.read_table(snapshot_dir(out) / shard["path"], columns=["path", "chunk_index"])
+        keys = list(zip(table["path"].to_pylist(), table["chunk_index"].to_pylist()))
+        assert keys == sorted(keys)
     assert not {"debug.log", "ignored_dir/x.py", "node_modules/dep/index.js", "huge.txt",
                 "pkg/scratch.tmp", "image.png", "garbage.bin", "blank.txt"} & set(paths)
     assert rows.schema.field("vector").type.list_size == 384
