@@ -67,6 +67,8 @@ class AssembleFile(beam.DoFn):
         self.processed = stats.counter(stats.FILES_PROCESSED)
         self.failed = stats.counter(stats.FAILED_FILES)
         self.total_size = stats.counter(stats.TOTAL_SIZE)
+        # Counted here, for written files only: a failed file's chunks were never indexed.
+        self.chunks_created = stats.counter(stats.CHUNKS_CREATED)
 
     def process(self, element):
         self.progress.checkpoint()
@@ -82,6 +84,7 @@ class AssembleFile(beam.DoFn):
         else:
             self.processed.inc()
             self.total_size.inc(record.size)
+            self.chunks_created.inc(record.total_chunks)
         self.progress.send({"k": ASSEMBLED, "n": 1})
         if rows is not None:
             yield beam.pvalue.TaggedOutput(ROWS, rows)

@@ -85,7 +85,6 @@ class ChunkFile(beam.DoFn):
     def __init__(self, config: ChunkerConfig, progress: RunLink | None = None):
         self.config = config
         self.progress = progress or RunLink(None)
-        self.chunks_created = stats.counter(stats.CHUNKS_CREATED)
         self.legacy = stats.counter(stats.LEGACY_ENCODING)
 
     def process(self, entry: FileEntry):
@@ -102,7 +101,6 @@ class ChunkFile(beam.DoFn):
             record = FileRecord(entry.path, entry.size, entry.mtime_ns, digest, len(chunks))
             if decoded.legacy:
                 self.legacy.inc()
-            self.chunks_created.inc(len(chunks))
         self.progress.send({"k": CHUNKED, "p": entry.path, "n": len(chunks), "b": entry.size})
         yield entry.path, record
         for chunk in chunks:

@@ -205,3 +205,17 @@ def test_the_three_call_forms(tmp_path, form):
         stats = processor.process_files_high_throughput(
             files=files, vector_thread_count=2, batch_size=10, progress_callback=Recorder())
     assert stats.files_processed == 3 and stats.committed
+
+
+def test_chunks_created_counts_written_files_only(tmp_path):
+    from conftest import PoisonEmbedder
+
+    src = make_tree(tmp_path / "src", {"good.py": code_file("good", 30),
+                                       "bad.py": code_file("bad", 30) + "# POISON\n"})
+    processor = HighThroughputProcessor(src, tmp_path / "out", PoisonEmbedder(),
+                                        chunk_size=300)
+    stats = processor.process_files_high_throughput(["good.py", "bad.py"], 1, 4)
+    assert stats.files_processed == 1 and stats.failed_files == 1
+    good = next(r for r in processor.file_results if r.file_path == "good.py")
+    assert stats.chunks_created == good.chunks_processed > 0
+    assert stats.chunks_embedded > stats.chunks_created  # bad.py's clean chunks were embedded
