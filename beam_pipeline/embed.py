@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import collections
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from . import stats
 from .embedders import Embedder
@@ -22,12 +26,48 @@ log = logging.getLogger(__name__)
 ERRORS = "errors"
 
 
-class EmbedBatch(beam.DoFn):
-    """list[(path, index, text)] → (path, (index, float32 bytes)); tagged `errors`: (path, (index, reason))."""
+def embed_isolating(embedder: Embedder, batch: list) -> tuple[list, int]:
+    """One outcome per chunk — vector bytes, or the reason (str) its embedding failed — and the
+    number of embedder calls made. A failing batch is bisected down to its bad chunks.
 
-    def __init__(self, embedder: Embedder, progress: RunLink | None = None):
+    Pure (no Beam state), so it can run on a worker thread.
+    """
+    try:
+        vectors = _checked_embed(embedder, [text for _, _, text in batch])
+    except Exception as exc:  # noqa: BLE001 - any embedder failure is isolated, never fatal
+        if len(batch) == 1:
+            path, index, _ = batch[0]
+            log.warning("embedding failed for %s chunk %d: %s", path, index, exc)
+            return [f"embedding failed: {type(exc).__name__}: {exc}"], 1
+        half = len(batch) // 2
+        left, left_calls = embed_isolating(embedder, batch[:half])
+        right, right_calls = embed_isolating(embedder, batch[half:])
+        return left + right, 1 + left_calls + right_calls
+    return [row.tobytes() for row in vectors], 1
+
+
+def _checked_embed(embedder: Embedder, texts: list[str]) -> np.ndarray:
+    vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
+    expected = (len(texts), embedder.dim)
+    if vectors.shape != expected:
+        raise ValueError(f"embedder returned shape {vectors.shape}, expected {expected}")
+    if not np.isfinite(vectors).all():
+        raise ValueError("embedder returned non-finite values")
+    return vectors
+
+
+class EmbedBatch(beam.DoFn):
+    """list[(path, index, text)] → (path, (index, float32 bytes)); tagged `errors`: (path, (index, reason)).
+
+    With `concurrency` > 1 and a thread-safe embedder, up to that many batches are embedded at
+    once on a thread pool (remote providers: requests in flight; their results keep batch
+    order). Beam metrics are per thread, so counting happens here, not in the pool.
+    """
+
+    def __init__(self, embedder: Embedder, progress: RunLink | None = None, concurrency: int = 1):
         self.embedder = embedder
         self.progress = progress or RunLink(None)
+        self.concurrency = concurrency
         self.batches = stats.counter(stats.EMBED_BATCHES)
         self.embedded = stats.counter(stats.CHUNKS_EMBEDDED)
         self.errors = stats.counter(stats.CHUNK_ERRORS)
@@ -35,11 +75,35 @@ class EmbedBatch(beam.DoFn):
     def setup(self):
         # Once per worker: a model loads here, never per bundle.
         self.embedder.load()
+        parallel = self.concurrency > 1 and self.embedder.thread_safe
+        self._pool = ThreadPoolExecutor(self.concurrency, "embed") if parallel else None
+        self._in_flight: collections.deque = collections.deque()
 
     def process(self, batch):
         self.progress.checkpoint()
+        if self._pool is None:
+            yield from self._emit(batch, *embed_isolating(self.embedder, batch))
+            return
+        self._in_flight.append((batch, self._pool.submit(embed_isolating, self.embedder, batch)))
+        while len(self._in_flight) >= self.concurrency:
+            yield from self._emit_oldest()
+
+    def finish_bundle(self):
+        while self._in_flight:
+            for output in self._emit_oldest():
+                if isinstance(output, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(output.tag, _global(output.value))
+                else:
+                    yield _global(output)
+
+    def _emit_oldest(self):
+        batch, future = self._in_flight.popleft()
+        yield from self._emit(batch, *future.result())
+
+    def _emit(self, batch, outcomes: list, calls: int):
+        self.batches.inc(calls)
         done: collections.Counter = collections.Counter()
-        for (path, index, _), outcome in zip(batch, self._embed_isolating(batch)):
+        for (path, index, _), outcome in zip(batch, outcomes):
             done[path] += 1
             if isinstance(outcome, str):
                 self.errors.inc()
@@ -49,31 +113,14 @@ class EmbedBatch(beam.DoFn):
                 yield path, (index, outcome)
         self.progress.send({"k": EMBEDDED, "p": dict(done)})
 
-    def _embed_isolating(self, batch) -> list:
-        """One outcome per chunk: vector bytes, or the reason (str) its embedding failed."""
-        try:
-            vectors = self._embed([text for _, _, text in batch])
-        except Exception as exc:  # noqa: BLE001 - any embedder failure is isolated, never fatal
-            if len(batch) == 1:
-                path, index, _ = batch[0]
-                log.warning("embedding failed for %s chunk %d: %s", path, index, exc)
-                return [f"embedding failed: {type(exc).__name__}: {exc}"]
-            half = len(batch) // 2
-            return self._embed_isolating(batch[:half]) + self._embed_isolating(batch[half:])
-        return [row.tobytes() for row in vectors]
-
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        self.batches.inc()
-        vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
-        expected = (len(texts), self.embedder.dim)
-        if vectors.shape != expected:
-            raise ValueError(f"embedder returned shape {vectors.shape}, expected {expected}")
-        if not np.isfinite(vectors).all():
-            raise ValueError("embedder returned non-finite values")
-        return vectors
-
     def teardown(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self.progress.close()
+
+
+def _global(value) -> WindowedValue:
+    return WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()])
 
 
 class EmbedChunks(beam.PTransform):
@@ -84,13 +131,17 @@ class EmbedChunks(beam.PTransform):
         embedded = chunks | EmbedChunks(HashingEmbedder(), batch_size=64)
     """
 
-    def __init__(self, embedder: Embedder, batch_size: int, progress: RunLink | None = None):
+    def __init__(self, embedder: Embedder, batch_size: int, progress: RunLink | None = None,
+                 concurrency: int = 1):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        if concurrency < 1:
+            raise ValueError(f"embed concurrency must be at least 1, got {concurrency}")
         self.embedder = embedder
         self.batch_size = batch_size
         self.progress = progress
+        self.concurrency = concurrency
 
     def expand(self, chunks):
         outputs = (
@@ -99,7 +150,8 @@ class EmbedChunks(beam.PTransform):
             | "Batch" >> beam.BatchElements(
                 min_batch_size=self.batch_size, max_batch_size=self.batch_size
             )
-            | "Embed" >> beam.ParDo(EmbedBatch(self.embedder, self.progress)).with_outputs(
+            | "Embed" >> beam.ParDo(
+                EmbedBatch(self.embedder, self.progress, self.concurrency)).with_outputs(
                 ERRORS, main="vectors"
             )
         )

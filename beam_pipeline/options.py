@@ -42,6 +42,10 @@ class IndexOptions(PipelineOptions):
                            default=DEFAULT_BATCH_SIZE,
                            help="chunks per embedder call; batches span files "
                            "(default: %(default)s)")
+        group.add_argument("--embed-concurrency", "--embed_concurrency", dest="embed_concurrency",
+                           type=int, default=1,
+                           help="batches embedded at once by a thread-safe embedder "
+                           "(remote providers: requests in flight; default: %(default)s)")
         group.add_argument("--max-file-size", "--max_file_size", dest="max_file_size", type=int,
                            default=DEFAULT_MAX_FILE_SIZE,
                            help="skip files larger than this many bytes (default: 1 MiB)")

@@ -86,7 +86,7 @@ class IndexFiles(beam.PTransform):
 
     def __init__(self, config: ChunkerConfig, embedder: Embedder, batch_size: int,
                  staging_dir: str, progress: RunLink | None = None,
-                 reuse_table: str | None = None):
+                 reuse_table: str | None = None, embed_concurrency: int = 1):
         super().__init__()
         self.config = config
         self.embedder = embedder
@@ -94,6 +94,7 @@ class IndexFiles(beam.PTransform):
         self.staging_dir = staging_dir
         self.progress = progress
         self.reuse_table = reuse_table  # previous vectors by chunk text (re-indexing)
+        self.embed_concurrency = embed_concurrency
 
     def expand(self, entries):
         dim = self.embedder.dim
@@ -104,7 +105,7 @@ class IndexFiles(beam.PTransform):
             to_embed = known[MISSING]
             vectors.append(known["vectors"])
         embedded = to_embed | "Embed" >> EmbedChunks(
-            self.embedder, self.batch_size, self.progress)
+            self.embedder, self.batch_size, self.progress, self.embed_concurrency)
         vectors.append(embedded["vectors"])
         assembled = {
             "files": chunked["files"],
@@ -126,6 +127,7 @@ class IndexSettings:
     chunk_overlap: int
     batch_size: int
     max_file_size: int
+    embed_concurrency: int = 1  # batches embedded at once (remote providers: requests)
 
     def fingerprint(self) -> dict:
         return {
@@ -141,13 +143,14 @@ class IndexSettings:
         return cls.create(options.embedder, chunk_size=options.chunk_size,
                           chunk_overlap=options.chunk_overlap, batch_size=options.batch_size,
                           max_file_size=options.max_file_size,
-                          embedding_dim=options.embedding_dim)
+                          embedding_dim=options.embedding_dim,
+                          embed_concurrency=options.embed_concurrency)
 
     @classmethod
     def create(cls, embedder: str | Embedder = "hashing", *, chunk_size: int = 1000,
                chunk_overlap: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-               embedding_dim: int = DEFAULT_DIM) -> IndexSettings:
+               embedding_dim: int = DEFAULT_DIM, embed_concurrency: int = 1) -> IndexSettings:
         if isinstance(embedder, str):
             embedder = get_embedder(embedder, dim=embedding_dim)
         overlap = default_overlap(chunk_size) if chunk_overlap is None else chunk_overlap
@@ -158,7 +161,9 @@ class IndexSettings:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         if max_file_size < 0:
             raise ValueError(f"max file size must be ≥ 0, got {max_file_size}")
-        return cls(embedder, chunk_size, overlap, batch_size, max_file_size)
+        if embed_concurrency < 1:
+            raise ValueError(f"embed concurrency must be at least 1, got {embed_concurrency}")
+        return cls(embedder, chunk_size, overlap, batch_size, max_file_size, embed_concurrency)
 
 
 @dataclass
@@ -342,7 +347,8 @@ def _run_pipeline(root: Path, staging: Path, settings: IndexSettings,
         | "ReadFileList" >> ReadFileList(str(staging / TODO_LIST))
         | "IndexFiles" >> IndexFiles(config, settings.embedder, settings.batch_size,
                                      str(staging), progress,
-                                     reuse_table=str(reuse) if reuse else None)
+                                     reuse_table=str(reuse) if reuse else None,
+                                     embed_concurrency=settings.embed_concurrency)
     )
     result = pipeline.run()
     result.wait_until_finish()

@@ -125,7 +125,7 @@ class HighThroughputProcessor:
         settings = IndexSettings.create(
             self.embedder, chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap,
             batch_size=batch_size, max_file_size=self.max_file_size,
-            embedding_dim=self.embedding_dim)
+            embedding_dim=self.embedding_dim, embed_concurrency=max(1, vector_thread_count))
         outcome: dict = {}
 
         def work() -> None:

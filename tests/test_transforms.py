@@ -1,6 +1,7 @@
 """TestPipeline + assert_that tests of each composite transform."""
 
 import glob
+import time
 
 import apache_beam as beam
 import numpy as np
@@ -8,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to, is_not_empty
-from conftest import PoisonEmbedder, code_file, make_tree
+from conftest import PoisonEmbedder, SlowEmbedder, code_file, make_tree
 
 from beam_pipeline.chunk import ChunkerConfig, ChunkFiles
 from beam_pipeline.chunking import chunk_text
@@ -153,3 +154,33 @@ def test_the_pipeline_reports_progress_events_to_the_launcher(tmp_path):
     assert tracker.files_done == 6
     assert tracker.chunks_cut == tracker.chunks_embedded == expected_chunks
     assert tracker.files_assembled == 6 and tracker.rows_written == expected_chunks
+
+
+def test_embed_concurrency_overlaps_slow_calls_and_keeps_results():
+    chunks = [(f"f{i % 5}.py", i, f"def f{i}(): return {i}") for i in range(40)]
+    timings = {}
+    for threads in (1, 4):
+        started = time.monotonic()
+        with pipeline() as p:
+            out = (p | beam.Create(chunks, reshuffle=False)
+                     | EmbedChunks(SlowEmbedder(0.15), batch_size=2, concurrency=threads))
+            assert_that(out["vectors"] | beam.MapTuple(lambda path, v: (path, v[0], len(v[1]))),
+                        equal_to([(path, i, 384 * 4) for path, i, _ in chunks]))
+        timings[threads] = time.monotonic() - started
+    # 20 calls of 0.15 s: about 3 s one at a time, about 0.8 s four at a time.
+    assert timings[4] < timings[1] / 2, timings
+
+
+def test_embed_concurrency_still_isolates_a_poisoned_chunk():
+    chunks = [(f"f{i}.py", 0, "POISON" if i == 7 else f"x{i} = {i}") for i in range(16)]
+    with pipeline() as p:
+        out = (p | beam.Create(chunks, reshuffle=False)
+                 | EmbedChunks(ThreadSafePoison(), batch_size=3, concurrency=3))
+        assert_that(out["errors"] | beam.MapTuple(lambda path, e: path), equal_to(["f7.py"]),
+                    label="errors")
+        assert_that(out["vectors"] | beam.MapTuple(lambda path, v: path),
+                    equal_to([f"f{i}.py" for i in range(16) if i != 7]), label="vectors")
+
+
+class ThreadSafePoison(PoisonEmbedder):
+    thread_safe = True

@@ -21,6 +21,9 @@ class Embedder(abc.ABC):
     name: str
     model: str
     dim: int
+    # May embed() run on several threads at once? (Remote providers: yes.) Only then does
+    # the embed concurrency (`vector_thread_count`) apply.
+    thread_safe: bool = False
 
     def load(self) -> None:
         """Create per-worker state; the default has none."""

@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import re
+import threading
 from hashlib import blake2b as _blake2b
 
 import numpy as np
@@ -52,18 +53,20 @@ def _stable_hash(feature: str) -> int:
 class HashingEmbedder(Embedder):
     name = "hashing"
     model = "code-tokens-v1"  # bump when the feature recipe changes: it is in the fingerprint
+    thread_safe = True  # calls are serialised on a lock (the token cache is shared)
 
     def __init__(self, dim: int = 384):
         if dim < 8:
             raise ValueError(f"dimension must be at least 8, got {dim}")
         self.dim = int(dim)
         self._vocab: dict[str, int] | None = None  # token cache, built per worker
+        self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
         return {"dim": self.dim}  # the cache is rebuilt cheaply; shipping it would bloat pickles
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["dim"])
+        HashingEmbedder.__init__(self, state["dim"])
 
     def load(self) -> None:
         self._reset_vocabulary()
@@ -109,6 +112,10 @@ class HashingEmbedder(Embedder):
         return tid
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            return self._embed(texts)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
         # Clear only between batches: ids already gathered for this batch must stay valid.
         if self._vocab is None or len(self._vocab) > _VOCAB_LIMIT:
             self._reset_vocabulary()
