@@ -17,6 +17,8 @@ import sys
 import threading
 from pathlib import Path
 
+from .config import ConfigError, expand_config
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -61,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print the plan and the number of chunks to embed, then stop")
     index.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     index.add_argument("--verbose", "-v", action="store_true", help="log Beam's own messages")
+    index.add_argument("--config", metavar="FILE",
+                       help="a profile of options (configs/*.yaml); flags given here override it")
     IndexOptions._add_argparse_args(index)
 
     search = commands.add_parser("search", help="rank the live snapshot's chunks by a query")
@@ -193,6 +197,11 @@ def verify_command(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     configure_logging(verbose=False)  # before anything imports apache_beam
+    try:
+        argv = expand_config(list(sys.argv[1:] if argv is None else argv))
+    except ConfigError as exc:
+        print(f"beam-index: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     args, rest = build_parser().parse_known_args(argv)
     if getattr(args, "verbose", False):
         configure_logging(verbose=True)
