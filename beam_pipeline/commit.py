@@ -95,7 +95,8 @@ def _fsync_dir(path: Path) -> None:
 
 def build_manifest(snapshot_id: str, fingerprint: dict, shards: list[dict], counts: dict,
                    failures: list[dict], stale: list[dict], stats: dict, source: dict,
-                   previous: str | None = None) -> dict[str, Any]:
+                   previous: str | None = None, embedder_config: dict | None = None
+                   ) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "schema_version": SCHEMA_VERSION,
@@ -103,6 +104,7 @@ def build_manifest(snapshot_id: str, fingerprint: dict, shards: list[dict], coun
         "previous_snapshot": previous,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "fingerprint": fingerprint,
+        "embedder_config": embedder_config or {},
         "source": source,
         "files_table": FILES_TABLE,
         "shards": sorted(shards, key=lambda s: s["path"]),

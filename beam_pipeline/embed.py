@@ -102,6 +102,8 @@ class EmbedBatch(beam.DoFn):
 
     def _emit(self, batch, outcomes: list, calls: int):
         self.batches.inc(calls)
+        for name, value in self.embedder.take_counts().items():
+            stats.counter(f"embedder_{name}").inc(value)
         done: collections.Counter = collections.Counter()
         for (path, index, _), outcome in zip(batch, outcomes):
             done[path] += 1

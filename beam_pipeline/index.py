@@ -90,7 +90,13 @@ class Index:
     def embedder(self) -> Embedder:
         """The snapshot's own embedder, rebuilt from its fingerprint."""
         spec = self.fingerprint["embedder"]
-        embedder = get_embedder(spec["name"], dim=int(spec["dim"]))
+        config = self.manifest.get("embedder_config") or {}
+        if not isinstance(config, dict):
+            raise IndexReadError("manifest embedder_config is not a mapping")
+        try:
+            embedder = get_embedder(spec["name"], dim=int(spec["dim"]), **config)
+        except ValueError as exc:
+            raise IndexReadError(f"cannot rebuild the index's embedder: {exc}") from None
         if embedder.fingerprint() != spec:
             raise IndexReadError(f"this installation's {spec['name']} embedder "
                              f"({embedder.fingerprint()}) differs from the index's ({spec}); "

@@ -30,6 +30,14 @@ class IndexOptions(PipelineOptions):
         group = parser.add_argument_group("indexing")
         group.add_argument("--embedder", default="hashing",
                            help="embedder name (default: hashing, built in, no download)")
+        group.add_argument("--embedding-url", "--embedding_url", dest="embedding_url",
+                           help="openai: base URL of an OpenAI-compatible endpoint "
+                           "(OpenAI, Ollama, vLLM, text-embeddings-inference, LM Studio)")
+        group.add_argument("--embedding-model", "--embedding_model", dest="embedding_model",
+                           help="openai: the model name the endpoint expects")
+        group.add_argument("--api-key-env", "--api_key_env", dest="api_key_env",
+                           help="openai: environment variable holding the API key "
+                           "(default: OPENAI_API_KEY; never logged or stored)")
         group.add_argument("--embedding-dim", "--embedding_dim", dest="embedding_dim", type=int,
                            default=DEFAULT_DIM, help="vector dimension (default: %(default)s)")
         group.add_argument("--chunk-size", "--chunk_size", dest="chunk_size", type=int,

@@ -144,15 +144,19 @@ class IndexSettings:
                           chunk_overlap=options.chunk_overlap, batch_size=options.batch_size,
                           max_file_size=options.max_file_size,
                           embedding_dim=options.embedding_dim,
-                          embed_concurrency=options.embed_concurrency)
+                          embed_concurrency=options.embed_concurrency,
+                          embedder_options={"base_url": options.embedding_url,
+                                            "model": options.embedding_model,
+                                            "api_key_env": options.api_key_env})
 
     @classmethod
     def create(cls, embedder: str | Embedder = "hashing", *, chunk_size: int = 1000,
                chunk_overlap: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-               embedding_dim: int = DEFAULT_DIM, embed_concurrency: int = 1) -> IndexSettings:
+               embedding_dim: int = DEFAULT_DIM, embed_concurrency: int = 1,
+               embedder_options: dict | None = None) -> IndexSettings:
         if isinstance(embedder, str):
-            embedder = get_embedder(embedder, dim=embedding_dim)
+            embedder = get_embedder(embedder, dim=embedding_dim, **(embedder_options or {}))
         overlap = default_overlap(chunk_size) if chunk_overlap is None else chunk_overlap
         if chunk_size < 1 or not 0 <= overlap < chunk_size:
             raise ValueError(f"need chunk size ≥ 1 and 0 ≤ overlap < size, "
@@ -312,7 +316,8 @@ def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: Index
         manifest = commit.build_manifest(
             snapshot_id, settings.fingerprint(), shards, commit.staged_counts(staging),
             stats.failures, stats.stale, run_stats, source,
-            previous=base.snapshot_id if base else None)
+            previous=base.snapshot_id if base else None,
+            embedder_config=settings.embedder.config())
         commit.commit_snapshot(out, staging, manifest)
         stats.committed = True
         stats.pruned = reindex.prune_snapshots(out, req.keep, snapshot_id)

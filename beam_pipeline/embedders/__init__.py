@@ -6,19 +6,24 @@ from collections.abc import Callable
 
 from .base import Embedder, EmbeddingError
 from .hashing import HashingEmbedder
+from .remote import OpenAIEmbedder
 
 _REGISTRY: dict[str, Callable[..., Embedder]] = {
     "hashing": HashingEmbedder,
+    "openai": OpenAIEmbedder,
 }
 
 
 def get_embedder(name: str, **params) -> Embedder:
-    """An embedder by name, e.g. `get_embedder("hashing", dim=384)`."""
+    """An embedder by name, e.g. `get_embedder("hashing", dim=384)`; None params are dropped."""
     try:
         factory = _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown embedder {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
-    return factory(**params)
+    try:
+        return factory(**{k: v for k, v in params.items() if v is not None})
+    except TypeError as exc:
+        raise ValueError(f"embedder {name!r}: {exc}") from None
 
 
-__all__ = ["Embedder", "EmbeddingError", "HashingEmbedder", "get_embedder"]
+__all__ = ["Embedder", "EmbeddingError", "HashingEmbedder", "OpenAIEmbedder", "get_embedder"]

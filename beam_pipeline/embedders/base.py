@@ -32,6 +32,15 @@ class Embedder(abc.ABC):
     def embed(self, texts: list[str]) -> np.ndarray:
         """Vectors of shape (len(texts), dim), float32."""
 
+    def config(self) -> dict:
+        """Constructor parameters beyond `dim` that rebuild this embedder for search (never a
+        secret); stored in the manifest."""
+        return {}
+
+    def take_counts(self) -> dict[str, int]:
+        """Counts since the last call (calls, texts, retries, failures), for Beam metrics."""
+        return {}
+
     def fingerprint(self) -> dict:
         """What decides whether vectors of two runs are comparable."""
         return {"name": self.name, "model": self.model, "dim": self.dim}

@@ -1,0 +1,98 @@
+"""A fake OpenAI-compatible embeddings server on 127.0.0.1 for tests (no internet).
+
+Vectors are the hashing embedder's, so results can be compared. Faults are injected by
+setting attributes on `FakeEmbeddingServer` while it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
+
+from beam_pipeline.embedders import HashingEmbedder
+
+
+class FakeEmbeddingServer:
+    def __init__(self, dim: int = 64):
+        self.dim = dim
+        self.embedder = HashingEmbedder(dim)
+        self.latency = 0.0
+        self.fail_next: list[tuple[int, dict]] = []  # (status, headers) for the next requests
+        self.hang_next = 0  # requests that sleep `hang_seconds` before answering
+        self.hang_seconds = 2.0
+        self.status_always: int | None = None
+        self.poison = "POISON"  # an input containing it gets a 400
+        self.short_by_one_above = None  # batches larger than this get one vector too few
+        self.requests: list[dict] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server._lock:
+                    server.requests.append({"inputs": body["input"], "model": body["model"],
+                                            "auth": self.headers.get("Authorization")})
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    fault = server.fail_next.pop(0) if server.fail_next else None
+                    hang = server.hang_next > 0
+                    server.hang_next -= hang
+                try:
+                    self._answer(body, fault, hang)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _answer(self, body, fault, hang):
+                if hang:
+                    time.sleep(server.hang_seconds)
+                time.sleep(server.latency)
+                status, headers = fault or (server.status_always, {})
+                texts = body["input"]
+                if status is None and any(server.poison in t for t in texts):
+                    status = 400
+                if status is not None:
+                    self._send(status, {"error": {"message": f"fake {status}"}}, headers)
+                    return
+                vectors = server.embedder.embed(texts).tolist()
+                limit = server.short_by_one_above
+                if limit is not None and len(texts) > limit:
+                    vectors = vectors[:-1]
+                data = [{"object": "embedding", "index": i, "embedding": v}
+                        for i, v in enumerate(vectors)]
+                self._send(200, {"object": "list", "data": data, "model": body["model"]})
+
+            def _send(self, status, payload, headers=None):
+                raw = json.dumps(payload).encode()
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                try:
+                    self.wfile.write(raw)
+                except BrokenPipeError:
+                    pass  # the client timed out first (the timeout test): nothing to answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,143 @@
+"""The OpenAI-compatible embedder against a fake server on 127.0.0.1, through the pipeline."""
+
+import json
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import code_file, make_tree, run_cli
+from fake_embeddings import FakeEmbeddingServer
+
+from beam_pipeline import IndexSettings, run_index
+from beam_pipeline.embedders import EmbeddingError, HashingEmbedder, OpenAIEmbedder
+from beam_pipeline.index import Index
+
+DIM = 64
+
+
+@pytest.fixture
+def server():
+    with FakeEmbeddingServer(DIM) as fake:
+        yield fake
+
+
+def remote(server, **kw):
+    options = {"backoff": 0.01, "max_backoff": 0.05, "timeout": 5.0, **kw}
+    return OpenAIEmbedder(DIM, model="fake-embed", base_url=server.url, **options)
+
+
+def small_tree(root, n=6, lines=30):
+    return make_tree(root, {f"m{i}.py": code_file(f"m{i}", lines) for i in range(n)})
+
+
+def index(tmp_path, embedder, concurrency=1, batch_size=8):
+    settings = IndexSettings.create(embedder, chunk_size=300, batch_size=batch_size,
+                                    embed_concurrency=concurrency)
+    return run_index(tmp_path / "src", tmp_path / "out", settings)
+
+
+def test_full_pipeline_through_the_server_gives_the_servers_vectors(tmp_path, server):
+    small_tree(tmp_path / "src")
+    stats = index(tmp_path, remote(server))
+    assert stats.committed and stats.files_processed == 6 and stats.failed_files == 0
+    idx = Index.open(tmp_path / "out")
+    table = pq.read_table([str(idx.shard_path(s)) for s in idx.shards])
+    expected = HashingEmbedder(DIM).embed(table["content"].to_pylist())
+    np.testing.assert_allclose(np.array(table["vector"].to_pylist()), expected, atol=1e-6)
+    assert stats.counters["embedder_calls"] == len(server.requests)
+    assert stats.counters["embedder_texts"] == stats.chunks_embedded
+    assert {r["model"] for r in server.requests} == {"fake-embed"}
+
+
+def test_429_with_retry_after_and_500s_are_retried(tmp_path, server):
+    small_tree(tmp_path / "src", n=2)
+    server.fail_next = [(429, {"Retry-After": "0.3"}), (500, {}), (503, {})]
+    started = time.monotonic()
+    stats = index(tmp_path, remote(server), batch_size=64)
+    assert stats.files_processed == 2 and stats.failed_files == 0
+    assert stats.counters["embedder_retries"] == 3
+    assert time.monotonic() - started >= 0.3  # Retry-After was honoured
+
+
+def test_timeouts_are_retried(tmp_path, server):
+    small_tree(tmp_path / "src", n=1)
+    server.hang_next, server.hang_seconds = 1, 1.5
+    stats = index(tmp_path, remote(server, timeout=0.5), batch_size=64)
+    assert stats.files_processed == 1 and stats.counters["embedder_retries"] >= 1
+
+
+def test_a_poisoned_chunk_fails_only_its_file(tmp_path, server):
+    small_tree(tmp_path / "src", n=5)
+    (tmp_path / "src" / "m2.py").write_text(code_file("m2", 30) + "# POISON\n")
+    stats = index(tmp_path, remote(server), batch_size=64)  # one batch spans every file
+    assert stats.committed and stats.files_processed == 4 and stats.failed_files == 1
+    assert stats.failures[0]["path"] == "m2.py" and "HTTP 400" in stats.failures[0]["reason"]
+    assert stats.counters.get("embedder_retries", 0) == 0  # a 400 is not retried
+
+
+def test_wrong_vector_counts_are_split_until_they_succeed(tmp_path, server):
+    small_tree(tmp_path / "src", n=3)
+    server.short_by_one_above = 1  # only single-text requests are answered correctly
+    stats = index(tmp_path, remote(server), batch_size=8)
+    assert stats.files_processed == 3 and stats.failed_files == 0
+    assert any(len(r["inputs"]) > 1 for r in server.requests)
+
+
+def test_401_is_a_clear_message_and_the_key_never_leaks(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("FAKE_KEY", "sk-secret-123")
+    small_tree(tmp_path / "src", n=2)
+    run = index(tmp_path, remote(server, api_key_env="FAKE_KEY"))
+    assert server.requests[0]["auth"] == "Bearer sk-secret-123"
+    manifest = (Index.open(tmp_path / "out").directory / "manifest.json").read_text()
+    assert "sk-secret" not in manifest and "sk-secret" not in json.dumps(run.to_dict())
+    server.status_always = 401
+    embedder = remote(server, api_key_env="FAKE_KEY")
+    embedder.load()
+    with pytest.raises(EmbeddingError, match=r"401 Unauthorized.*\$FAKE_KEY"):
+        embedder.embed(["x = 1"])
+    assert embedder.take_counts() == {"calls": 1, "texts": 1, "failures": 1}  # no retry on 401
+
+
+def test_requests_respect_the_provider_limits(server):
+    embedder = remote(server, max_texts=3, max_tokens=100)
+    embedder.load()
+    texts = ["word " * 30] * 7 + ["y"] * 5  # 150 chars ≈ 51 tokens each
+    vectors = embedder.embed(texts)
+    assert vectors.shape == (12, DIM)
+    assert max(len(r["inputs"]) for r in server.requests) <= 3
+    assert all(sum(len(t) // 3 + 1 for t in r["inputs"]) <= 80 or len(r["inputs"]) == 1
+               for r in server.requests)
+
+
+def test_throughput_grows_with_concurrent_requests(tmp_path, server):
+    small_tree(tmp_path / "src", n=8, lines=40)
+    server.latency = 0.15
+    timings = {}
+    for threads in (1, 4):
+        started = time.monotonic()
+        settings = IndexSettings.create(remote(server), chunk_size=300, batch_size=2,
+                                        embed_concurrency=threads)
+        run_index(tmp_path / "src", tmp_path / f"out{threads}", settings)
+        timings[threads] = time.monotonic() - started
+    assert server.max_in_flight >= 3
+    assert timings[4] < timings[1] * 0.6, timings
+
+
+def test_cli_indexes_and_searches_through_an_openai_compatible_endpoint(tmp_path, server):
+    small_tree(tmp_path / "src", n=4)
+    (tmp_path / "src" / "net.py").write_text("def open_socket_server(port):\n    return port\n")
+    out = tmp_path / "out"
+    proc = run_cli("index", tmp_path / "src", "--output", out, "-q", "--embedder", "openai",
+                   "--embedding-url", server.url, "--embedding-model", "fake-embed",
+                   "--embedding-dim", DIM, "--embed-concurrency", 2)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((Index.open(out).directory / "manifest.json").read_text())
+    assert manifest["fingerprint"]["embedder"] == {"name": "openai", "model": "fake-embed",
+                                                   "dim": DIM}
+    assert manifest["embedder_config"]["base_url"] == server.url
+    hits = json.loads(run_cli("search", out, "socket server port", "--json").stdout)
+    assert hits[0]["path"] == "net.py"
+    bad = run_cli("index", tmp_path / "src", "--output", tmp_path / "o2", "--embedding-url",
+                  server.url)
+    assert bad.returncode == 2 and "embedder 'hashing'" in bad.stderr
