@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import apache_beam as beam
@@ -46,6 +47,13 @@ def embed_isolating(embedder: Embedder, batch: list) -> tuple[list, int]:
     return [row.tobytes() for row in vectors], 1
 
 
+def timed_embed(embedder: Embedder, batch: list) -> tuple[list, int, float]:
+    """embed_isolating plus the seconds it took (for the `embed_ms` counter)."""
+    started = time.perf_counter()
+    outcomes, calls = embed_isolating(embedder, batch)
+    return outcomes, calls, time.perf_counter() - started
+
+
 def _checked_embed(embedder: Embedder, texts: list[str]) -> np.ndarray:
     vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
     expected = (len(texts), embedder.dim)
@@ -71,6 +79,7 @@ class EmbedBatch(beam.DoFn):
         self.batches = stats.counter(stats.EMBED_BATCHES)
         self.embedded = stats.counter(stats.CHUNKS_EMBEDDED)
         self.errors = stats.counter(stats.CHUNK_ERRORS)
+        self.embed_ms = stats.counter("embed_ms")
 
     def setup(self):
         # Once per worker: a model loads here, never per bundle.
@@ -82,9 +91,9 @@ class EmbedBatch(beam.DoFn):
     def process(self, batch):
         self.progress.checkpoint()
         if self._pool is None:
-            yield from self._emit(batch, *embed_isolating(self.embedder, batch))
+            yield from self._emit(batch, *timed_embed(self.embedder, batch))
             return
-        self._in_flight.append((batch, self._pool.submit(embed_isolating, self.embedder, batch)))
+        self._in_flight.append((batch, self._pool.submit(timed_embed, self.embedder, batch)))
         while len(self._in_flight) >= self.concurrency:
             yield from self._emit_oldest()
 
@@ -100,8 +109,9 @@ class EmbedBatch(beam.DoFn):
         batch, future = self._in_flight.popleft()
         yield from self._emit(batch, *future.result())
 
-    def _emit(self, batch, outcomes: list, calls: int):
+    def _emit(self, batch, outcomes: list, calls: int, seconds: float):
         self.batches.inc(calls)
+        self.embed_ms.inc(round(seconds * 1000))
         for name, value in self.embedder.take_counts().items():
             stats.counter(f"embedder_{name}").inc(value)
         done: collections.Counter = collections.Counter()

@@ -41,8 +41,9 @@ class IndexOptions(PipelineOptions):
         group.add_argument("--embedding-dim", "--embedding_dim", dest="embedding_dim", type=int,
                            default=DEFAULT_DIM, help="vector dimension (default: %(default)s)")
         group.add_argument("--chunk-size", "--chunk_size", dest="chunk_size", type=int,
-                           default=DEFAULT_CHUNK_SIZE,
-                           help="characters per chunk (default: %(default)s)")
+                           default=None,
+                           help=f"characters per chunk (default: {DEFAULT_CHUNK_SIZE}; "
+                           "4096 for voyage-code models)")
         group.add_argument("--chunk-overlap", "--chunk_overlap", dest="chunk_overlap", type=int,
                            default=None, help="characters shared by neighbouring chunks "
                            "(default: 15%% of the chunk size)")

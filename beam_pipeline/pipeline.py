@@ -34,7 +34,7 @@ from . import stats as stats_mod
 from .assemble import AssembleFiles
 from .cancel import CancelToken
 from .chunk import ChunkerConfig, ChunkFiles, FileSkipped, load_chunks
-from .chunking import default_overlap
+from .chunking import DEFAULT_CHUNK_SIZE, default_overlap
 from .discover import DEFAULT_MAX_FILE_SIZE, FileEntry, discover_to_file, list_explicit_files
 from .embed import EmbedChunks
 from .embedders import Embedder, get_embedder
@@ -150,13 +150,16 @@ class IndexSettings:
                                             "api_key_env": options.api_key_env})
 
     @classmethod
-    def create(cls, embedder: str | Embedder = "hashing", *, chunk_size: int = 1000,
+    def create(cls, embedder: str | Embedder = "hashing", *, chunk_size: int | None = None,
                chunk_overlap: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                max_file_size: int = DEFAULT_MAX_FILE_SIZE,
                embedding_dim: int = DEFAULT_DIM, embed_concurrency: int = 1,
                embedder_options: dict | None = None) -> IndexSettings:
         if isinstance(embedder, str):
             embedder = get_embedder(embedder, dim=embedding_dim, **(embedder_options or {}))
+        # The embedder's own default (voyage-code models: 4096, as the replaced system), else 1000.
+        if chunk_size is None:
+            chunk_size = embedder.default_chunk_size or DEFAULT_CHUNK_SIZE
         overlap = default_overlap(chunk_size) if chunk_overlap is None else chunk_overlap
         if chunk_size < 1 or not 0 <= overlap < chunk_size:
             raise ValueError(f"need chunk size ≥ 1 and 0 ≤ overlap < size, "

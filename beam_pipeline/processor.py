@@ -84,7 +84,7 @@ class HighThroughputProcessor:
     """
 
     def __init__(self, codebase_dir: str | os.PathLike, output_dir: str | os.PathLike,
-                 embedder: str | Embedder = "hashing", *, chunk_size: int = 1000,
+                 embedder: str | Embedder = "hashing", *, chunk_size: int | None = None,
                  chunk_overlap: int | None = None, max_file_size: int = DEFAULT_MAX_FILE_SIZE,
                  embedding_dim: int = 384, keep: int = 3, pipeline_args: Sequence[str] = ()):
         self.codebase_dir = Path(codebase_dir).resolve()

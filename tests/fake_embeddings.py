@@ -40,6 +40,7 @@ class FakeEmbeddingServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server._lock:
                     server.requests.append({"inputs": body["input"], "model": body["model"],
+                                            "input_type": body.get("input_type"),
                                             "auth": self.headers.get("Authorization")})
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)

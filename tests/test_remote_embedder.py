@@ -48,6 +48,7 @@ def test_full_pipeline_through_the_server_gives_the_servers_vectors(tmp_path, se
     assert stats.counters["embedder_calls"] == len(server.requests)
     assert stats.counters["embedder_texts"] == stats.chunks_embedded
     assert {r["model"] for r in server.requests} == {"fake-embed"}
+    assert stats.counters["embed_ms"] > 0
 
 
 def test_429_with_retry_after_and_500s_are_retried(tmp_path, server):
@@ -141,3 +142,21 @@ def test_cli_indexes_and_searches_through_an_openai_compatible_endpoint(tmp_path
     bad = run_cli("index", tmp_path / "src", "--output", tmp_path / "o2", "--embedding-url",
                   server.url)
     assert bad.returncode == 2 and "embedder 'hashing'" in bad.stderr
+
+
+def test_voyage_code_models_chunk_at_4096_and_send_document_input_type(tmp_path, server,
+                                                                       monkeypatch):
+    monkeypatch.setenv("VOYAGE_API_KEY", "pa-secret")
+    make_tree(tmp_path / "src", {"big.py": code_file("big", 200)})
+    settings = IndexSettings.create("voyage", embedding_dim=DIM,
+                                    embedder_options={"base_url": server.url})
+    assert (settings.chunk_size, settings.chunk_overlap) == (4096, 614)
+    stats = run_index(tmp_path / "src", tmp_path / "out", settings)
+    assert stats.files_processed == 1
+    assert {r["input_type"] for r in server.requests} == {"document"}
+    assert {r["model"] for r in server.requests} == {"voyage-code-3"}
+    assert server.requests[0]["auth"] == "Bearer pa-secret"
+    assert max(len(t) for r in server.requests for t in r["inputs"]) == 4096
+    explicit = IndexSettings.create("voyage", chunk_size=1500, embedding_dim=DIM,
+                                    embedder_options={"base_url": server.url})
+    assert explicit.chunk_size == 1500

@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 from .base import Embedder, EmbeddingError
 from .hashing import HashingEmbedder
-from .remote import OpenAIEmbedder
+from .remote import OpenAIEmbedder, VoyageEmbedder
 
 _REGISTRY: dict[str, Callable[..., Embedder]] = {
     "hashing": HashingEmbedder,
     "openai": OpenAIEmbedder,
+    "voyage": VoyageEmbedder,
 }
 
 
@@ -26,4 +27,5 @@ def get_embedder(name: str, **params) -> Embedder:
         raise ValueError(f"embedder {name!r}: {exc}") from None
 
 
-__all__ = ["Embedder", "EmbeddingError", "HashingEmbedder", "OpenAIEmbedder", "get_embedder"]
+__all__ = ["Embedder", "EmbeddingError", "HashingEmbedder", "OpenAIEmbedder", "VoyageEmbedder",
+           "get_embedder"]

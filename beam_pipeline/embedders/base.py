@@ -24,6 +24,8 @@ class Embedder(abc.ABC):
     # May embed() run on several threads at once? (Remote providers: yes.) Only then does
     # the embed concurrency (`vector_thread_count`) apply.
     thread_safe: bool = False
+    # Chunk size to use when none is given (None: the indexer's default).
+    default_chunk_size: int | None = None
 
     def load(self) -> None:
         """Create per-worker state; the default has none."""

@@ -116,8 +116,11 @@ class OpenAIEmbedder(Embedder):
         with self._lock:
             self.counts.update(increments)
 
+    def _payload(self, texts: list[str]) -> dict:
+        return {"model": self.model, "input": texts}
+
     def _request(self, texts: list[str]) -> np.ndarray:
-        payload = {"model": self.model, "input": texts}
+        payload = self._payload(texts)
         for attempt in range(self.max_retries + 1):
             self._count(calls=1, texts=len(texts))
             try:
@@ -156,6 +159,26 @@ class OpenAIEmbedder(Embedder):
                                  f"expected {expected} of dim {self.dim}")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1)
+
+
+class VoyageEmbedder(OpenAIEmbedder):
+    """VoyageAI's embeddings API (same request and response shape, plus `input_type`)."""
+
+    name = "voyage"
+
+    def __init__(self, dim: int = 1024, *, model: str = "voyage-code-3",
+                 base_url: str = "https://api.voyageai.com",
+                 api_key_env: str = "VOYAGE_API_KEY", max_texts: int = 128,
+                 max_tokens: int = 120_000, **options):
+        super().__init__(dim, model=model, base_url=base_url, api_key_env=api_key_env,
+                         max_texts=max_texts, max_tokens=max_tokens, **options)
+
+    @property
+    def default_chunk_size(self) -> int | None:
+        return 4096 if self.model.startswith("voyage-code") else None
+
+    def _payload(self, texts: list[str]) -> dict:
+        return {"model": self.model, "input": texts, "input_type": "document"}
 
 
 def _retry_after(response: requests.Response) -> float | None:
