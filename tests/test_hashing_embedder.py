@@ -14,11 +14,13 @@ from beam_pipeline.embedders import HashingEmbedder, get_embedder, hashing
 SNIPPETS = {
     "json_config": "def load_config(path):\n    with open(path) as fh:\n"
                    "        return json.load(fh)  # parse the JSON config file\n",
-    "http_server": "class EchoServer(socketserver.TCPServer):\n    def handle_request(self, sock):\n"
-                   "        data = sock.recv(4096)\n        sock.sendall(data)\n",
+    "http_server": "class EchoServer(socketserver.TCPServer):\n"
+                   "    def handle_request(self, sock):\n        data = sock.recv(4096)\n"
+                   "        sock.sendall(data)\n",
     "matrix": "def matmul(a, b):\n    return [[sum(x * y for x, y in zip(row, col))"
               " for col in zip(*b)] for row in a]\n",
-    "logging": "logger = logging.getLogger(__name__)\nlogger.warning('disk almost full: %s', pct)\n",
+    "logging": "logger = logging.getLogger(__name__)\n"
+               "logger.warning('disk almost full: %s', pct)\n",
     "sorting": "def quicksort(items):\n    pivot = items[0]\n"
                "    return quicksort([i for i in items if i < pivot]) + [pivot]\n",
 }

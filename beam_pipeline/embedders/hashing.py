@@ -108,8 +108,7 @@ class HashingEmbedder(Embedder):
         self._buckets[start:end] = [h % self.dim for h in hashes]
         self._weights[start:end] = [w if h >> 63 else -w for h, w in zip(hashes, features.values())]
         self._indptr[tid + 1] = end
-        self._vocab[token] = tid
-        return tid
+        return tid  # _Memo stores it under the token
 
     def embed(self, texts: list[str]) -> np.ndarray:
         with self._lock:
@@ -132,7 +131,8 @@ class HashingEmbedder(Embedder):
         # Positions of every feature of every token: each token's slice, laid end to end.
         offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
         positions = offsets + np.arange(offsets.size)
-        rows = np.repeat(np.repeat(np.arange(len(texts)), np.asarray(tokens_per_text, dtype=np.int64)), lengths)
+        counts = np.asarray(tokens_per_text, dtype=np.int64)  # int even when empty
+        rows = np.repeat(np.repeat(np.arange(len(texts)), counts), lengths)
         matrix = np.bincount(rows * self.dim + self._buckets[positions],
                              weights=self._weights[positions],
                              minlength=len(texts) * self.dim).reshape(len(texts), self.dim)

