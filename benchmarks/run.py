@@ -200,6 +200,88 @@ def face_benchmark(corpus: Path) -> dict:
     return figures
 
 
+_ALONE = """
+import json, sys, time
+from pathlib import Path
+from beam_pipeline.chunking import chunk_text
+from beam_pipeline.embedders import get_embedder
+start = time.perf_counter()
+embedder = get_embedder(sys.argv[1], **json.loads(sys.argv[4]))
+embedder.load()
+texts = [c.text for p in sorted(Path(sys.argv[2]).rglob("*.py"))
+         for c in chunk_text(p.read_text(encoding="utf-8", errors="replace"))]
+batch = int(sys.argv[3])
+for i in range(0, len(texts), batch):
+    embedder.embed(texts[i:i + batch])
+print(json.dumps({"chunks": len(texts), "wall_s": time.perf_counter() - start}))
+"""
+
+
+def sample_corpus(source: Path, target: Path, chunks: int) -> int:
+    """Copy whole .py files from `source` until they hold at least `chunks` chunks."""
+    from beam_pipeline.chunking import chunk_text
+
+    total = 0
+    for path in sorted(source.rglob("*.py")):
+        n = len(chunk_text(path.read_text(encoding="utf-8", errors="replace")))
+        if n == 0:
+            continue
+        dest = target / path.relative_to(source)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+        total += n
+        if total >= chunks:
+            break
+    return total
+
+
+def embedder_benchmark(corpus: Path, name: str, sample: int, repeat: int, batch: int,
+                       options: dict) -> dict:
+    """An embedder alone vs the whole pipeline on the same chunks (both load the model)."""
+    with tempfile.TemporaryDirectory(prefix=f"beam-{name}-") as tmp:
+        sample_dir = Path(tmp) / "sample"
+        chunks = sample_corpus(corpus, sample_dir, sample) if sample else None
+        source = sample_dir if sample else corpus
+        alone, piped = [], []
+        for _ in range(repeat):
+            out = subprocess.run([sys.executable, "-c", _ALONE, name, str(source), str(batch),
+                                  json.dumps(options)], check=True, capture_output=True,
+                                 text=True).stdout
+            result = json.loads(out.splitlines()[-1])
+            alone.append(result["chunks"] / result["wall_s"])
+            flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items() if k != "dim"]
+            run = run_once(source, Scenario(name, ("--embedder", name, "--batch-size",
+                                                   str(batch), *flags)), [])
+            piped.append(run["chunks_per_s"])
+    alone_cps, pipe_cps = statistics.median(alone), statistics.median(piped)
+    return {"embedder": name, "chunks": chunks or result["chunks"], "batch": batch,
+            "alone_chunks_per_s": alone_cps, "pipeline_chunks_per_s": pipe_cps,
+            "ratio": pipe_cps / alone_cps}
+
+
+def remote_benchmark(corpus: Path, latency: float, batch: int, threads: tuple[int, ...],
+                     sample: int) -> list[dict]:
+    """Pipeline throughput against the fake server vs the limit threads × batch / latency."""
+    from beam_pipeline.testing.fake_embeddings import FakeEmbeddingServer
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="beam-remote-") as tmp, \
+            FakeEmbeddingServer(384) as server:
+        sample_dir = Path(tmp) / "sample"
+        sample_corpus(corpus, sample_dir, sample)
+        server.latency = latency
+        for n in threads:
+            run = run_once(sample_dir, Scenario(f"openai x{n}", (
+                "--embedder", "openai", "--embedding-url", server.url, "--embedding-model",
+                "fake", "--embedding-dim", "384", "--batch-size", str(batch),
+                "--embed-concurrency", str(n))), [])
+            limit = n * batch / latency
+            rows.append({"threads": n, "chunks": run["chunks"], "wall_s": run["wall_s"],
+                         "chunks_per_s": run["chunks_per_s"], "limit_chunks_per_s": limit,
+                         "fraction_of_limit": run["chunks_per_s"] / limit})
+    return rows
+
+
 def machine() -> dict:
     cpu = ""
     try:
@@ -244,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/latest.json"))
     parser.add_argument("--face", action="store_true",
                         help="also time the compatibility face (queue, gaps, cancellation)")
+    parser.add_argument("--embedders", action="store_true",
+                        help="also each embedder alone vs the pipeline (minilm on a "
+                        "2,000-chunk sample) and the fake server at 100 ms for 1/4/8 threads")
     parser.add_argument("--search-rows", type=int, default=0, metavar="N",
                         help="also time search over a synthetic snapshot of N rows "
                         "(e.g. 1000000); 0 skips it")
@@ -281,6 +366,12 @@ def main(argv: list[str] | None = None) -> int:
 
         # In-process, so after the child-process scenarios (a fork inherits the parent's RSS).
         face = face_benchmark(corpus) if args.face else None
+        embedders = None
+        if args.embedders:
+            embedders = {"alone_vs_pipeline": [
+                embedder_benchmark(corpus, "hashing", 0, args.repeat, 64, {}),
+                embedder_benchmark(corpus, "minilm", 2000, args.repeat, 32, {}),
+            ], "remote_100ms": remote_benchmark(corpus, 0.1, 16, (1, 4, 8), 10_000)}
     search = search_benchmark(args.search_rows) if args.search_rows else None
     print_table(results)
     for label, fig in (face or {}).items():
@@ -290,6 +381,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{fig['longest_gap_s']:.2f} s, wall {fig['wall_s']:.1f} s"
               + (f", request_cancellation → return {fig['cancel_to_return_s']:.2f} s "
                  f"({fig['files_processed']} files done)" if fig["cancel_to_return_s"] else ""))
+    for row in (embedders or {}).get("alone_vs_pipeline", []):
+        print(f"{row['embedder']}: alone {row['alone_chunks_per_s']:.0f} chunks/s, pipeline "
+              f"{row['pipeline_chunks_per_s']:.0f} chunks/s on {row['chunks']} chunks: "
+              f"ratio {row['ratio']:.2f}")
+    for row in (embedders or {}).get("remote_100ms", []):
+        print(f"fake server 100 ms, {row['threads']} threads: {row['chunks_per_s']:.0f} "
+              f"chunks/s = {row['fraction_of_limit']:.2f} of the {row['limit_chunks_per_s']:.0f} "
+              "chunks/s limit")
     if search:
         print(f"search over {search['rows']:,} rows: load + first query "
               f"{search['load_and_first_query_s']:.2f} s (with the vector cache: "
@@ -308,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": results,
         "search": search,
         "face": face,
+        "embedders": embedders,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -7,11 +7,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import code_file, make_tree, run_cli
-from fake_embeddings import FakeEmbeddingServer
 
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.embedders import EmbeddingError, HashingEmbedder, OpenAIEmbedder
 from beam_pipeline.index import Index
+from beam_pipeline.testing.fake_embeddings import FakeEmbeddingServer
 
 DIM = 64
 
