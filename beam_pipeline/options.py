@@ -39,7 +39,8 @@ class IndexOptions(PipelineOptions):
                            help="openai: environment variable holding the API key "
                            "(default: OPENAI_API_KEY; never logged or stored)")
         group.add_argument("--embedding-dim", "--embedding_dim", dest="embedding_dim", type=int,
-                           default=DEFAULT_DIM, help="vector dimension (default: %(default)s)")
+                           default=None, help="vector dimension (default: the embedder's own: "
+                           f"hashing {DEFAULT_DIM}, minilm 384, openai 1536, voyage 1024)")
         group.add_argument("--chunk-size", "--chunk_size", dest="chunk_size", type=int,
                            default=None,
                            help=f"characters per chunk (default: {DEFAULT_CHUNK_SIZE}; "

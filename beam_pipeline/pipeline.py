@@ -40,7 +40,7 @@ from .embed import EmbedChunks
 from .embedders import Embedder, get_embedder
 from .index import shard_names
 from .lock import OutputLock
-from .options import DEFAULT_BATCH_SIZE, DEFAULT_DIM, IndexOptions, select_runner
+from .options import DEFAULT_BATCH_SIZE, IndexOptions, select_runner
 from .progress import ProgressChannel, ProgressDisplay, ProgressTracker, RunLink
 from .reuse import MISSING, REUSE_TABLE, ReuseKnownVectors, write_reuse_table
 from .schema import SCHEMA_VERSION
@@ -153,7 +153,7 @@ class IndexSettings:
     def create(cls, embedder: str | Embedder = "hashing", *, chunk_size: int | None = None,
                chunk_overlap: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-               embedding_dim: int = DEFAULT_DIM, embed_concurrency: int = 1,
+               embedding_dim: int | None = None, embed_concurrency: int = 1,
                embedder_options: dict | None = None) -> IndexSettings:
         if isinstance(embedder, str):
             embedder = get_embedder(embedder, dim=embedding_dim, **(embedder_options or {}))

@@ -86,7 +86,7 @@ class HighThroughputProcessor:
     def __init__(self, codebase_dir: str | os.PathLike, output_dir: str | os.PathLike,
                  embedder: str | Embedder = "hashing", *, chunk_size: int | None = None,
                  chunk_overlap: int | None = None, max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-                 embedding_dim: int = 384, keep: int = 3, pipeline_args: Sequence[str] = ()):
+                 embedding_dim: int | None = None, keep: int = 3, pipeline_args: Sequence[str] = ()):
         self.codebase_dir = Path(codebase_dir).resolve()
         self.output_dir = Path(output_dir)
         self.embedder = embedder

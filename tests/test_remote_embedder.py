@@ -160,3 +160,10 @@ def test_voyage_code_models_chunk_at_4096_and_send_document_input_type(tmp_path,
     explicit = IndexSettings.create("voyage", chunk_size=1500, embedding_dim=DIM,
                                     embedder_options={"base_url": server.url})
     assert explicit.chunk_size == 1500
+
+
+def test_each_embedder_brings_its_own_default_dimension():
+    assert IndexSettings.create().embedder.dim == 384
+    assert IndexSettings.create("voyage").embedder.dim == 1024
+    assert IndexSettings.create("openai").embedder.dim == 1536
+    assert IndexSettings.create("openai", embedding_dim=768).embedder.dim == 768
