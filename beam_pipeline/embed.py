@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import apache_beam as beam
 import numpy as np
@@ -68,8 +68,8 @@ class EmbedBatch(beam.DoFn):
     """list[(path, index, text)] → (path, (index, float32 bytes)); tagged `errors`: (path, (index, reason)).
 
     With `concurrency` > 1 and a thread-safe embedder, up to that many batches are embedded at
-    once on a thread pool (remote providers: requests in flight; their results keep batch
-    order). Beam metrics are per thread, so counting happens here, not in the pool.
+    once on a thread pool (remote providers: requests in flight). Results are emitted as they
+    complete, so one slow request never idles the other slots. Beam metrics are per thread, so counting happens here, not in the pool.
     """
 
     def __init__(self, embedder: Embedder, progress: RunLink | None = None, concurrency: int = 1):
@@ -86,28 +86,29 @@ class EmbedBatch(beam.DoFn):
         self.embedder.load()
         parallel = self.concurrency > 1 and self.embedder.thread_safe
         self._pool = ThreadPoolExecutor(self.concurrency, "embed") if parallel else None
-        self._in_flight: collections.deque = collections.deque()
+        self._in_flight: dict = {}  # future → its batch
 
     def process(self, batch):
         self.progress.checkpoint()
         if self._pool is None:
             yield from self._emit(batch, *timed_embed(self.embedder, batch))
             return
-        self._in_flight.append((batch, self._pool.submit(timed_embed, self.embedder, batch)))
-        while len(self._in_flight) >= self.concurrency:
-            yield from self._emit_oldest()
+        self._in_flight[self._pool.submit(timed_embed, self.embedder, batch)] = batch
+        if len(self._in_flight) >= self.concurrency:
+            yield from self._emit_completed(FIRST_COMPLETED)
 
     def finish_bundle(self):
-        while self._in_flight:
-            for output in self._emit_oldest():
+        if self._in_flight:
+            for output in self._emit_completed(ALL_COMPLETED):
                 if isinstance(output, beam.pvalue.TaggedOutput):
                     yield beam.pvalue.TaggedOutput(output.tag, _global(output.value))
                 else:
                     yield _global(output)
 
-    def _emit_oldest(self):
-        batch, future = self._in_flight.popleft()
-        yield from self._emit(batch, *future.result())
+    def _emit_completed(self, return_when: str):
+        done, _ = wait(self._in_flight, return_when=return_when)
+        for future in done:
+            yield from self._emit(self._in_flight.pop(future), *future.result())
 
     def _emit(self, batch, outcomes: list, calls: int, seconds: float):
         self.batches.inc(calls)

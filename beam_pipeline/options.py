@@ -53,9 +53,9 @@ class IndexOptions(PipelineOptions):
                            help="chunks per embedder call; batches span files "
                            "(default: %(default)s)")
         group.add_argument("--embed-concurrency", "--embed_concurrency", dest="embed_concurrency",
-                           type=int, default=1,
-                           help="batches embedded at once by a thread-safe embedder "
-                           "(remote providers: requests in flight; default: %(default)s)")
+                           type=int, default=None,
+                           help="remote providers: requests in flight (default 1); local "
+                           "models: compute threads, capped at the cores (default: all cores)")
         group.add_argument("--max-file-size", "--max_file_size", dest="max_file_size", type=int,
                            default=DEFAULT_MAX_FILE_SIZE,
                            help="skip files larger than this many bytes (default: 1 MiB)")

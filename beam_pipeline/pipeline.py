@@ -153,7 +153,7 @@ class IndexSettings:
     def create(cls, embedder: str | Embedder = "hashing", *, chunk_size: int | None = None,
                chunk_overlap: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-               embedding_dim: int | None = None, embed_concurrency: int = 1,
+               embedding_dim: int | None = None, embed_concurrency: int | None = None,
                embedder_options: dict | None = None) -> IndexSettings:
         if isinstance(embedder, str):
             embedder = get_embedder(embedder, dim=embedding_dim, **(embedder_options or {}))
@@ -168,9 +168,13 @@ class IndexSettings:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         if max_file_size < 0:
             raise ValueError(f"max file size must be ≥ 0, got {max_file_size}")
-        if embed_concurrency < 1:
-            raise ValueError(f"embed concurrency must be at least 1, got {embed_concurrency}")
-        return cls(embedder, chunk_size, overlap, batch_size, max_file_size, embed_concurrency)
+        if embed_concurrency is not None:
+            if embed_concurrency < 1:
+                raise ValueError(f"embed concurrency must be at least 1, got {embed_concurrency}")
+            # A local model's threads; left alone (all cores) when not asked for.
+            embedder.use_threads(embed_concurrency)
+        return cls(embedder, chunk_size, overlap, batch_size, max_file_size,
+                   embed_concurrency or 1)
 
 
 @dataclass

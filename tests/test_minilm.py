@@ -48,3 +48,32 @@ def test_minilm_through_the_pipeline_and_search(tmp_path):
     expected = MiniLMEmbedder().embed(table["content"].to_pylist())
     np.testing.assert_allclose(np.array(table["vector"].to_pylist()), expected, atol=1e-5)
     assert index.search("read a configuration file", k=1)[0]["path"] == "config.py"
+
+
+def test_vector_thread_count_sets_the_model_threads_capped_at_the_cores(tmp_path, monkeypatch):
+    import os
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from beam_pipeline import HighThroughputProcessor
+
+    seen = []
+    encode = SentenceTransformer.encode
+
+    def observed_encode(self, *args, **kwargs):  # calls through: only records the threads
+        seen.append(torch.get_num_threads())
+        return encode(self, *args, **kwargs)
+
+    monkeypatch.setattr(SentenceTransformer, "encode", observed_encode)
+    src = make_tree(tmp_path / "src", {"a.py": "def a():\n    return 1\n"})
+    before = torch.get_num_threads()
+    try:
+        for asked in (1, 64):
+            seen.clear()
+            processor = HighThroughputProcessor(src, tmp_path / f"out{asked}", "minilm")
+            stats = processor.process_files_high_throughput(["a.py"], asked)
+            assert stats.files_processed == 1
+            assert seen and set(seen) == {min(asked, os.cpu_count())}
+    finally:
+        torch.set_num_threads(before)

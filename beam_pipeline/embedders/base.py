@@ -27,6 +27,11 @@ class Embedder(abc.ABC):
     # Chunk size to use when none is given (None: the indexer's default).
     default_chunk_size: int | None = None
 
+    def use_threads(self, count: int) -> None:
+        """Take the caller's thread count (`vector_thread_count`). Remote providers get it as
+        requests in flight from EmbedBatch's pool, so by default there is nothing to do; a
+        local model runs that many compute threads."""
+
     def load(self) -> None:
         """Create per-worker state; the default has none."""
 

@@ -47,6 +47,7 @@ class MiniLMEmbedder(Embedder):
         self.dim = dim
         self.threads = threads
         self._model = None
+        self._threads = 1
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
@@ -55,21 +56,29 @@ class MiniLMEmbedder(Embedder):
     def __setstate__(self, state: dict) -> None:
         MiniLMEmbedder.__init__(self, state["dim"], state["threads"])
 
+    def use_threads(self, count: int) -> None:
+        self.threads = count
+
     def load(self) -> None:
         path = model_dir()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        import torch
         from sentence_transformers import SentenceTransformer
 
         cores = os.cpu_count() or 1
-        torch.set_num_threads(max(1, min(self.threads or cores, cores)))
+        self._threads = max(1, min(self.threads or cores, cores))
         self._model = _MODELS.acquire(lambda: SentenceTransformer(str(path), device="cpu"))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if self._model is None:
             self.load()
+        import torch
+
         with self._lock:
+            # Set on the calling thread: with OpenMP the count is per thread, and Beam may call
+            # setup() and process() on different threads.
+            if torch.get_num_threads() != self._threads:
+                torch.set_num_threads(self._threads)
             vectors = self._model.encode(texts, batch_size=_ENCODE_BATCH,
                                          convert_to_numpy=True, normalize_embeddings=True,
                                          show_progress_bar=False)

@@ -41,7 +41,8 @@ class FakeEmbeddingServer:
                 with server._lock:
                     server.requests.append({"inputs": body["input"], "model": body["model"],
                                             "input_type": body.get("input_type"),
-                                            "auth": self.headers.get("Authorization")})
+                                            "auth": self.headers.get("Authorization"),
+                                            "at": time.monotonic()})
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     fault = server.fail_next.pop(0) if server.fail_next else None
@@ -54,26 +55,32 @@ class FakeEmbeddingServer:
                         server.in_flight -= 1
 
             def _answer(self, body, fault, hang):
+                # `latency` is from request to answer, like a real server's: the work of
+                # answering happens inside it, so 8 requests in flight overlap their work here
+                # instead of queueing it behind the sleep on this process's one GIL.
+                deadline = time.monotonic() + server.latency
                 if hang:
                     time.sleep(server.hang_seconds)
-                time.sleep(server.latency)
                 status, headers = fault or (server.status_always, {})
                 texts = body["input"]
                 if status is None and any(server.poison in t for t in texts):
                     status = 400
                 if status is not None:
-                    self._send(status, {"error": {"message": f"fake {status}"}}, headers)
-                    return
-                vectors = server.embedder.embed(texts).tolist()
-                limit = server.short_by_one_above
-                if limit is not None and len(texts) > limit:
-                    vectors = vectors[:-1]
-                data = [{"object": "embedding", "index": i, "embedding": v}
-                        for i, v in enumerate(vectors)]
-                self._send(200, {"object": "list", "data": data, "model": body["model"]})
-
-            def _send(self, status, payload, headers=None):
+                    payload = {"error": {"message": f"fake {status}"}}
+                else:
+                    vectors = server.embedder.embed(texts).tolist()
+                    limit = server.short_by_one_above
+                    if limit is not None and len(texts) > limit:
+                        vectors = vectors[:-1]
+                    payload = {"object": "list", "model": body["model"], "data": [
+                        {"object": "embedding", "index": i, "embedding": v}
+                        for i, v in enumerate(vectors)]}
+                    status = 200
                 raw = json.dumps(payload).encode()
+                time.sleep(max(0.0, deadline - time.monotonic()))
+                self._send(status, raw, headers)
+
+            def _send(self, status, raw: bytes, headers=None):
                 self.send_response(status)
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
