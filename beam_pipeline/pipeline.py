@@ -19,6 +19,8 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,9 +29,10 @@ from pathlib import Path
 from typing import TextIO
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from . import commit, reindex
+from . import commit, reindex, storage
 from . import stats as stats_mod
 from .assemble import AssembleFiles
 from .cancel import CancelToken
@@ -39,7 +42,7 @@ from .discover import DEFAULT_MAX_FILE_SIZE, FileEntry, discover_to_file, list_e
 from .embed import EmbedChunks
 from .embedders import Embedder, get_embedder
 from .index import shard_names
-from .lock import OutputLock
+from .lock import output_lock
 from .options import DEFAULT_BATCH_SIZE, IndexOptions, select_runner
 from .progress import ProgressChannel, ProgressDisplay, ProgressTracker, RunLink
 from .reuse import MISSING, REUSE_TABLE, ReuseKnownVectors, write_reuse_table
@@ -211,6 +214,9 @@ def run_index(
     run stops, commits nothing and returns stats with `cancelled=True`), `tracker`,
     `progress_stream` and `quiet` (the progress display).
 
+    `output` is a local folder or a URL on any filesystem Beam has installed (gs://, s3://,
+    …; its credentials come from `pipeline_options`, e.g. --s3_endpoint_url).
+
     Raises NotADirectoryError for a bad source, commit.OutputError for an unusable output,
     lock.LockedError when another run holds the output, and NothingCommitted when the run
     produced nothing committable (its stats attached).
@@ -221,12 +227,17 @@ def run_index(
         pipeline_options = PipelineOptions(list(pipeline_options or []))
     if req.keep < 1:
         raise ValueError(f"--keep must be at least 1, got {req.keep}")
-    root, out = Path(source).resolve(), Path(output).absolute()
+    root = Path(source).resolve()
     if not root.is_dir():
         raise NotADirectoryError(f"source is not a directory: {source}")
+    # The launcher's own reads and writes of OUT use the run's filesystem options.
+    FileSystems.set_options(pipeline_options)
+    out = os.fspath(output)
+    if storage.is_local(out):
+        out = str(Path(out).absolute())
     stats = ProcessingStats(start_time=time.time())
     commit.prepare_output(out)
-    with OutputLock(out) as lock:
+    with output_lock(out) as lock:
         if lock.previous_owner:
             req.announce(f"Taking over from an unfinished run (pid "
                          f"{lock.previous_owner.get('pid')}); removing its leftovers")
@@ -236,9 +247,13 @@ def run_index(
         base = previous if stats.rebuild_reason is None else None
         snapshot_id = commit.new_snapshot_id()
         staging = commit.create_staging(out, snapshot_id)
-        req.cancel.bind(staging / CANCEL_FILE)
+        # The launcher's lists: in staging when OUT is local, else in a local temp folder.
+        scratch = Path(staging if storage.is_local(staging) else
+                       tempfile.mkdtemp(prefix="beam-index-"))
+        req.cancel.bind(storage.join(staging, CANCEL_FILE))
         try:
-            _run(root, out, staging, snapshot_id, settings, pipeline_options, base, stats, req)
+            _run(root, out, staging, scratch, snapshot_id, settings, pipeline_options, base,
+                 stats, req)
         except Exception:
             if not req.cancel.cancelled:
                 raise
@@ -249,23 +264,25 @@ def run_index(
         finally:
             if not stats.committed:
                 commit.discard_staging(staging)
+            if not storage.is_local(staging):
+                shutil.rmtree(scratch, ignore_errors=True)
     return stats
 
 
-def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: IndexSettings,
-         options: PipelineOptions, base: reindex.Previous | None, stats: ProcessingStats,
-         req: RunRequest) -> None:
+def _run(root: Path, out: str, staging: str, scratch: Path, snapshot_id: str,
+         settings: IndexSettings, options: PipelineOptions, base: reindex.Previous | None,
+         stats: ProcessingStats, req: RunRequest) -> None:
     tracker, announce = req.tracker, req.announce
     tracker.set_stage("discovering")
     with ProgressChannel(tracker) as channel, _display(tracker, req.progress_stream, req.quiet):
         if req.files is None:
             discovery = discover_to_file(
-                root, staging / FILE_LIST, max_file_size=settings.max_file_size,
+                root, scratch / FILE_LIST, max_file_size=settings.max_file_size,
                 on_progress=lambda found: setattr(tracker, "total_files", found))
         else:
-            discovery = list_explicit_files(root, req.files, staging / FILE_LIST,
+            discovery = list_explicit_files(root, req.files, scratch / FILE_LIST,
                                             settings.max_file_size)
-        plan = reindex.plan_changes(staging / FILE_LIST, staging / TODO_LIST, base,
+        plan = reindex.plan_changes(scratch / FILE_LIST, scratch / TODO_LIST, base,
                                     checksum_root=root if req.checksum else None,
                                     subset=req.files is not None)
         stats.record_plan(plan)
@@ -276,7 +293,7 @@ def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: Index
         else:
             announce(f"Re-indexing {base.snapshot_id}: {plan.describe()}")
         if req.dry_run:
-            stats.chunks_to_embed = _count_chunks(root, settings, staging / TODO_LIST)
+            stats.chunks_to_embed = _count_chunks(root, settings, scratch / TODO_LIST)
             announce(f"Dry run: {plan.to_process} files, {stats.chunks_to_embed} chunks "
                      "to embed; nothing written")
             stats.end_time = time.time()
@@ -289,16 +306,19 @@ def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: Index
             return
         req.cancel.raise_if_cancelled()
         tracker.set_stage("running")
+        todo = storage.join(staging, TODO_LIST)
+        if not storage.is_local(staging):  # workers read the list where they can reach it
+            storage.write_bytes(todo, (scratch / TODO_LIST).read_bytes())
         reuse = None
         if base is not None and plan.replaceable:
-            reuse = staging / REUSE_TABLE
-            write_reuse_table([str(base.directory / name) for name in shard_names(base.manifest)],
-                              plan.replaceable, str(reuse))
+            reuse = storage.join(staging, REUSE_TABLE)
+            write_reuse_table([storage.join(base.directory, name)
+                               for name in shard_names(base.manifest)], plan.replaceable, reuse)
         # Unchanged files' rows are copied while the pipeline runs: pyarrow's reading and
         # compression release the GIL, and the Beam work of a small re-index is mostly Python.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carry") as pool:
             carrying = pool.submit(reindex.carry_rows, base, plan.carry, staging) if base else None
-            result = _run_pipeline(root, staging, settings, options,
+            result = _run_pipeline(root, staging, todo, settings, options,
                                    RunLink(channel.address, req.cancel.check()), reuse)
             carried = carrying.result() if carrying else []
         stats.add_counters(stats_mod.sum_counters(result))
@@ -316,7 +336,7 @@ def _run(root: Path, out: Path, staging: Path, snapshot_id: str, settings: Index
             raise NothingCommitted(
                 f"every file failed ({stats.failed_files}); nothing committed", stats)
         for name in (FILE_LIST, TODO_LIST, REUSE_TABLE):
-            (staging / name).unlink(missing_ok=True)
+            storage.delete(storage.join(staging, name))
         stats.snapshot_id = snapshot_id
         run_stats = {k: v for k, v in stats.to_dict().items() if k not in ("failures", "stale")}
         source = {"root": str(root), "git_commit": reindex.git_commit(root)}
@@ -349,17 +369,16 @@ def _display(tracker: ProgressTracker, stream: TextIO | None, quiet: bool):
     return contextlib.nullcontext() if quiet else ProgressDisplay(tracker, stream)
 
 
-def _run_pipeline(root: Path, staging: Path, settings: IndexSettings,
-                  options: PipelineOptions, progress: RunLink, reuse: Path | None):
+def _run_pipeline(root: Path, staging: str, todo: str, settings: IndexSettings,
+                  options: PipelineOptions, progress: RunLink, reuse: str | None):
     config = ChunkerConfig(str(root), settings.chunk_size, settings.chunk_overlap,
                            settings.max_file_size)
     pipeline = beam.Pipeline(runner=select_runner(options), options=options)
     _ = (
         pipeline
-        | "ReadFileList" >> ReadFileList(str(staging / TODO_LIST))
+        | "ReadFileList" >> ReadFileList(todo)
         | "IndexFiles" >> IndexFiles(config, settings.embedder, settings.batch_size,
-                                     str(staging), progress,
-                                     reuse_table=str(reuse) if reuse else None,
+                                     staging, progress, reuse_table=reuse,
                                      embed_concurrency=settings.embed_concurrency)
     )
     result = pipeline.run()

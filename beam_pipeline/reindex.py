@@ -4,8 +4,8 @@ The plan is made in the launcher from stat data alone (size + mtime against the 
 snapshot's files.parquet). Only added and changed files go through the pipeline. Afterwards
 the rows of unchanged files — and the old rows of changed files whose re-embedding failed, now
 marked `stale` — are copied into the new snapshot at Arrow level (a whole shard whose every row
-is kept is hard-linked, or copied where links are impossible), so every snapshot stays
-self-contained and pruning old ones never breaks the live one.
+is kept is hard-linked, or copied where links are impossible: server-side on an object store),
+so every snapshot stays self-contained and pruning old ones never breaks the live one.
 
 Example::
 
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass, field
@@ -28,8 +26,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from . import storage
 from .commit import read_current
 from .discover import FileEntry
 from .index import IndexReadError, shard_names
@@ -54,21 +52,21 @@ class CorruptSnapshotError(Exception):
 @dataclass
 class Previous:
     snapshot_id: str
-    directory: Path
+    directory: str
     manifest: dict
     # path → (size, mtime_ns, status, file_hash) of every file the snapshot knows
     files: dict[str, tuple[int, int, str, str | None]]
 
 
-def load_previous(out: Path) -> Previous | None:
+def load_previous(out: str) -> Previous | None:
     snapshot_id = read_current(out)
     if snapshot_id is None:
         return None
-    directory = out / SNAPSHOTS_DIR / snapshot_id
+    directory = storage.join(out, SNAPSHOTS_DIR, snapshot_id)
     try:
-        manifest = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
-        table = pq.read_table(directory / FILES_TABLE,
-                              columns=["path", "size", "mtime_ns", "status", "file_hash"])
+        manifest = json.loads(storage.read_bytes(storage.join(directory, MANIFEST_FILE)))
+        table = storage.read_parquet(storage.join(directory, FILES_TABLE),
+                                     columns=["path", "size", "mtime_ns", "status", "file_hash"])
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise CorruptSnapshotError(f"live snapshot {snapshot_id} is unreadable ({exc}); "
                                    "run with --full to rebuild") from exc
@@ -192,48 +190,41 @@ def _path_filter(table: pa.Table, paths: set[str]) -> pa.Array:
     return pc.is_in(table["path"], value_set=pa.array(sorted(paths), pa.string()))
 
 
-def carry_rows(previous: Previous, paths: set[str], staging: Path) -> list[dict]:
+def carry_rows(previous: Previous, paths: set[str], staging: str) -> list[dict]:
     """Copy the rows of `paths` from the previous snapshot's shards into `staging`."""
     if not paths:
         return []
     shards = []
     for shard in previous.manifest["shards"]:
-        source = previous.directory / shard["path"]
-        shard_paths = pq.read_table(source, columns=["path"])
+        source = storage.join(previous.directory, shard["path"])
+        shard_paths = storage.read_parquet(source, columns=["path"])
         keep = _path_filter(shard_paths, paths)
         kept_rows = pc.sum(keep).as_py() or 0
         if kept_rows == 0:
             continue
         name = f"{SHARD_PREFIX}{uuid.uuid4().hex}.parquet"
-        target = staging / name
+        target = storage.join(staging, name)
         if kept_rows == shard_paths.num_rows:
-            _link_or_copy(source, target)
+            storage.link_or_copy(source, target)
+            size = storage.size(target)
         else:
-            write_table(pq.read_table(source).filter(keep), str(target))
+            size = write_table(storage.read_parquet(source).filter(keep), target)
         files = pc.count_distinct(shard_paths["path"].filter(keep)).as_py()
-        shards.append({"path": name, "rows": kept_rows, "files": files,
-                       "bytes": target.stat().st_size})
+        shards.append({"path": name, "rows": kept_rows, "files": files, "bytes": size})
     return shards
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-
-
-def merge_files_table(staging: Path, previous: Previous, plan: Plan) -> dict[str, str]:
+def merge_files_table(staging: str, previous: Previous, plan: Plan) -> dict[str, str]:
     """Rewrite staging's files.parquet as the whole tree's; returns the stale files' reasons.
 
     Records of unchanged files come from the previous snapshot; a changed file whose
     re-embedding failed keeps its previous record, with status `stale` and the new reason.
     """
-    new = pq.read_table(staging / FILES_TABLE)
+    new = storage.read_parquet(storage.join(staging, FILES_TABLE))
     failed = new.filter(pc.equal(new["status"], "failed"))
     stale = {p: e for p, e in zip(failed["path"].to_pylist(), failed["error"].to_pylist())
              if p in plan.replaceable}
-    old = pq.read_table(previous.directory / FILES_TABLE)
+    old = storage.read_parquet(storage.join(previous.directory, FILES_TABLE))
     carried = old.filter(_path_filter(old, plan.carry))
     if plan.touched:
         mtimes = [plan.touched.get(p, m) for p, m in zip(carried["path"].to_pylist(),
@@ -248,17 +239,18 @@ def merge_files_table(staging: Path, previous: Previous, plan: Plan) -> dict[str
         kept_old = kept_old.set_column(kept_old.schema.get_field_index("error"), "error", errors)
     fresh = new.filter(pc.invert(_path_filter(new, set(stale))))
     merged = pa.concat_tables([fresh, carried.cast(new.schema), kept_old.cast(new.schema)])
-    write_table(merged.sort_by("path"), str(staging / FILES_TABLE))
+    write_table(merged.sort_by("path"), storage.join(staging, FILES_TABLE))
     return stale
 
 
-def prune_snapshots(out: Path, keep: int, live: str) -> list[str]:
+def prune_snapshots(out: str, keep: int, live: str) -> list[str]:
     """Remove all but the `keep` newest snapshots (never the live one); returns those removed."""
-    root = out / SNAPSHOTS_DIR
-    ids = sorted(p.name for p in root.iterdir() if _SNAPSHOT_ID.match(p.name) and p.is_dir())
+    root = storage.join(out, SNAPSHOTS_DIR)
+    ids = [name for name in storage.list_names(root) if _SNAPSHOT_ID.match(name)
+           and (not storage.is_local(root) or Path(root, name).is_dir())]
     doomed = [i for i in ids[:max(0, len(ids) - keep)] if i != live]
     for snapshot_id in doomed:
-        shutil.rmtree(root / snapshot_id)
+        storage.delete_tree(storage.join(root, snapshot_id))
     return doomed
 
 

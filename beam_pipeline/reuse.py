@@ -15,13 +15,11 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import os
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from . import stats
+from . import stats, storage
 from .progress import EMBEDDED, RunLink
 
 MISSING = "missing"
@@ -38,8 +36,8 @@ def write_reuse_table(shard_paths: list[str], paths: set[str], target: str) -> i
     keys, vectors = [], []
     for shard in shard_paths:
         # Shards are sorted by path: row-group statistics skip groups without wanted files.
-        table = pq.read_table(shard, columns=["path", "content", "vector"],
-                              filters=[("path", "in", wanted)])
+        table = storage.read_parquet(shard, columns=["path", "content", "vector"],
+                                     filters=[("path", "in", wanted)])
         if table.num_rows:
             keys.extend(text_key(t) for t in table["content"].to_pylist())
             vectors.append(table["vector"].combine_chunks())
@@ -47,7 +45,7 @@ def write_reuse_table(shard_paths: list[str], paths: set[str], target: str) -> i
         return 0
     reuse = pa.table({"key": pa.array(keys, pa.binary(16)),
                       "vector": pa.concat_arrays(vectors)})
-    pq.write_table(reuse, target, compression="zstd")
+    storage.write_parquet(reuse, target, compression="zstd")
     return reuse.num_rows
 
 
@@ -61,8 +59,8 @@ class ReuseVectorsFn(beam.DoFn):
 
     def setup(self):
         self._known: dict[bytes, bytes] = {}
-        if self.table_path and os.path.exists(self.table_path):
-            table = pq.read_table(self.table_path)
+        if self.table_path and storage.exists(self.table_path):
+            table = storage.read_parquet(self.table_path)
             flat = table["vector"].combine_chunks().values.to_numpy(zero_copy_only=False)
             rows = flat.reshape(table.num_rows, -1).astype("float32", copy=False)
             self._known = dict(zip(table["key"].to_pylist(), (r.tobytes() for r in rows)))

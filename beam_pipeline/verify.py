@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from . import storage
 from .discover import DEFAULT_MAX_FILE_SIZE, iter_source_files
 from .index import Index, IndexReadError
 from .schema import INDEXED, STALE, chunk_id, row_schema
 
 
-def verify_index(out: Path, source: Path | None = None,
+def verify_index(out: str | Path, source: Path | None = None,
                  max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> list[str]:
     """Every problem found, as one line each; an empty list means the index is sound."""
     try:
@@ -43,7 +43,7 @@ def verify_index(out: Path, source: Path | None = None,
     for shard in index.manifest["shards"]:
         name = shard["path"]
         try:
-            table = pq.read_table(index.shard_path(name))
+            table = storage.read_parquet(index.shard_path(name))
         except (OSError, pa.ArrowException) as exc:
             problems.append(f"shard {name}: missing or unreadable ({_first_line(exc)})")
             continue

@@ -9,17 +9,15 @@ would be orphans: the shard names that reach the end of the pipeline are recorde
 from __future__ import annotations
 
 import json
-import os
 import uuid
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.parquet as pq
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from . import stats
+from . import stats, storage
 from .progress import WRITTEN, RunLink
 from .records import FileRecord
 from .schema import FILES_SCHEMA, FILES_TABLE, SHARD_PREFIX, row_schema
@@ -32,18 +30,15 @@ ROW_GROUP_SIZE = 8_192
 
 
 def write_table(table: pa.Table, path: str) -> int:
-    """Write atomically (temp name, then rename); returns the size in bytes.
+    """Write atomically (on any FileSystems scheme); returns the size in bytes.
 
     Only low-cardinality string columns are dictionary-encoded: on the vector column a
     dictionary only grows the file and slows the write (BEAM_NOTES.md).
     """
     dictionary_columns = [name for name in ("path", "language", "file_hash", "status")
                           if name in table.column_names]
-    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
-    pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary_columns,
-                   row_group_size=ROW_GROUP_SIZE)
-    os.replace(tmp, path)
-    return os.path.getsize(path)
+    return storage.write_parquet(table, str(path), compression="zstd",
+                                 use_dictionary=dictionary_columns, row_group_size=ROW_GROUP_SIZE)
 
 
 class WriteShardsFn(beam.DoFn):
@@ -79,7 +74,7 @@ class WriteShardsFn(beam.DoFn):
         self._batches.sort(key=lambda batch: batch.column(1)[0].as_py())
         table = pa.Table.from_batches(self._batches, schema=row_schema(self.dim))
         name = f"{SHARD_PREFIX}{uuid.uuid4().hex}.parquet"
-        size = write_table(table, os.path.join(self.staging_dir, name))
+        size = write_table(table, storage.join(self.staging_dir, name))
         shard = {"path": name, "rows": table.num_rows, "files": len(self._batches), "bytes": size}
         self.rows_written.inc(table.num_rows)
         self.shards_written.inc()
@@ -109,12 +104,9 @@ def files_table(records: list[FileRecord]) -> pa.Table:
 
 def write_staging_summary(records: list[FileRecord], shards: list[dict], staging_dir: str) -> dict:
     """Last step of the pipeline: files.parquet plus the list of shards the run produced."""
-    write_table(files_table(records), os.path.join(staging_dir, FILES_TABLE))
+    write_table(files_table(records), storage.join(staging_dir, FILES_TABLE))
     summary = {"shards": sorted(shards, key=lambda s: s["path"]), "files": len(records)}
-    tmp = os.path.join(staging_dir, STAGED_SUMMARY + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(summary, fh)
-    os.replace(tmp, os.path.join(staging_dir, STAGED_SUMMARY))
+    storage.write_bytes(storage.join(staging_dir, STAGED_SUMMARY), json.dumps(summary).encode())
     return summary
 
 

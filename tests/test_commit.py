@@ -1,5 +1,6 @@
 import datetime as dt
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -30,7 +31,7 @@ def test_prepare_output_refuses_files_and_symlinks(tmp_path):
 
 
 def stage(out, snapshot_id, shards=("part-a.parquet",), stray=("part-orphan.parquet",)):
-    staging = commit.create_staging(out, snapshot_id)
+    staging = Path(commit.create_staging(out, snapshot_id))
     table = pa.table({"x": [1, 2]})
     for name in (*shards, *stray):
         write_table(table, str(staging / name))
@@ -54,7 +55,7 @@ def test_commit_keeps_only_reported_shards_and_flips_current(tmp_path):
                       "files_stale": 0}
     manifest = commit.build_manifest("s1", {"f": 1}, summary["shards"], counts, failures, [],
                                      {"files_processed": 1}, {"root": "/r"})
-    target = commit.commit_snapshot(out, staging, manifest)
+    target = Path(commit.commit_snapshot(out, staging, manifest))
     assert commit.read_current(out) == "s1" == (out / CURRENT_FILE).read_text().strip()
     assert target == out / SNAPSHOTS_DIR / "s1" and not staging.exists()
     written = json.loads((target / MANIFEST_FILE).read_text())

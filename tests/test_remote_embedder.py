@@ -2,6 +2,7 @@
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -90,7 +91,7 @@ def test_401_is_a_clear_message_and_the_key_never_leaks(tmp_path, server, monkey
     small_tree(tmp_path / "src", n=2)
     run = index(tmp_path, remote(server, api_key_env="FAKE_KEY"))
     assert server.requests[0]["auth"] == "Bearer sk-secret-123"
-    manifest = (Index.open(tmp_path / "out").directory / "manifest.json").read_text()
+    manifest = (Path(Index.open(tmp_path / "out").directory) / "manifest.json").read_text()
     assert "sk-secret" not in manifest and "sk-secret" not in json.dumps(run.to_dict())
     server.status_always = 401
     embedder = remote(server, api_key_env="FAKE_KEY")
@@ -133,7 +134,7 @@ def test_cli_indexes_and_searches_through_an_openai_compatible_endpoint(tmp_path
                    "--embedding-url", server.url, "--embedding-model", "fake-embed",
                    "--embedding-dim", DIM, "--embed-concurrency", 2)
     assert proc.returncode == 0, proc.stderr
-    manifest = json.loads((Index.open(out).directory / "manifest.json").read_text())
+    manifest = json.loads((Path(Index.open(out).directory) / "manifest.json").read_text())
     assert manifest["fingerprint"]["embedder"] == {"name": "openai", "model": "fake-embed",
                                                    "dim": DIM}
     assert manifest["embedder_config"]["base_url"] == server.url

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -64,7 +65,7 @@ def test_verify_accepts_a_sound_index_and_compares_with_the_source(index_dir, tm
 
 def shard_of(index_dir):
     index = Index.open(index_dir)
-    return index, index.shard_path(index.shards[0])
+    return index, Path(index.shard_path(index.shards[0]))
 
 
 def test_verify_catches_a_deleted_shard(index_dir):
@@ -105,7 +106,7 @@ def test_verify_catches_missing_chunks_and_bad_vectors(index_dir):
 @pytest.mark.parametrize("evil", ["../outside.parquet", "/etc/passwd", "part-x/../../y.parquet"])
 def test_manifests_naming_files_outside_the_snapshot_are_refused(index_dir, evil):
     index = Index.open(index_dir)
-    manifest_path = index.directory / MANIFEST_FILE
+    manifest_path = Path(index.directory) / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text())
     manifest["shards"][0]["path"] = evil
     manifest_path.write_text(json.dumps(manifest))
@@ -125,7 +126,7 @@ def test_search_and_verify_on_a_folder_without_an_index(tmp_path):
 
 def test_the_vector_cache_gives_the_same_hits_and_is_refreshed_when_wrong(index_dir):
     first = Index.open(index_dir).search("echo server socket", k=4)
-    cache = Index.open(index_dir).directory / VECTOR_CACHE
+    cache = Path(Index.open(index_dir).directory) / VECTOR_CACHE
     assert cache.is_file()
     assert Index.open(index_dir).search("echo server socket", k=4) == first
     np.save(cache, np.zeros((3, 7), np.float32))  # a cache of the wrong shape is rebuilt
