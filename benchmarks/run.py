@@ -43,6 +43,8 @@ class Scenario:
 # Full builds first: the re-index scenarios edit the corpus.
 SCENARIOS = (
     Scenario("beam in-memory (hashing)"),
+    Scenario("beam multi_threading (hashing)", ("--direct_running_mode=multi_threading",),
+             extended=True),
     Scenario("beam multi_processing x2 (hashing)",
              ("--direct_running_mode=multi_processing", "--direct_num_workers=2"), extended=True),
     Scenario("re-index, nothing changed", mode="reindex-0%"),
@@ -66,6 +68,32 @@ def stdlib_corpus(target: Path, limit: int | None) -> tuple[int, int]:
         shutil.copyfile(path, dest)
         size += dest.stat().st_size
     return len(files), size
+
+
+def scaled_corpus(corpus: Path, target: Path, factor: int) -> None:
+    """`factor` copies of the corpus side by side (copy1/, copy2/, …): the same files, so the
+    cost per MB can be compared across sizes."""
+    for i in range(1, factor + 1):
+        shutil.copytree(corpus, target / f"copy{i}", symlinks=True)
+
+
+def scale_benchmark(corpus: Path, factors: list[int], extra: list[str]) -> list[dict]:
+    """One full in-memory run on each scaled copy: how wall time and peak RSS grow."""
+    rows = []
+    for factor in factors:
+        with tempfile.TemporaryDirectory(prefix=f"beam-x{factor}-") as tmp:
+            scaled_corpus(corpus, Path(tmp), factor)
+            run = run_once(Path(tmp), Scenario(f"x{factor}"), extra)
+        rows.append({"factor": factor, **run, "s_per_MB": run["wall_s"] / run["MB"],
+                     "rss_MB_per_1000_files": 1000 * run["peak_rss_MB"] / run["files"]})
+        print(f"  x{factor}: {run['wall_s']:.1f} s, {run['peak_rss_MB']:.0f} MB peak",
+              file=sys.stderr)
+    base = rows[0] if rows else None
+    for row in rows:
+        row["s_per_MB_vs_x1"] = row["s_per_MB"] / base["s_per_MB"]
+        row["rss_growth_vs_corpus_growth"] = (
+            (row["peak_rss_MB"] / base["peak_rss_MB"]) / (row["MB"] / base["MB"]))
+    return rows
 
 
 def touch_share(corpus: Path, percent: int) -> int:
@@ -329,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedders", action="store_true",
                         help="also each embedder alone vs the pipeline (minilm on a "
                         "2,000-chunk sample) and the fake server at 100 ms for 1/4/8 threads")
+    parser.add_argument("--scales", default="", metavar="F,F,…",
+                        help="also one full in-memory run on the corpus copied F times side "
+                        "by side, for each F (e.g. 1,2,4): growth of time and memory")
     parser.add_argument("--search-rows", type=int, default=0, metavar="N",
                         help="also time search over a synthetic snapshot of N rows "
                         "(e.g. 1000000); 0 skips it")
@@ -364,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
             if full and result["mode"] != "full":
                 result["wall_vs_full"] = result["median"]["wall_s"] / full["median"]["wall_s"]
 
+        factors = [int(f) for f in args.scales.split(",") if f.strip()]
+        scales = scale_benchmark(corpus, factors, extra) if factors else None
         # In-process, so after the child-process scenarios (a fork inherits the parent's RSS).
         face = face_benchmark(corpus) if args.face else None
         embedders = None
@@ -389,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fake server 100 ms, {row['threads']} threads: {row['chunks_per_s']:.0f} "
               f"chunks/s = {row['fraction_of_limit']:.2f} of the {row['limit_chunks_per_s']:.0f} "
               "chunks/s limit")
+    for row in scales or []:
+        print(f"x{row['factor']}: {row['files']} files, {row['MB']:.0f} MB, {row['wall_s']:.1f} s, "
+              f"{row['s_per_MB']:.3f} s/MB ({row['s_per_MB_vs_x1']:.2f} of x1), peak RSS "
+              f"{row['peak_rss_MB']:.0f} MB ({row['rss_MB_per_1000_files']:.0f} MB per 1,000 "
+              f"files; RSS growth / corpus growth {row['rss_growth_vs_corpus_growth']:.2f})")
     if search:
         print(f"search over {search['rows']:,} rows: load + first query "
               f"{search['load_and_first_query_s']:.2f} s (with the vector cache: "
@@ -408,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         "search": search,
         "face": face,
         "embedders": embedders,
+        "scales": scales,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
