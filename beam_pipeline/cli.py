@@ -140,6 +140,10 @@ def run_index_command(args, beam_flags: list[str]) -> int:
     except ValueError as exc:
         print(f"beam-index: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if not args.verbose and not any(f.startswith("--default_sdk_harness_log_level")
+                                    for f in beam_flags):
+        # Worker processes log each bundle's life at INFO; the progress line says enough.
+        beam_flags = [*beam_flags, "--default_sdk_harness_log_level=WARNING"]
     try:
         stats = run_index(args.source, args.output, settings,
                           pipeline_options=PipelineOptions(beam_flags), full=args.full,

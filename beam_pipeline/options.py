@@ -78,11 +78,18 @@ def select_runner(options: PipelineOptions):
 
     `DirectRunner` would first try to download the Prism binary (offline: a failed attempt and a
     fallback); the FnApiRunner is what it falls back to, so we pick it directly. It honours
-    `--direct_running_mode` and `--direct_num_workers`. Any other `--runner` is used as given.
+    `--direct_running_mode` and `--direct_num_workers`. As the DirectRunner does, it hands the
+    options to its workers (a worker process sets up its FileSystems from them, e.g. the S3
+    credentials). Any other `--runner` is used as given.
     """
     runner = options.view_as(StandardOptions).runner
     if runner in (None, "DirectRunner", "FnApiRunner"):
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+        from apache_beam.portability.api import beam_provision_api_pb2
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+        from apache_beam.runners.portability.portable_runner import JobServiceHandle
 
-        return FnApiRunner()
+        encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+        provision = fn_runner.ExtendedProvisionInfo(
+            beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+        return fn_runner.FnApiRunner(provision_info=provision)
     return runner

@@ -85,3 +85,15 @@ def test_an_unknown_scheme_is_a_clear_error(tmp_path):
     src = make_tree(tmp_path / "src", {"a.py": "x = 1\n"})
     with pytest.raises(OutputError, match="nosuchfs"):
         run_index(src, "nosuchfs://bucket/index")
+
+
+def test_worker_processes_write_to_s3_with_the_runs_options(tmp_path, s3_flags):
+    # The workers are separate processes: they must get the S3 options from the pipeline, not
+    # from the launcher's memory.
+    src = make_tree(tmp_path / "src", {f"m{i}.py": code_file(f"m{i}", 25) for i in range(8)})
+    out = f"s3://{BUCKET}/multiprocess/index"
+    stats = run_index(src, out, IndexSettings.create(chunk_size=400), pipeline_options=[
+        *s3_flags, "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    assert stats.committed and stats.files_processed == 8
+    run_index(src, tmp_path / "local", IndexSettings.create(chunk_size=400))
+    assert _rows(Index.open(out, s3_flags)).equals(_rows(Index.open(tmp_path / "local")))

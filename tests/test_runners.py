@@ -9,11 +9,12 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import SlowEmbedder, code_file, make_tree
+from conftest import SlowEmbedder, code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.cancel import CancelToken
@@ -49,6 +50,8 @@ def job_endpoint():
         service.terminate()
         service.wait(timeout=30)
 
+
+CONFIGS = Path(__file__).parent.parent / "configs"
 
 LOCAL_MODES = {
     "in_memory": [],
@@ -132,3 +135,12 @@ def test_cancel_reaches_the_portable_runner_workers(tmp_path, job_endpoint):
     assert stats.cancelled and not stats.committed
     assert stats.files_processed < 40 and time.monotonic() - started < 60
     assert not (out / CURRENT_FILE).exists() and not any((out / STAGING_DIR).iterdir())
+
+
+def test_cli_multi_processing_keeps_worker_chatter_out_of_the_output(reference, tmp_path):
+    src, expected, _ = reference
+    done = run_cli("index", src, "--output", tmp_path / "out", "--chunk-size", "300",
+                   "--batch-size", "8", "--config", CONFIGS / "multiprocess.yaml")
+    assert done.returncode == 0, done.stderr
+    assert "Committed snapshot" in done.stderr and "sdk_worker" not in done.stderr
+    assert _rows(tmp_path / "out").equals(expected)
