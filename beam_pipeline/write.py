@@ -41,6 +41,45 @@ def write_table(table: pa.Table, path: str) -> int:
                                  use_dictionary=dictionary_columns, row_group_size=ROW_GROUP_SIZE)
 
 
+class ShardBuffer:
+    """Whole files' row batches → Parquet shards of about `rows_per_shard` rows, sorted by path.
+
+    Pure (no Beam): the pipeline's WriteShardsFn and the benchmark's baselines write alike.
+
+    Example::
+
+        buffer = ShardBuffer("/staging", dim=384)
+        shard = buffer.add(batch)      # a shard record when one was written, else None
+        last = buffer.flush()
+    """
+
+    def __init__(self, directory: str, dim: int, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD):
+        self.directory = directory
+        self.dim = dim
+        self.rows_per_shard = rows_per_shard
+        self._batches: list[pa.RecordBatch] = []
+        self._rows = 0
+
+    def add(self, batch: pa.RecordBatch) -> dict | None:
+        self._batches.append(batch)
+        self._rows += batch.num_rows
+        return self.flush() if self._rows >= self.rows_per_shard else None
+
+    def flush(self) -> dict | None:
+        """Write what is buffered as one shard; its record {"path", "rows", "files", "bytes"}."""
+        if not self._batches:
+            return None
+        # Each batch is one file's rows in chunk order: ordering the batches sorts the shard
+        # without copying any row.
+        self._batches.sort(key=lambda batch: batch.column(1)[0].as_py())
+        table = pa.Table.from_batches(self._batches, schema=row_schema(self.dim))
+        name = f"{SHARD_PREFIX}{uuid.uuid4().hex}.parquet"
+        size = write_table(table, storage.join(self.directory, name))
+        shard = {"path": name, "rows": table.num_rows, "files": len(self._batches), "bytes": size}
+        self._batches, self._rows = [], 0
+        return shard
+
+
 class WriteShardsFn(beam.DoFn):
     """pa.RecordBatch (one file's rows) → shard records {"path", "rows", "files", "bytes"}."""
 
@@ -54,32 +93,23 @@ class WriteShardsFn(beam.DoFn):
         self.shards_written = stats.counter(stats.SHARDS_WRITTEN)
 
     def start_bundle(self):
-        self._batches: list[pa.RecordBatch] = []
-        self._rows = 0
+        self._buffer = ShardBuffer(self.staging_dir, self.dim, self.rows_per_shard)
 
     def process(self, batch: pa.RecordBatch):
         self.progress.checkpoint()
-        self._batches.append(batch)
-        self._rows += batch.num_rows
-        if self._rows >= self.rows_per_shard:
-            yield self._flush()
+        shard = self._buffer.add(batch)
+        if shard is not None:
+            yield self._written(shard)
 
     def finish_bundle(self):
-        if self._batches:
-            yield WindowedValue(self._flush(), MIN_TIMESTAMP, [GlobalWindow()])
+        shard = self._buffer.flush()
+        if shard is not None:
+            yield WindowedValue(self._written(shard), MIN_TIMESTAMP, [GlobalWindow()])
 
-    def _flush(self) -> dict:
-        # Each batch is one file's rows in chunk order: ordering the batches sorts the shard
-        # without copying any row.
-        self._batches.sort(key=lambda batch: batch.column(1)[0].as_py())
-        table = pa.Table.from_batches(self._batches, schema=row_schema(self.dim))
-        name = f"{SHARD_PREFIX}{uuid.uuid4().hex}.parquet"
-        size = write_table(table, storage.join(self.staging_dir, name))
-        shard = {"path": name, "rows": table.num_rows, "files": len(self._batches), "bytes": size}
-        self.rows_written.inc(table.num_rows)
+    def _written(self, shard: dict) -> dict:
+        self.rows_written.inc(shard["rows"])
         self.shards_written.inc()
-        self.progress.send({"k": WRITTEN, "r": table.num_rows})
-        self._batches, self._rows = [], 0
+        self.progress.send({"k": WRITTEN, "r": shard["rows"]})
         return shard
 
     def teardown(self):

@@ -1,12 +1,17 @@
-"""One benchmark command: index a corpus through the public CLI, print a table, write JSON.
+"""One benchmark command: prints tables and writes JSON.
 
-    python -m benchmarks.run [--corpus PATH] [--repeat 3] [--limit N] [--all] [--json PATH]
+    python -m benchmarks.run [--corpus PATH] [--repeat 3] [--json PATH] [--reindex] [--all] …
+
+By default: the comparison of the sequential and thread-pool designs with the Beam pipeline
+on the same work (benchmarks/compare.py), the hashing pipeline on the corpus scaled ×1, ×2,
+×4, and chunking one 10 MB file. Options add the re-index scenarios, the compatibility face,
+embedder-alone and concurrency runs, and search.
 
 Without --corpus the corpus is the running interpreter's standard library (every `.py` file,
 site-packages excluded). Either way the corpus is copied once into a temporary folder (the
-re-index scenarios edit files). Each scenario runs `--repeat`
-times as a child process into a fresh output folder; every figure is the median of the runs,
-peak RSS is the child's own (wait4). Later issues add scenarios to SCENARIOS.
+re-index scenarios edit files). Every run is a child process into a fresh output folder; every
+figure is the median of `--repeat` runs unless a table says otherwise; peak RSS is the child's
+own (wait4).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from importlib import metadata
 from pathlib import Path
 
 from beam_pipeline.cli import configure_logging
+
+from .compare import compare
 
 
 @dataclass(frozen=True)
@@ -228,23 +235,6 @@ def face_benchmark(corpus: Path) -> dict:
     return figures
 
 
-_ALONE = """
-import json, sys, time
-from pathlib import Path
-from beam_pipeline.chunking import chunk_text
-from beam_pipeline.embedders import get_embedder
-start = time.perf_counter()
-embedder = get_embedder(sys.argv[1], **json.loads(sys.argv[4]))
-embedder.load()
-texts = [c.text for p in sorted(Path(sys.argv[2]).rglob("*.py"))
-         for c in chunk_text(p.read_text(encoding="utf-8", errors="replace"))]
-batch = int(sys.argv[3])
-for i in range(0, len(texts), batch):
-    embedder.embed(texts[i:i + batch])
-print(json.dumps({"chunks": len(texts), "wall_s": time.perf_counter() - start}))
-"""
-
-
 def sample_corpus(source: Path, target: Path, chunks: int) -> int:
     """Copy whole .py files from `source` until they hold at least `chunks` chunks."""
     from beam_pipeline.chunking import chunk_text
@@ -261,30 +251,6 @@ def sample_corpus(source: Path, target: Path, chunks: int) -> int:
         if total >= chunks:
             break
     return total
-
-
-def embedder_benchmark(corpus: Path, name: str, sample: int, repeat: int, batch: int,
-                       options: dict) -> dict:
-    """An embedder alone vs the whole pipeline on the same chunks (both load the model)."""
-    with tempfile.TemporaryDirectory(prefix=f"beam-{name}-") as tmp:
-        sample_dir = Path(tmp) / "sample"
-        chunks = sample_corpus(corpus, sample_dir, sample) if sample else None
-        source = sample_dir if sample else corpus
-        alone, piped = [], []
-        for _ in range(repeat):
-            out = subprocess.run([sys.executable, "-c", _ALONE, name, str(source), str(batch),
-                                  json.dumps(options)], check=True, capture_output=True,
-                                 text=True).stdout
-            result = json.loads(out.splitlines()[-1])
-            alone.append(result["chunks"] / result["wall_s"])
-            flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items() if k != "dim"]
-            run = run_once(source, Scenario(name, ("--embedder", name, "--batch-size",
-                                                   str(batch), *flags)), [])
-            piped.append(run["chunks_per_s"])
-    alone_cps, pipe_cps = statistics.median(alone), statistics.median(piped)
-    return {"embedder": name, "chunks": chunks or result["chunks"], "batch": batch,
-            "alone_chunks_per_s": alone_cps, "pipeline_chunks_per_s": pipe_cps,
-            "ratio": pipe_cps / alone_cps}
 
 
 def remote_benchmark(corpus: Path, latency: float, batch: int, threads: tuple[int, ...],
@@ -332,6 +298,44 @@ def versions() -> dict:
     return out
 
 
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def chunk_big_file(corpus: Path, size: int = 10_000_000) -> dict[str, float]:
+    """Seconds to decode and chunk one 10 MB file: real code (the corpus repeated) and one
+    single line (the replaced chunker's line numbering was quadratic: 7 s for 4 MB)."""
+    from beam_pipeline.chunking import chunk_text, decode_source
+
+    code = b"".join(p.read_bytes() for p in sorted(corpus.rglob("*.py")))
+    code = (code * (size // max(1, len(code)) + 1))[:size]
+    timings = {}
+    for label, data in (("code", code), ("one line", b"x = 1; " * (size // 7))):
+        start = time.perf_counter()
+        chunk_text(decode_source(data).text)
+        timings[label] = time.perf_counter() - start
+    return timings
+
+
+def print_comparison(comparison: dict) -> None:
+    columns = ("files_per_s", "chunks_per_s", "MB_per_s", "wall_s", "peak_rss_MB",
+               "first_progress_s", "vs_embedder_alone")
+    header = f"{'embedder':9}{'corpus':11}{'shape':11}{'runs':>5}" + "".join(
+        f"{c:>18}" for c in columns)
+    print(f"{comparison['threads']} threads, batch {comparison['batch_size']}")
+    print(header)
+    print("-" * len(header))
+    for row in comparison["rows"]:
+        med = row["median"]
+        print(f"{row['embedder']:9}{row['corpus']:11}{row['shape']:11}{row['repeat']:>5}" + "".join(
+            f"{med[c]:>18.2f}" if med.get(c) is not None else f"{'-':>18}" for c in columns))
+    for name, item in comparison["ratios"].items():
+        value = item["value"]
+        verdict = "n/a" if value is None else ("met" if value >= item["target"] else "MISSED")
+        shown = "-" if value is None else f"{value:.2f}"
+        print(f"{name}: {shown} (target ≥ {item['target']}) {verdict}")
+
+
 def print_table(results: dict) -> None:
     header = f"{'scenario':38}" + "".join(f"{f:>14}" for f in FIGURES)
     print(header)
@@ -350,16 +354,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, help="folder to index (default: the stdlib)")
     parser.add_argument("--limit", type=int, help="stdlib corpus: only the first N files")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--all", action="store_true", help="also the extended scenarios")
+    parser.add_argument("--reindex", action="store_true",
+                        help="also the full / re-index scenarios through the CLI")
+    parser.add_argument("--all", action="store_true",
+                        help="with --reindex: also the multi_threading and multi_processing runs")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/latest.json"))
     parser.add_argument("--face", action="store_true",
                         help="also time the compatibility face (queue, gaps, cancellation)")
     parser.add_argument("--embedders", action="store_true",
-                        help="also each embedder alone vs the pipeline (minilm on a "
-                        "2,000-chunk sample) and the fake server at 100 ms for 1/4/8 threads")
-    parser.add_argument("--scales", default="", metavar="F,F,…",
-                        help="also one full in-memory run on the corpus copied F times side "
-                        "by side, for each F (e.g. 1,2,4): growth of time and memory")
+                        help="also the pipeline against the fake server at 100 ms per call "
+                        "with 1/4/8 requests in flight, as a share of the limit")
+    parser.add_argument("--scales", default="1,2,4", metavar="F,F,…",
+                        help="one full in-memory run on the corpus copied F times side by side, "
+                        "for each F: growth of time and memory (default: %(default)s; "
+                        "'' skips it)")
+    parser.add_argument("--no-compare", dest="compare", action="store_false",
+                        help="skip the sequential / threadpool / beam comparison")
     parser.add_argument("--search-rows", type=int, default=0, metavar="N",
                         help="also time search over a synthetic snapshot of N rows "
                         "(e.g. 1000000); 0 skips it")
@@ -378,8 +388,9 @@ def main(argv: list[str] | None = None) -> int:
             files, size = stdlib_corpus(corpus, args.limit)
         print(f"corpus: {files} files, {size / 1e6:.1f} MB (copied in "
               f"{time.perf_counter() - copy_start:.1f} s)", file=sys.stderr)
+        comparison = compare(corpus, args.repeat, log=_log) if args.compare else None
         results = {}
-        for scenario in SCENARIOS:
+        for scenario in SCENARIOS if args.reindex else ():
             if scenario.extended and not args.all:
                 continue
             runs = []
@@ -397,16 +408,17 @@ def main(argv: list[str] | None = None) -> int:
 
         factors = [int(f) for f in args.scales.split(",") if f.strip()]
         scales = scale_benchmark(corpus, factors, extra) if factors else None
+        big_file = chunk_big_file(corpus)
         # In-process, so after the child-process scenarios (a fork inherits the parent's RSS).
         face = face_benchmark(corpus) if args.face else None
         embedders = None
         if args.embedders:
-            embedders = {"alone_vs_pipeline": [
-                embedder_benchmark(corpus, "hashing", 0, args.repeat, 64, {}),
-                embedder_benchmark(corpus, "minilm", 2000, args.repeat, 32, {}),
-            ], "remote_100ms": remote_benchmark(corpus, 0.1, 16, (1, 4, 8), 10_000)}
+            embedders = {"remote_100ms": remote_benchmark(corpus, 0.1, 16, (1, 4, 8), 10_000)}
     search = search_benchmark(args.search_rows) if args.search_rows else None
-    print_table(results)
+    if comparison:
+        print_comparison(comparison)
+    if results:
+        print_table(results)
     for label, fig in (face or {}).items():
         print(f"face ({label}): {fig['files']} files, first Queued after "
               f"{fig['first_queued_s'] * 1000:.1f} ms, all queued after "
@@ -414,10 +426,6 @@ def main(argv: list[str] | None = None) -> int:
               f"{fig['longest_gap_s']:.2f} s, wall {fig['wall_s']:.1f} s"
               + (f", request_cancellation → return {fig['cancel_to_return_s']:.2f} s "
                  f"({fig['files_processed']} files done)" if fig["cancel_to_return_s"] else ""))
-    for row in (embedders or {}).get("alone_vs_pipeline", []):
-        print(f"{row['embedder']}: alone {row['alone_chunks_per_s']:.0f} chunks/s, pipeline "
-              f"{row['pipeline_chunks_per_s']:.0f} chunks/s on {row['chunks']} chunks: "
-              f"ratio {row['ratio']:.2f}")
     for row in (embedders or {}).get("remote_100ms", []):
         print(f"fake server 100 ms, {row['threads']} threads: {row['chunks_per_s']:.0f} "
               f"chunks/s = {row['fraction_of_limit']:.2f} of the {row['limit_chunks_per_s']:.0f} "
@@ -427,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['s_per_MB']:.3f} s/MB ({row['s_per_MB_vs_x1']:.2f} of x1), peak RSS "
               f"{row['peak_rss_MB']:.0f} MB ({row['rss_MB_per_1000_files']:.0f} MB per 1,000 "
               f"files; RSS growth / corpus growth {row['rss_growth_vs_corpus_growth']:.2f})")
+    for label, seconds in big_file.items():
+        print(f"chunking one 10 MB file ({label}): {seconds:.2f} s")
     if search:
         print(f"search over {search['rows']:,} rows: load + first query "
               f"{search['load_and_first_query_s']:.2f} s (with the vector cache: "
@@ -447,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         "face": face,
         "embedders": embedders,
         "scales": scales,
+        "comparison": comparison,
+        "chunk_10MB_s": big_file,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")

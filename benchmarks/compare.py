@@ -1,0 +1,218 @@
+"""Side by side on the same work: the sequential and thread-pool designs beam_pipeline
+replaces, and the Beam pipeline (benchmarks/shapes.py runs each in its own process).
+
+Embedders: `hashing` (compute-bound), the fake OpenAI-compatible server at 0 ms and 100 ms per
+call (latency-bound; it runs in this process, the shapes reach it over 127.0.0.1) and `minilm`
+(model-bound) on a 2,000-chunk sample. Each (embedder, corpus) also gets the embedder alone on
+the same chunks, so every row shows end-to-end chunks/s as a share of the embedder's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from beam_pipeline.chunk import ChunkerConfig, FileSkipped, load_chunks
+from beam_pipeline.chunking import DEFAULT_CHUNK_SIZE, default_overlap
+from beam_pipeline.discover import DEFAULT_MAX_FILE_SIZE
+
+THREADS = 8
+BATCH = 64
+MULTI_PROCESSING = ("--direct_running_mode=multi_processing", f"--direct_num_workers={os.cpu_count() or 2}")
+FIGURES = ("files", "chunks", "MB", "wall_s", "files_per_s", "chunks_per_s", "MB_per_s",
+           "peak_rss_MB", "first_progress_s")
+
+
+@dataclass(frozen=True)
+class Case:
+    embedder: str  # hashing | fake0 | fake100 | minilm
+    corpus: str  # stdlib | sample200 | minilm2000
+    shape: str  # sequential | threadpool | beam | beam-mp
+    repeat: int = 3
+
+    @property
+    def name(self) -> str:
+        return f"{self.embedder:8} {self.corpus:10} {self.shape}"
+
+
+def cases(repeat: int) -> list[Case]:
+    """The comparison matrix, cheapest first; model-bound and 100 ms-per-chunk runs once."""
+    out = []
+    for embedder in ("hashing", "fake0", "fake100"):
+        seq_repeat = 1 if embedder == "fake100" else repeat  # minutes per run, and steady
+        out += [Case(embedder, "sample200", "sequential", seq_repeat),
+                Case(embedder, "sample200", "beam", repeat),
+                Case(embedder, "stdlib", "threadpool", repeat),
+                Case(embedder, "stdlib", "beam", repeat)]
+    out.append(Case("hashing", "stdlib", "beam-mp", repeat))
+    out += [Case("minilm", "minilm2000", "threadpool", 1), Case("minilm", "minilm2000", "beam", 1)]
+    return out
+
+
+def file_lists(corpus: Path, target: Path) -> dict[str, Path]:
+    """The corpora as lists of relative paths: all files, a fixed 200-file sample (every n-th
+    file) and the first files that hold 2,000 chunks (for the model-bound embedder)."""
+    files = sorted(str(p.relative_to(corpus)) for p in corpus.rglob("*") if p.is_file())
+    step = max(1, len(files) // 200)
+    size = DEFAULT_CHUNK_SIZE
+    config = ChunkerConfig(str(corpus), size, default_overlap(size), DEFAULT_MAX_FILE_SIZE)
+    minilm, chunks = [], 0
+    for rel in files:
+        try:
+            n = len(load_chunks(config, rel)[2])
+        except (OSError, FileSkipped):
+            continue
+        if n:
+            minilm.append(rel)
+            chunks += n
+        if chunks >= 2000:
+            break
+    lists = {"stdlib": files, "sample200": files[::step][:200], "minilm2000": minilm}
+    paths = {}
+    for name, rels in lists.items():
+        paths[name] = target / f"{name}.txt"
+        paths[name].write_text("\n".join(rels) + "\n", encoding="utf-8")
+    return paths
+
+
+_ALONE = """
+import json, sys, time
+from pathlib import Path
+from beam_pipeline.chunk import ChunkerConfig, FileSkipped, load_chunks
+from beam_pipeline.chunking import DEFAULT_CHUNK_SIZE, default_overlap
+from benchmarks.shapes import make_embedder
+start = time.perf_counter()
+embedder = make_embedder(sys.argv[1], sys.argv[2] or None)
+embedder.load()
+config = ChunkerConfig(sys.argv[3], DEFAULT_CHUNK_SIZE, default_overlap(DEFAULT_CHUNK_SIZE), 1 << 20)
+texts = []
+for rel in Path(sys.argv[4]).read_text().splitlines():
+    try:
+        texts += [c.text for c in load_chunks(config, rel)[2]]
+    except (OSError, FileSkipped):
+        pass
+loaded = time.perf_counter()
+batch = int(sys.argv[5])
+for i in range(0, len(texts), batch):
+    embedder.embed(texts[i:i + batch])
+end = time.perf_counter()
+print(json.dumps({"chunks": len(texts), "wall_s": end - start, "embed_s": end - loaded}))
+"""
+
+
+def _embedder_args(embedder: str, url: str | None) -> list[str]:
+    if embedder.startswith("fake"):
+        return ["--embedder", "openai", "--embedding-url", url]
+    return ["--embedder", embedder]
+
+
+def run_shape(case: Case, corpus: Path, lists: dict[str, Path], url: str | None) -> dict:
+    with tempfile.TemporaryDirectory(prefix="beam-shape-") as tmp:
+        shape = "beam" if case.shape.startswith("beam") else case.shape
+        started = time.time()
+        cmd = [sys.executable, "-m", "benchmarks.shapes", shape, str(corpus),
+               str(Path(tmp) / "out"), "--files", str(lists[case.corpus]),
+               *_embedder_args(case.embedder, url), "--threads", str(THREADS),
+               "--batch-size", str(BATCH), "--started", repr(started),
+               *(MULTI_PROCESSING if case.shape == "beam-mp" else ())]
+        with open(Path(tmp) / "stderr", "w+b") as err:
+            child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err,
+                                     env={**os.environ, "PYTHONPATH": _pythonpath()})
+            out = child.stdout.read()  # one JSON line
+            child.stdout.close()
+            _, status, usage = os.wait4(child.pid, 0)  # the child's own peak RSS
+            wall = time.time() - started
+            if os.waitstatus_to_exitcode(status):
+                err.seek(0)
+                sys.stderr.write(err.read().decode(errors="replace"))
+                raise SystemExit(f"{case.name}: exit status {os.waitstatus_to_exitcode(status)}")
+    result = json.loads(out.decode().splitlines()[-1])
+    rss = usage.ru_maxrss / 1024
+    mb = result["bytes"] / 1e6
+    return {"files": result["files"], "chunks": result["chunks"], "MB": mb, "wall_s": wall,
+            "files_per_s": result["files"] / wall, "chunks_per_s": result["chunks"] / wall,
+            "MB_per_s": mb / wall, "peak_rss_MB": rss,
+            "first_progress_s": result["first_progress_s"]}
+
+
+def _pythonpath() -> str:
+    root = str(Path(__file__).resolve().parent.parent)
+    return os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")]))
+
+
+def embedder_alone(embedder: str, corpus: Path, files: Path, url: str | None) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _ALONE, "openai" if embedder.startswith("fake") else embedder,
+         url or "", str(corpus), str(files), str(BATCH)],
+        check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _pythonpath()})
+    result = json.loads(out.stdout.splitlines()[-1])
+    return {**result, "chunks_per_s": result["chunks"] / result["wall_s"]}
+
+
+def compare(corpus: Path, repeat: int, log=print) -> dict:
+    """Run the matrix; returns {"rows": [...], "alone": {...}, "ratios": {...}}."""
+    from beam_pipeline.testing.fake_embeddings import FakeEmbeddingServer
+
+    rows, alone = [], {}
+    with tempfile.TemporaryDirectory(prefix="beam-lists-") as tmp, \
+            FakeEmbeddingServer(384) as server:
+        lists = file_lists(corpus, Path(tmp))
+        for case in cases(repeat):
+            url = server.url if case.embedder.startswith("fake") else None
+            if case.embedder.startswith("fake"):
+                server.latency = int(case.embedder.removeprefix("fake")) / 1000
+            key = f"{case.embedder}/{case.corpus}"
+            if key not in alone:
+                alone[key] = embedder_alone(case.embedder, corpus, lists[case.corpus], url)
+            runs = []
+            for i in range(case.repeat):
+                runs.append(run_shape(case, corpus, lists, url))
+                log(f"  {case.name} run {i + 1}/{case.repeat}: {runs[-1]['wall_s']:.1f} s")
+            median = {f: statistics.median(r[f] for r in runs if r[f] is not None)
+                      for f in FIGURES if any(r[f] is not None for r in runs)}
+            median["vs_embedder_alone"] = median["chunks_per_s"] / alone[key]["chunks_per_s"]
+            rows.append({"embedder": case.embedder, "corpus": case.corpus, "shape": case.shape,
+                         "repeat": case.repeat, "median": median, "runs": runs})
+    return {"threads": THREADS, "batch_size": BATCH, "rows": rows, "alone": alone,
+            "ratios": ratios(rows)}
+
+
+def _fps(rows: list[dict], embedder: str, corpus: str, shape: str) -> float | None:
+    for row in rows:
+        if (row["embedder"], row["corpus"], row["shape"]) == (embedder, corpus, shape):
+            return row["median"]["files_per_s"]
+    return None
+
+
+def ratios(rows: list[dict]) -> dict:
+    """The targets' ratios (files/s), each with its target."""
+    def ratio(a, b):
+        return a / b if a and b else None
+
+    best_beam = max(filter(None, (_fps(rows, "hashing", "stdlib", s) for s in ("beam", "beam-mp"))),
+                    default=None)
+    minilm = next((r for r in rows if r["embedder"] == "minilm" and r["shape"] == "beam"), None)
+    hashing = next((r for r in rows if (r["embedder"], r["corpus"], r["shape"])
+                    == ("hashing", "stdlib", "beam")), None)
+    return {
+        "fake100: beam / sequential (200-file sample)": {
+            "value": ratio(_fps(rows, "fake100", "sample200", "beam"),
+                           _fps(rows, "fake100", "sample200", "sequential")), "target": 3.0},
+        "fake100: beam / threadpool (stdlib)": {
+            "value": ratio(_fps(rows, "fake100", "stdlib", "beam"),
+                           _fps(rows, "fake100", "stdlib", "threadpool")), "target": 1.5},
+        "hashing: best local beam / threadpool (stdlib)": {
+            "value": ratio(best_beam, _fps(rows, "hashing", "stdlib", "threadpool")),
+            "target": 1.0},
+        "minilm: beam / embedder alone (chunks/s)": {
+            "value": minilm["median"]["vs_embedder_alone"] if minilm else None, "target": 0.9},
+        "hashing: beam / embedder alone (chunks/s)": {
+            "value": hashing["median"]["vs_embedder_alone"] if hashing else None, "target": 0.5},
+    }
