@@ -76,7 +76,8 @@ class AssembleFile(beam.DoFn):
         records = list(groups["files"])
         if not records:  # vectors without a file record cannot happen in one pipeline
             raise ValueError(f"no file record for {path!r}")
-        record, rows = self._assemble(records[0], list(groups["vectors"]), list(groups["errors"]))
+        vectors = [item for part in groups["vectors"] for item in part]
+        record, rows = self._assemble(records[0], vectors, list(groups["errors"]))
         if record.status == SKIPPED:
             stats.skip_counter(record.error).inc()
         elif record.status == FAILED:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import storage
+from .faults import fault_point
 from .schema import (
     CURRENT_FILE,
     FAILED,
@@ -160,6 +161,7 @@ def commit_snapshot(out: str, staging: str, manifest: dict) -> str:
     storage.sync_folder(staging)
     target = storage.join(out, SNAPSHOTS_DIR, snapshot_id)
     storage.move_tree(staging, target)
+    fault_point("before-current")
     storage.write_bytes(storage.join(out, CURRENT_FILE), (snapshot_id + "\n").encode())
     storage.sync_folder(out)
     return target

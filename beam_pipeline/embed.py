@@ -20,6 +20,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from . import stats
 from .embedders import Embedder
+from .faults import fault_point
 from .progress import EMBEDDED, RunLink
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ def _checked_embed(embedder: Embedder, texts: list[str]) -> np.ndarray:
 
 
 class EmbedBatch(beam.DoFn):
-    """list[(path, index, text)] → (path, (index, float32 bytes)); tagged `errors`: (path, (index, reason)).
+    """list[(path, index, text)] → (path, [(index, float32 bytes), …]) per file of the batch;
+    tagged `errors`: (path, (index, reason)).
 
     With `concurrency` > 1 and a thread-safe embedder, up to that many batches are embedded at
     once on a thread pool (remote providers: requests in flight). Results are emitted as they
@@ -116,15 +118,20 @@ class EmbedBatch(beam.DoFn):
         for name, value in self.embedder.take_counts().items():
             stats.counter(f"embedder_{name}").inc(value)
         done: collections.Counter = collections.Counter()
+        vectors: dict[str, list] = {}
         for (path, index, _), outcome in zip(batch, outcomes):
             done[path] += 1
             if isinstance(outcome, str):
                 self.errors.inc()
                 yield beam.pvalue.TaggedOutput(ERRORS, (path, (index, outcome)))
             else:
-                self.embedded.inc()
-                yield path, (index, outcome)
+                vectors.setdefault(path, []).append((index, outcome))
+        self.embedded.inc(sum(len(parts) for parts in vectors.values()))
+        # One element per file of the batch, not per chunk: the per-file grouping handles a
+        # few elements per file instead of one per chunk.
+        yield from vectors.items()
         self.progress.send({"k": EMBEDDED, "p": dict(done)})
+        fault_point("mid-embedding")
 
     def teardown(self):
         if self._pool is not None:
@@ -137,7 +144,8 @@ def _global(value) -> WindowedValue:
 
 
 class EmbedChunks(beam.PTransform):
-    """(path, index, text) → {"vectors": (path, (index, bytes)), "errors": (path, (index, reason))}.
+    """(path, index, text) → {"vectors": (path, [(index, bytes), …]),
+    "errors": (path, (index, reason))}.
 
     Example::
 

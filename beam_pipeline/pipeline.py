@@ -41,6 +41,7 @@ from .chunking import DEFAULT_CHUNK_SIZE, default_overlap
 from .discover import DEFAULT_MAX_FILE_SIZE, FileEntry, discover_to_file, list_explicit_files
 from .embed import EmbedChunks
 from .embedders import Embedder, get_embedder
+from .faults import fault_point
 from .index import shard_names
 from .lock import output_lock
 from .options import DEFAULT_BATCH_SIZE, IndexOptions, select_runner
@@ -292,6 +293,7 @@ def _run(root: Path, out: str, staging: str, scratch: Path, snapshot_id: str,
             announce(f"Full build, {stats.rebuild_reason}: {plan.added} files to index")
         else:
             announce(f"Re-indexing {base.snapshot_id}: {plan.describe()}")
+        fault_point("after-discovery")
         if req.dry_run:
             stats.chunks_to_embed = _count_chunks(root, settings, scratch / TODO_LIST)
             announce(f"Dry run: {plan.to_process} files, {stats.chunks_to_embed} chunks "
@@ -338,6 +340,7 @@ def _run(root: Path, out: str, staging: str, scratch: Path, snapshot_id: str,
         for name in (FILE_LIST, TODO_LIST, REUSE_TABLE):
             storage.delete(storage.join(staging, name))
         stats.snapshot_id = snapshot_id
+        fault_point("before-manifest")
         run_stats = {k: v for k, v in stats.to_dict().items() if k not in ("failures", "stale")}
         source = {"root": str(root), "git_commit": reindex.git_commit(root)}
         manifest = commit.build_manifest(
@@ -347,6 +350,7 @@ def _run(root: Path, out: str, staging: str, scratch: Path, snapshot_id: str,
             embedder_config=settings.embedder.config())
         commit.commit_snapshot(out, staging, manifest)
         stats.committed = True
+        fault_point("after-current")
         stats.pruned = reindex.prune_snapshots(out, req.keep, snapshot_id)
         tracker.set_stage("done")
 

@@ -1,7 +1,8 @@
 """Element types that cross stage boundaries.
 
-Chunks travel as plain tuples `(path, chunk_index, text)` and embedded chunks as
-`(path, (chunk_index, float32 bytes))`: cheap to encode, small in the per-file grouping.
+Chunks travel as plain tuples `(path, chunk_index, text)` and embedded chunks, per file of an
+embedded batch, as `(path, [(chunk_index, float32 bytes), …])`: cheap to encode, and few
+elements in the per-file grouping.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from . import storage
 from .commit import read_current
 from .discover import FileEntry
+from .faults import fault_point
 from .index import IndexReadError, shard_names
 from .schema import (
     FILES_TABLE,
@@ -211,6 +212,7 @@ def carry_rows(previous: Previous, paths: set[str], staging: str) -> list[dict]:
             size = write_table(storage.read_parquet(source).filter(keep), target)
         files = pc.count_distinct(shard_paths["path"].filter(keep)).as_py()
         shards.append({"path": name, "rows": kept_rows, "files": files, "bytes": size})
+        fault_point("mid-carry")
     return shards
 
 
@@ -251,6 +253,7 @@ def prune_snapshots(out: str, keep: int, live: str) -> list[str]:
     doomed = [i for i in ids[:max(0, len(ids) - keep)] if i != live]
     for snapshot_id in doomed:
         storage.delete_tree(storage.join(root, snapshot_id))
+        fault_point("mid-prune")
     return doomed
 
 

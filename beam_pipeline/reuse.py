@@ -9,7 +9,7 @@ re-index only happens when the fingerprint (embedder, model, dim, chunker) is un
 Example::
 
     found = chunks | ReuseKnownVectors("/staging/_reuse.parquet")
-    # found["vectors"]: (path, (index, bytes)); found["missing"]: (path, index, text)
+    # found["vectors"]: (path, [(index, bytes)]); found["missing"]: (path, index, text)
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def write_reuse_table(shard_paths: list[str], paths: set[str], target: str) -> i
 
 
 class ReuseVectorsFn(beam.DoFn):
-    """(path, index, text) → (path, (index, bytes)) when known; else tagged `missing`."""
+    """(path, index, text) → (path, [(index, bytes)]) when known; else tagged `missing`."""
 
     def __init__(self, table_path: str | None, progress: RunLink | None = None):
         self.table_path = table_path
@@ -74,7 +74,7 @@ class ReuseVectorsFn(beam.DoFn):
             return
         self.reused.inc()
         self.progress.send({"k": EMBEDDED, "p": {path: 1}})
-        yield path, (index, vector)
+        yield path, [(index, vector)]
 
     def teardown(self):
         self.progress.close()

@@ -18,6 +18,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from . import stats, storage
+from .faults import fault_point
 from .progress import WRITTEN, RunLink
 from .records import FileRecord
 from .schema import FILES_SCHEMA, FILES_TABLE, SHARD_PREFIX, row_schema
@@ -110,6 +111,7 @@ class WriteShardsFn(beam.DoFn):
         self.rows_written.inc(shard["rows"])
         self.shards_written.inc()
         self.progress.send({"k": WRITTEN, "r": shard["rows"]})
+        fault_point("after-shard-written")
         return shard
 
     def teardown(self):

@@ -42,18 +42,27 @@ class Case:
         return f"{self.embedder:8} {self.corpus:10} {self.shape}"
 
 
-def cases(repeat: int) -> list[Case]:
-    """The comparison matrix, cheapest first; model-bound and 100 ms-per-chunk runs once."""
-    out = []
-    for embedder in ("hashing", "fake0", "fake100"):
-        seq_repeat = 1 if embedder == "fake100" else repeat  # minutes per run, and steady
-        out += [Case(embedder, "sample200", "sequential", seq_repeat),
-                Case(embedder, "sample200", "beam", repeat),
-                Case(embedder, "stdlib", "threadpool", repeat),
-                Case(embedder, "stdlib", "beam", repeat)]
-    out.append(Case("hashing", "stdlib", "beam-mp", repeat))
-    out += [Case("minilm", "minilm2000", "threadpool", 1), Case("minilm", "minilm2000", "beam", 1)]
-    return out
+EMBEDDERS = ("hashing", "fake0", "fake100", "minilm")
+
+
+def cases(repeat: int, embedders: tuple[str, ...] = EMBEDDERS, full: bool = False) -> list[Case]:
+    """The comparison matrix, within ten minutes: medians of `repeat` where the machine's noise
+    matters (the whole corpus, compute-bound); one run where a run is long and steady
+    (latency- or model-bound) or only illustrates. `full` adds minilm's thread pool (90 s)."""
+    fake100 = Case("fake100", "sample200", "sequential", 1)
+    out = [
+        Case("hashing", "sample200", "sequential", 1), Case("hashing", "sample200", "beam", 1),
+        Case("hashing", "stdlib", "threadpool", repeat), Case("hashing", "stdlib", "beam", repeat),
+        Case("hashing", "stdlib", "beam-mp", repeat),
+        Case("fake0", "sample200", "sequential", 1), Case("fake0", "sample200", "beam", 1),
+        Case("fake0", "stdlib", "threadpool", repeat), Case("fake0", "stdlib", "beam", repeat),
+        fake100, Case("fake100", "sample200", "beam", repeat),
+        Case("fake100", "stdlib", "threadpool", 1), Case("fake100", "stdlib", "beam", repeat),
+        Case("minilm", "minilm2000", "beam", 1),
+    ]
+    if full:
+        out.append(Case("minilm", "minilm2000", "threadpool", 1))
+    return [case for case in out if case.embedder in embedders]
 
 
 def file_lists(corpus: Path, target: Path) -> dict[str, Path]:
@@ -156,20 +165,23 @@ def embedder_alone(embedder: str, corpus: Path, files: Path, url: str | None) ->
     return {**result, "chunks_per_s": result["chunks"] / result["wall_s"]}
 
 
-def compare(corpus: Path, repeat: int, log=print) -> dict:
+def compare(corpus: Path, repeat: int, log=print, embedders: tuple[str, ...] = EMBEDDERS,
+            full: bool = False) -> dict:
     """Run the matrix; returns {"rows": [...], "alone": {...}, "ratios": {...}}."""
     from beam_pipeline.testing.fake_embeddings import FakeEmbeddingServer
 
     rows, alone = [], {}
     with tempfile.TemporaryDirectory(prefix="beam-lists-") as tmp, \
-            FakeEmbeddingServer(384) as server:
+            FakeEmbeddingServer(384, keep_requests=False) as server:
         lists = file_lists(corpus, Path(tmp))
-        for case in cases(repeat):
+        for case in cases(repeat, embedders, full):
             url = server.url if case.embedder.startswith("fake") else None
+            latency = 0.0
             if case.embedder.startswith("fake"):
-                server.latency = int(case.embedder.removeprefix("fake")) / 1000
+                latency = server.latency = int(case.embedder.removeprefix("fake")) / 1000
             key = f"{case.embedder}/{case.corpus}"
-            if key not in alone:
+            # One thread at 100 ms a call would take a minute to say what latency / batch says.
+            if key not in alone and not latency:
                 alone[key] = embedder_alone(case.embedder, corpus, lists[case.corpus], url)
             runs = []
             for i in range(case.repeat):
@@ -177,10 +189,14 @@ def compare(corpus: Path, repeat: int, log=print) -> dict:
                 log(f"  {case.name} run {i + 1}/{case.repeat}: {runs[-1]['wall_s']:.1f} s")
             median = {f: statistics.median(r[f] for r in runs if r[f] is not None)
                       for f in FIGURES if any(r[f] is not None for r in runs)}
-            median["vs_embedder_alone"] = median["chunks_per_s"] / alone[key]["chunks_per_s"]
+            if key in alone:
+                median["vs_embedder_alone"] = median["chunks_per_s"] / alone[key]["chunks_per_s"]
+            if latency and case.shape.startswith("beam"):
+                # What `THREADS` requests of `BATCH` chunks in flight could do at best.
+                median["of_limit"] = median["chunks_per_s"] / (THREADS * BATCH / latency)
             rows.append({"embedder": case.embedder, "corpus": case.corpus, "shape": case.shape,
                          "repeat": case.repeat, "median": median, "runs": runs})
-    return {"threads": THREADS, "batch_size": BATCH, "rows": rows, "alone": alone,
+    return {"threads": THREADS, "batch_size": BATCH, "full": full, "rows": rows, "alone": alone,
             "ratios": ratios(rows)}
 
 

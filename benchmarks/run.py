@@ -34,7 +34,7 @@ from pathlib import Path
 
 from beam_pipeline.cli import configure_logging
 
-from .compare import compare
+from .compare import EMBEDDERS, compare
 
 
 @dataclass(frozen=True)
@@ -319,16 +319,16 @@ def chunk_big_file(corpus: Path, size: int = 10_000_000) -> dict[str, float]:
 
 def print_comparison(comparison: dict) -> None:
     columns = ("files_per_s", "chunks_per_s", "MB_per_s", "wall_s", "peak_rss_MB",
-               "first_progress_s", "vs_embedder_alone")
+               "first_progress_s", "vs_embedder_alone", "of_limit")
     header = f"{'embedder':9}{'corpus':11}{'shape':11}{'runs':>5}" + "".join(
-        f"{c:>18}" for c in columns)
+        f"{c:>17}" for c in columns)
     print(f"{comparison['threads']} threads, batch {comparison['batch_size']}")
     print(header)
     print("-" * len(header))
     for row in comparison["rows"]:
         med = row["median"]
         print(f"{row['embedder']:9}{row['corpus']:11}{row['shape']:11}{row['repeat']:>5}" + "".join(
-            f"{med[c]:>18.2f}" if med.get(c) is not None else f"{'-':>18}" for c in columns))
+            f"{med[c]:>17.2f}" if med.get(c) is not None else f"{'-':>17}" for c in columns))
     for name, item in comparison["ratios"].items():
         value = item["value"]
         verdict = "n/a" if value is None else ("met" if value >= item["target"] else "MISSED")
@@ -357,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reindex", action="store_true",
                         help="also the full / re-index scenarios through the CLI")
     parser.add_argument("--all", action="store_true",
-                        help="with --reindex: also the multi_threading and multi_processing runs")
+                        help="also minilm's thread-pool shape (90 s more) and, with --reindex, "
+                        "the multi_threading and multi_processing runs")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/latest.json"))
     parser.add_argument("--face", action="store_true",
                         help="also time the compatibility face (queue, gaps, cancellation)")
@@ -370,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
                         "'' skips it)")
     parser.add_argument("--no-compare", dest="compare", action="store_false",
                         help="skip the sequential / threadpool / beam comparison")
+    parser.add_argument("--compare-embedders", default=",".join(EMBEDDERS), metavar="E,E,…",
+                        help="embedders of the comparison (default: %(default)s)")
     parser.add_argument("--search-rows", type=int, default=0, metavar="N",
                         help="also time search over a synthetic snapshot of N rows "
                         "(e.g. 1000000); 0 skips it")
@@ -388,7 +391,10 @@ def main(argv: list[str] | None = None) -> int:
             files, size = stdlib_corpus(corpus, args.limit)
         print(f"corpus: {files} files, {size / 1e6:.1f} MB (copied in "
               f"{time.perf_counter() - copy_start:.1f} s)", file=sys.stderr)
-        comparison = compare(corpus, args.repeat, log=_log) if args.compare else None
+        comparison = (compare(corpus, args.repeat, log=_log,
+                              embedders=tuple(args.compare_embedders.split(",")),
+                              full=args.all)
+                      if args.compare else None)
         results = {}
         for scenario in SCENARIOS if args.reindex else ():
             if scenario.extended and not args.all:

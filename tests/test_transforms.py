@@ -58,7 +58,8 @@ def test_embed_chunks_isolates_a_poisoned_chunk_and_batches_across_files():
         out = p | beam.Create(chunks) | EmbedChunks(PoisonEmbedder(), batch_size=100)
         assert_that(out["errors"] | beam.MapTuple(lambda path, e: (path, e[0], "poisoned" in e[1])),
                     equal_to([("f2.py", 1, True)]), label="errors")
-        embedded = out["vectors"] | beam.MapTuple(lambda path, v: (path, v[0], len(v[1])))
+        embedded = out["vectors"] | beam.FlatMapTuple(
+            lambda path, parts: [(path, i, len(v)) for i, v in parts])
         assert_that(embedded, equal_to([(path, j, 16 * 4) for path, j, text in chunks
                                         if "POISON" not in text]), label="vectors")
 
@@ -164,8 +165,9 @@ def test_embed_concurrency_overlaps_slow_calls_and_keeps_results():
         with pipeline() as p:
             out = (p | beam.Create(chunks, reshuffle=False)
                      | EmbedChunks(SlowEmbedder(0.15), batch_size=2, concurrency=threads))
-            assert_that(out["vectors"] | beam.MapTuple(lambda path, v: (path, v[0], len(v[1]))),
-                        equal_to([(path, i, 384 * 4) for path, i, _ in chunks]))
+            assert_that(out["vectors"] | beam.FlatMapTuple(
+                lambda path, parts: [(path, i, len(v)) for i, v in parts]),
+                equal_to([(path, i, 384 * 4) for path, i, _ in chunks]))
         timings[threads] = time.monotonic() - started
     # 20 calls of 0.15 s: about 3 s one at a time, about 0.8 s four at a time.
     assert timings[4] < timings[1] / 2, timings
@@ -178,7 +180,7 @@ def test_embed_concurrency_still_isolates_a_poisoned_chunk():
                  | EmbedChunks(ThreadSafePoison(), batch_size=3, concurrency=3))
         assert_that(out["errors"] | beam.MapTuple(lambda path, e: path), equal_to(["f7.py"]),
                     label="errors")
-        assert_that(out["vectors"] | beam.MapTuple(lambda path, v: path),
+        assert_that(out["vectors"] | beam.FlatMapTuple(lambda path, parts: [path] * len(parts)),
                     equal_to([f"f{i}.py" for i in range(16) if i != 7]), label="vectors")
 
 

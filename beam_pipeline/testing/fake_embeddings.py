@@ -16,8 +16,10 @@ from beam_pipeline.embedders import HashingEmbedder
 
 
 class FakeEmbeddingServer:
-    def __init__(self, dim: int = 64):
+    def __init__(self, dim: int = 64, keep_requests: bool = True):
+        """`keep_requests=False` keeps no record of the inputs (benchmarks: memory stays flat)."""
         self.dim = dim
+        self.keep_requests = keep_requests
         self.embedder = HashingEmbedder(dim)
         self.latency = 0.0
         self.fail_next: list[tuple[int, dict]] = []  # (status, headers) for the next requests
@@ -39,10 +41,11 @@ class FakeEmbeddingServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server._lock:
-                    server.requests.append({"inputs": body["input"], "model": body["model"],
-                                            "input_type": body.get("input_type"),
-                                            "auth": self.headers.get("Authorization"),
-                                            "at": time.monotonic()})
+                    if server.keep_requests:
+                        server.requests.append({
+                            "inputs": body["input"], "model": body["model"],
+                            "input_type": body.get("input_type"),
+                            "auth": self.headers.get("Authorization"), "at": time.monotonic()})
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     fault = server.fail_next.pop(0) if server.fail_next else None

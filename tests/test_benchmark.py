@@ -1,0 +1,67 @@
+"""The benchmark's baselines do the same work as the pipeline, and the command runs (no timing
+is asserted here: performance is measured by `python -m benchmarks.run`, never in CI)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import code_file, make_tree
+
+from beam_pipeline import IndexSettings, run_index
+from beam_pipeline.index import Index
+from benchmarks import shapes
+
+ROOT = Path(__file__).parent.parent
+
+
+def _tree(root):
+    return make_tree(root, {
+        **{f"pkg/m{i}.py": code_file(f"m{i}", 15 + 10 * i) for i in range(5)},
+        "README.md": "# Title\n\nSome words.\n" * 40,
+        "empty.py": "",
+    })
+
+
+@pytest.mark.parametrize("shape", ["sequential", "threadpool"])
+def test_baseline_shapes_write_the_pipelines_rows(tmp_path, shape, capsys):
+    src = _tree(tmp_path / "src")
+    files = sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.is_file())
+    (tmp_path / "files.txt").write_text("\n".join(files) + "\n")
+    assert shapes.main([shape, str(src), str(tmp_path / "out"), "--files",
+                        str(tmp_path / "files.txt"), "--threads", "3"]) == 0
+    reported = json.loads(capsys.readouterr().out.splitlines()[-1])
+    run_index(src, tmp_path / "index", IndexSettings.create())
+    index = Index.open(tmp_path / "index")
+    expected = pa.concat_tables(pq.read_table(index.shard_path(s)) for s in index.shards)
+    written = pq.read_table(tmp_path / "out")
+    assert written.sort_by("id").equals(expected.sort_by("id"))
+    assert reported["files"] == len(files) and reported["chunks"] == expected.num_rows
+    assert reported["first_progress_s"] is not None
+
+
+def test_the_benchmark_command_runs_and_reports_every_shape(tmp_path):
+    corpus = _tree(tmp_path / "corpus")
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--corpus", str(corpus), "--repeat", "1",
+         "--scales", "1,2", "--compare-embedders", "hashing,fake0", "--json", str(report)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(report.read_text())
+    rows = data["comparison"]["rows"]
+    assert {(r["embedder"], r["shape"]) for r in rows} == {
+        (e, s) for e in ("hashing", "fake0") for s in ("sequential", "threadpool", "beam")
+    } | {("hashing", "beam-mp")}
+    by_corpus: dict = {}
+    for row in rows:  # every shape did the same work on the same corpus
+        by_corpus.setdefault(row["corpus"], set()).add(
+            (row["median"]["files"], row["median"]["chunks"]))
+    assert all(len(work) == 1 for work in by_corpus.values()), by_corpus
+    assert [s["factor"] for s in data["scales"]] == [1, 2]
+    assert data["scales"][1]["files"] == 2 * data["scales"][0]["files"]
+    assert set(data["chunk_10MB_s"]) == {"code", "one line"}
+    assert "hashing: best local beam / threadpool" in done.stdout
