@@ -321,14 +321,14 @@ def print_comparison(comparison: dict) -> None:
     columns = ("files_per_s", "chunks_per_s", "MB_per_s", "wall_s", "peak_rss_MB",
                "first_progress_s", "vs_embedder_alone", "of_limit")
     header = f"{'embedder':9}{'corpus':11}{'shape':11}{'runs':>5}" + "".join(
-        f"{c:>17}" for c in columns)
+        f"{c:>19}" for c in columns)
     print(f"{comparison['threads']} threads, batch {comparison['batch_size']}")
     print(header)
     print("-" * len(header))
     for row in comparison["rows"]:
         med = row["median"]
         print(f"{row['embedder']:9}{row['corpus']:11}{row['shape']:11}{row['repeat']:>5}" + "".join(
-            f"{med[c]:>17.2f}" if med.get(c) is not None else f"{'-':>17}" for c in columns))
+            f"{med[c]:>19.2f}" if med.get(c) is not None else f"{'-':>19}" for c in columns))
     for name, item in comparison["ratios"].items():
         value = item["value"]
         verdict = "n/a" if value is None else ("met" if value >= item["target"] else "MISSED")
