@@ -90,3 +90,31 @@ class SlowEmbedder(HashingEmbedder):
     def embed(self, texts):
         time.sleep(self.delay)
         return super().embed(texts)
+
+
+class MutatingEmbedder(HashingEmbedder):
+    """The default embedder, plus what a busy working tree does during a run: loading it (a
+    worker's setup, before any file is read) deletes `vanish`; its first embed call (after the
+    files were chunked) rewrites `change`."""
+
+    def __init__(self, vanish: str, change: str, dim: int = 384):
+        super().__init__(dim)
+        self.vanish, self.change = vanish, change
+        self._changed = False
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "vanish": self.vanish, "change": self.change}
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.vanish, self.change, self._changed = state["vanish"], state["change"], False
+
+    def load(self):
+        super().load()
+        Path(self.vanish).unlink(missing_ok=True)
+
+    def embed(self, texts):
+        if not self._changed:
+            self._changed = True
+            Path(self.change).write_text("def rewritten():\n    return 'during the run'\n")
+        return super().embed(texts)

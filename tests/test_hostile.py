@@ -1,0 +1,79 @@
+"""Odd and hostile trees: every entry is indexed or skipped with its reason counted, nothing
+blocks, and the run completes with a sound index."""
+
+import json
+import os
+import stat
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from conftest import MutatingEmbedder, code_file, make_tree, run_cli
+
+from beam_pipeline import IndexSettings, run_index
+from beam_pipeline.index import Index
+from beam_pipeline.verify import verify_index
+
+
+def _rows(out) -> pa.Table:
+    index = Index.open(out)
+    return pa.concat_tables(pq.read_table(index.shard_path(s)) for s in index.shards)
+
+
+def test_a_hostile_tree_completes_with_every_entry_accounted_for(tmp_path):
+    src = make_tree(tmp_path / "src", {
+        "ok.py": code_file("ok", 10),
+        "binary.bin": b"\x7fELF\x00\x01\x02" * 200,
+        "nul_inside.py": b"x = 1\n\x00\x00\n",
+        "latin1.py": "caf\xe9 = 'cr\xe8me br\xfbl\xe9e'\n".encode("cp1252"),
+        "garbage.txt": b"\x01\x02\x03\xff\xfe\x05" * 300,  # control bytes, invalid UTF-8
+        "utf16.py": "\ufeffdef sixteen():\n    return '\u00e9t\u00e9'\n".encode("utf-16"),
+        "one_line.js": "var x = 1;" * 1_000_000,  # 10 MB, no newline
+        "empty.py": "",
+        "blank.py": "   \n\t\n\n",
+        "with space.py": "def spaced():\n    pass\n",
+        "new\nline.py": "def newline_in_name():\n    pass\n",
+        "n\u00e4me_\u65e5\u672c.py": "def non_ascii_name():\n    pass\n",
+        "/".join(f"d{i}" for i in range(200)) + "/deep.py": "def deepest():\n    pass\n",
+    })
+    os.mkfifo(src / "pipe.py")
+    os.mknod(src / "device.py", stat.S_IFCHR | 0o600, os.makedev(1, 5))  # like /dev/zero
+    os.symlink("loop_b", src / "loop_a")
+    os.symlink("loop_a", src / "loop_b")
+    os.symlink("/etc/passwd", src / "outside.py")
+    os.symlink(".", src / "self_dir")
+    (src / os.fsdecode(b"bad_name_\xff.py")).write_text("x = 1\n")
+    stats_path = tmp_path / "stats.json"
+    done = run_cli("index", src, "--output", tmp_path / "out", "-q", "--stats-json", stats_path,
+                   "--max-file-size", str(20_000_000), timeout=300)
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(stats_path.read_text())
+    assert stats["skipped_by_reason"] == {
+        "binary": 2, "undecodable": 1, "symlink": 4, "not_regular": 2, "undecodable_name": 1}
+    assert stats["failed_files"] == 0 and stats["legacy_encoding_files"] == 1
+    indexed = {"ok.py", "latin1.py", "utf16.py", "one_line.js", "empty.py", "blank.py",
+               "with space.py", "new\nline.py", "n\u00e4me_\u65e5\u672c.py",
+               "/".join(f"d{i}" for i in range(200)) + "/deep.py"}
+    assert stats["files_processed"] == len(indexed)
+    rows = _rows(tmp_path / "out")
+    assert set(rows["path"].to_pylist()) == indexed - {"empty.py", "blank.py"}
+    assert sum(p == "one_line.js" for p in rows["path"].to_pylist()) > 10_000
+    assert verify_index(tmp_path / "out") == []
+    hit = Index.open(tmp_path / "out").search("newline_in_name", k=1)[0]
+    assert hit["path"] == "new\nline.py"
+
+
+def test_files_that_vanish_or_change_during_the_run_fail_alone(tmp_path):
+    src = make_tree(tmp_path / "src", {f"m{i}.py": code_file(f"m{i}", 12) for i in range(6)})
+    (src / "gone.py").write_text(code_file("gone", 12))
+    (src / "changing.py").write_text(code_file("before", 12))
+    embedder = MutatingEmbedder(str(src / "gone.py"), str(src / "changing.py"))
+    stats = run_index(src, tmp_path / "out", IndexSettings.create(embedder, batch_size=500))
+    reasons = {f["path"]: f["reason"] for f in stats.failures}
+    assert stats.committed and stats.files_processed == 6
+    assert "FileNotFoundError" in reasons["gone.py"]
+    assert reasons["changing.py"] == "file changed during indexing"
+    assert verify_index(tmp_path / "out") == []
+    again = run_index(src, tmp_path / "out", IndexSettings.create())
+    assert again.committed and again.failed_files == 0
+    assert Index.open(tmp_path / "out").search("rewritten during the run", k=1)[0]["path"] \
+        == "changing.py"
