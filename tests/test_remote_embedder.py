@@ -13,6 +13,7 @@ from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.embedders import EmbeddingError, HashingEmbedder, OpenAIEmbedder
 from beam_pipeline.index import Index
 from beam_pipeline.testing.fake_embeddings import FakeEmbeddingServer
+from beam_pipeline.verify import verify_index
 
 DIM = 64
 
@@ -168,3 +169,17 @@ def test_each_embedder_brings_its_own_default_dimension():
     assert IndexSettings.create("voyage").embedder.dim == 1024
     assert IndexSettings.create("openai").embedder.dim == 1536
     assert IndexSettings.create("openai", embedding_dim=768).embedder.dim == 768
+
+
+def test_a_server_that_turns_to_500s_midway_fails_only_the_files_it_touched(tmp_path, server):
+    small_tree(tmp_path / "src", n=10, lines=20)
+    server.fail_after = 3  # three batches answered, then the server breaks for good
+    stats = index(tmp_path, remote(server, max_retries=1), batch_size=5)
+    assert stats.committed and stats.files_processed + stats.failed_files == 10
+    assert 1 <= stats.files_processed < 10
+    assert all("500" in f["reason"] for f in stats.failures)
+    idx = Index.open(tmp_path / "out")
+    rows = pq.read_table([str(idx.shard_path(s)) for s in idx.shards])
+    written = set(rows["path"].to_pylist())
+    assert written.isdisjoint(f["path"] for f in stats.failures)
+    assert verify_index(tmp_path / "out") == []  # every written file has all its chunks

@@ -26,6 +26,8 @@ class FakeEmbeddingServer:
         self.hang_next = 0  # requests that sleep `hang_seconds` before answering
         self.hang_seconds = 2.0
         self.status_always: int | None = None
+        self.fail_after: int | None = None  # after this many answered requests, only 500s
+        self.answered = 0
         self.poison = "POISON"  # an input containing it gets a 400
         self.short_by_one_above = None  # batches larger than this get one vector too few
         self.requests: list[dict] = []
@@ -49,6 +51,9 @@ class FakeEmbeddingServer:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     fault = server.fail_next.pop(0) if server.fail_next else None
+                    if server.fail_after is not None and server.answered >= server.fail_after:
+                        fault = fault or (500, {})
+                    server.answered += 1
                     hang = server.hang_next > 0
                     server.hang_next -= hang
                 try:
