@@ -39,8 +39,11 @@ class IndexReadError(Exception):
 
 def shard_names(manifest: dict) -> list[str]:
     """The manifest's shard file names, refusing any that could leave the snapshot folder."""
+    shards = manifest.get("shards", [])
+    if not isinstance(shards, list):
+        raise IndexReadError(f"manifest shards is not a list: {shards!r:.80}")
     names = []
-    for shard in manifest.get("shards", []):
+    for shard in shards:
         name = shard.get("path") if isinstance(shard, dict) else None
         if not isinstance(name, str) or not _SHARD_NAME.match(name):
             raise IndexReadError(f"manifest names an invalid shard path {name!r}")

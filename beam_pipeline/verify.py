@@ -56,7 +56,8 @@ def verify_index(out: str | Path, source: Path | None = None,
             continue
         tables.append(table)
     rows = pa.concat_tables(tables) if tables else expected_schema.empty_table()
-    manifest_rows = index.manifest.get("counts", {}).get("rows")
+    counts = index.manifest.get("counts")
+    manifest_rows = counts.get("rows") if isinstance(counts, dict) else None
     if manifest_rows is not None and sum(t.num_rows for t in tables) != manifest_rows \
             and len(tables) == len(index.shards):
         problems.append(f"{rows.num_rows} rows in shards, manifest counts {manifest_rows}")

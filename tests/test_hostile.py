@@ -7,6 +7,7 @@ import stat
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from conftest import MutatingEmbedder, code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
@@ -77,3 +78,21 @@ def test_files_that_vanish_or_change_during_the_run_fail_alone(tmp_path):
     assert again.committed and again.failed_files == 0
     assert Index.open(tmp_path / "out").search("rewritten during the run", k=1)[0]["path"] \
         == "changing.py"
+
+
+@pytest.mark.slow
+def test_one_hundred_thousand_tiny_files(tmp_path):
+    src = tmp_path / "src"
+    for d in range(100):
+        folder = src / f"d{d:03d}"
+        folder.mkdir(parents=True)
+        for i in range(1000):
+            (folder / f"f{i:04d}.py").write_text(f"value_{d}_{i} = {i}\n")
+    stats_path = tmp_path / "stats.json"
+    done = run_cli("index", src, "--output", tmp_path / "out", "-q", "--stats-json", stats_path,
+                   timeout=900)
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(stats_path.read_text())
+    assert stats["files_processed"] == stats["chunks_created"] == 100_000
+    assert stats["failed_files"] == stats["skipped_files"] == 0
+    assert verify_index(tmp_path / "out") == []
