@@ -37,17 +37,20 @@ class ChunkerConfig:
     chunk_size: int
     overlap: int
     max_file_size: int
+    follow_symlinks: bool = False  # --follow-symlinks: read what a listed symlink points to
 
 
 class OutsideRootError(OSError):
     """A listed path that does not lie inside the source root."""
 
 
-def read_source(root: str, rel: str, max_size: int) -> bytes:
-    """Read a regular file without following a final symlink and without blocking on FIFOs."""
+def read_source(root: str, rel: str, max_size: int, follow_symlinks: bool = False) -> bytes:
+    """Read a regular file without blocking on FIFOs, and — unless `follow_symlinks` — without
+    following a final symlink."""
     if os.path.isabs(rel) or ".." in rel.split("/"):
         raise OutsideRootError(f"{rel} is outside the source root")
-    fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
+    fd = os.open(os.path.join(root, rel), flags)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise FileSkipped("not_regular")
@@ -62,7 +65,7 @@ def read_source(root: str, rel: str, max_size: int) -> bytes:
 
 def load_chunks(config: ChunkerConfig, rel: str):
     """Bytes → (sha256 hex, Decoded, chunks). Raises OSError or FileSkipped."""
-    data = read_source(config.root, rel, config.max_file_size)
+    data = read_source(config.root, rel, config.max_file_size, config.follow_symlinks)
     digest = hashlib.sha256(data).hexdigest()
     if is_binary(data):
         raise FileSkipped("binary")

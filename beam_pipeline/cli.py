@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--keep", type=int, default=3, metavar="N",
                        help="snapshots to keep; older ones are pruned after a commit "
                        "(default: %(default)s)")
+    index.add_argument("--follow-symlinks", action="store_true",
+                       help="index what symlinks point to, also outside SOURCE (default: "
+                       "symlinks are skipped); a folder is walked once")
     index.add_argument("--dry-run", action="store_true",
                        help="print the plan and the number of chunks to embed, then stop")
     index.add_argument("--quiet", "-q", action="store_true", help="no progress display")
@@ -147,7 +150,7 @@ def run_index_command(args, beam_flags: list[str]) -> int:
     try:
         stats = run_index(args.source, args.output, settings,
                           pipeline_options=PipelineOptions(beam_flags), full=args.full,
-                          checksum=args.checksum,
+                          checksum=args.checksum, follow_symlinks=args.follow_symlinks,
                           keep=args.keep, dry_run=args.dry_run, announce=_announce,
                           quiet=args.quiet)
     except NothingCommitted as exc:

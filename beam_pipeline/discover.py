@@ -110,14 +110,21 @@ def iter_source_files(
     excludes: Sequence[str] = DEFAULT_EXCLUDES,
     use_gitignore: bool = True,
     skipped: Counter | None = None,
+    follow_symlinks: bool = False,
 ) -> Iterator[FileEntry]:
     """Yield the files under `root` to index, in a stable (sorted) order.
 
     Skips are counted in `skipped` by reason: `excluded`, `gitignored`, `too_large`,
     `symlink`, `not_regular`, `unreadable_dir`, `undecodable_name` (a file name that is not
-    UTF-8), `vanished`.
+    UTF-8), `vanished`. With `follow_symlinks` links are followed wherever they point, a
+    folder is walked once (`symlink_loop`: reached again through a link) and a link that
+    leads nowhere counts as `broken_symlink`.
     """
     skipped = skipped if skipped is not None else Counter()
+    walked: set[tuple[int, int]] = set()
+    if follow_symlinks:
+        top = os.stat(root)
+        walked.add((top.st_dev, top.st_ino))
     exclude_spec = pathspec.GitIgnoreSpec.from_lines(excludes)
     # Stack of (directory relative path with trailing "/", gitignore specs in force).
     root_specs: list[tuple[str, pathspec.GitIgnoreSpec]] = []
@@ -159,8 +166,21 @@ def iter_source_files(
                 skipped["gitignored"] += 1
                 continue
             if stat.S_ISLNK(st.st_mode):
-                skipped["symlink"] += 1
-            elif is_dir:
+                if not follow_symlinks:
+                    skipped["symlink"] += 1
+                    continue
+                try:
+                    st = os.stat(entry.path)
+                except OSError:  # dangling, or a chain of links that loops (ELOOP)
+                    skipped["broken_symlink"] += 1
+                    continue
+                is_dir = stat.S_ISDIR(st.st_mode)
+            if is_dir:
+                if follow_symlinks:
+                    if (st.st_dev, st.st_ino) in walked:
+                        skipped["symlink_loop"] += 1
+                        continue
+                    walked.add((st.st_dev, st.st_ino))
                 subdirs.append((rel + "/", specs))
             elif not stat.S_ISREG(st.st_mode):
                 skipped["not_regular"] += 1
@@ -209,7 +229,8 @@ def relative_to_root(root: Path, given: str | os.PathLike) -> str:
 
 
 def list_explicit_files(root: Path, files: Sequence[str | os.PathLike], list_path: Path,
-                        max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> DiscoveryResult:
+                        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+                        follow_symlinks: bool = False) -> DiscoveryResult:
     """Write an explicit file list (relative to `root`, or absolute) in discovery's format.
 
     Explicit files bypass .gitignore and the default excludes but keep the regular-file and
@@ -229,7 +250,7 @@ def list_explicit_files(root: Path, files: Sequence[str | os.PathLike], list_pat
                 result.skipped["undecodable_name"] += 1
                 continue
             try:
-                st = os.lstat(full)
+                st = os.stat(full) if follow_symlinks else os.lstat(full)
             except OSError:
                 st = None
             if st is not None and stat.S_ISLNK(st.st_mode):

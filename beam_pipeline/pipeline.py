@@ -188,6 +188,7 @@ class RunRequest:
     files: Sequence[str | os.PathLike] | None = None  # an explicit subset; None walks SOURCE
     full: bool = False
     checksum: bool = False
+    follow_symlinks: bool = False  # index what symlinks point to (loops walked once)
     keep: int = DEFAULT_KEEP
     dry_run: bool = False
     announce: Callable[[str], None] = field(default=lambda message: log.info("%s", message))
@@ -210,10 +211,10 @@ def run_index(
     Against an output whose live snapshot has the same fingerprint only added and changed
     files are embedded; the rest is carried forward. Keyword arguments are RunRequest's:
     `files` (index just these, carry the rest forward), `full` (rebuild), `checksum` (compare
-    content hashes instead of size and mtime), `keep`, `dry_run` (stop after the plan),
-    `announce` (receives the plan line before any embedding), `cancel` (a CancelToken: the
-    run stops, commits nothing and returns stats with `cancelled=True`), `tracker`,
-    `progress_stream` and `quiet` (the progress display).
+    content hashes instead of size and mtime), `follow_symlinks`, `keep`, `dry_run` (stop
+    after the plan), `announce` (receives the plan line before any embedding), `cancel` (a
+    CancelToken: the run stops, commits nothing and returns stats with `cancelled=True`),
+    `tracker`, `progress_stream` and `quiet` (the progress display).
 
     `output` is a local folder or a URL on any filesystem Beam has installed (gs://, s3://,
     …; its credentials come from `pipeline_options`, e.g. --s3_endpoint_url).
@@ -279,10 +280,11 @@ def _run(root: Path, out: str, staging: str, scratch: Path, snapshot_id: str,
         if req.files is None:
             discovery = discover_to_file(
                 root, scratch / FILE_LIST, max_file_size=settings.max_file_size,
+                follow_symlinks=req.follow_symlinks,
                 on_progress=lambda found: setattr(tracker, "total_files", found))
         else:
             discovery = list_explicit_files(root, req.files, scratch / FILE_LIST,
-                                            settings.max_file_size)
+                                            settings.max_file_size, req.follow_symlinks)
         plan = reindex.plan_changes(scratch / FILE_LIST, scratch / TODO_LIST, base,
                                     checksum_root=root if req.checksum else None,
                                     subset=req.files is not None)
@@ -295,7 +297,8 @@ def _run(root: Path, out: str, staging: str, scratch: Path, snapshot_id: str,
             announce(f"Re-indexing {base.snapshot_id}: {plan.describe()}")
         fault_point("after-discovery")
         if req.dry_run:
-            stats.chunks_to_embed = _count_chunks(root, settings, scratch / TODO_LIST)
+            stats.chunks_to_embed = _count_chunks(_chunker(root, settings, req),
+                                                  scratch / TODO_LIST)
             announce(f"Dry run: {plan.to_process} files, {stats.chunks_to_embed} chunks "
                      "to embed; nothing written")
             stats.end_time = time.time()
@@ -320,8 +323,8 @@ def _run(root: Path, out: str, staging: str, scratch: Path, snapshot_id: str,
         # compression release the GIL, and the Beam work of a small re-index is mostly Python.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carry") as pool:
             carrying = pool.submit(reindex.carry_rows, base, plan.carry, staging) if base else None
-            result = _run_pipeline(root, staging, todo, settings, options,
-                                   RunLink(channel.address, req.cancel.check()), reuse)
+            result = _run_pipeline(_chunker(root, settings, req), staging, todo, settings,
+                                   options, RunLink(channel.address, req.cancel.check()), reuse)
             carried = carrying.result() if carrying else []
         stats.add_counters(stats_mod.sum_counters(result))
         tracker.set_stage("committing")
@@ -355,10 +358,13 @@ def _run(root: Path, out: str, staging: str, scratch: Path, snapshot_id: str,
         tracker.set_stage("done")
 
 
-def _count_chunks(root: Path, settings: IndexSettings, todo: Path) -> int:
+def _chunker(root: Path, settings: IndexSettings, req: RunRequest) -> ChunkerConfig:
+    return ChunkerConfig(str(root), settings.chunk_size, settings.chunk_overlap,
+                         settings.max_file_size, req.follow_symlinks)
+
+
+def _count_chunks(config: ChunkerConfig, todo: Path) -> int:
     """What a run would embed: the dry run chunks (no embedding) the files it would process."""
-    config = ChunkerConfig(str(root), settings.chunk_size, settings.chunk_overlap,
-                           settings.max_file_size)
     total = 0
     with open(todo, encoding="ascii") as fh:
         for line in fh:
@@ -373,10 +379,8 @@ def _display(tracker: ProgressTracker, stream: TextIO | None, quiet: bool):
     return contextlib.nullcontext() if quiet else ProgressDisplay(tracker, stream)
 
 
-def _run_pipeline(root: Path, staging: str, todo: str, settings: IndexSettings,
+def _run_pipeline(config: ChunkerConfig, staging: str, todo: str, settings: IndexSettings,
                   options: PipelineOptions, progress: RunLink, reuse: str | None):
-    config = ChunkerConfig(str(root), settings.chunk_size, settings.chunk_overlap,
-                           settings.max_file_size)
     pipeline = beam.Pipeline(runner=select_runner(options), options=options)
     _ = (
         pipeline

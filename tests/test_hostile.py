@@ -96,3 +96,27 @@ def test_one_hundred_thousand_tiny_files(tmp_path):
     assert stats["files_processed"] == stats["chunks_created"] == 100_000
     assert stats["failed_files"] == stats["skipped_files"] == 0
     assert verify_index(tmp_path / "out") == []
+
+
+def test_symlinks_are_followed_only_when_asked_and_loops_are_walked_once(tmp_path):
+    outside = make_tree(tmp_path / "outside", {"shared.py": "def shared_helper():\n    pass\n",
+                                               "lib/util.py": "def outside_util():\n    pass\n"})
+    src = make_tree(tmp_path / "src", {"main.py": "def main():\n    pass\n"})
+    os.symlink(outside / "shared.py", src / "shared_link.py")
+    os.symlink(outside / "lib", src / "lib_link")
+    os.symlink(src, src / "loop")  # the source itself, again
+    os.symlink(tmp_path / "nowhere", src / "dangling.py")
+    plain = tmp_path / "plain.json"
+    done = run_cli("index", src, "--output", tmp_path / "out1", "-q", "--stats-json", plain)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(plain.read_text())["skipped_by_reason"] == {"symlink": 4}
+    assert set(_rows(tmp_path / "out1")["path"].to_pylist()) == {"main.py"}
+
+    followed = tmp_path / "followed.json"
+    done = run_cli("index", src, "--output", tmp_path / "out2", "-q", "--follow-symlinks",
+                   "--stats-json", followed, timeout=120)
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(followed.read_text())
+    assert stats["skipped_by_reason"] == {"symlink_loop": 1, "broken_symlink": 1}
+    assert set(_rows(tmp_path / "out2")["path"].to_pylist()) == {
+        "main.py", "shared_link.py", "lib_link/util.py"}
