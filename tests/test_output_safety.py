@@ -125,3 +125,15 @@ def test_an_api_key_never_appears_in_output_manifest_or_stats(tmp_path):
     written = [done.stdout, done.stderr, refused.stdout, refused.stderr, stats_path.read_text()]
     written += [p.read_text(errors="replace") for p in (tmp_path / "out").rglob("*.json")]
     assert not [text for text in written if secret in text]
+
+
+def test_an_output_the_user_cannot_write_fails_in_one_line_and_keeps_the_snapshot(world_tmp):
+    src = make_tree(world_tmp / "src", {"a.py": code_file("a", 10)})
+    out = world_tmp / "out"
+    live = _indexed(src, out)  # as root; the folder stays root's, 0755
+    _grow(src, files=2, lines=20)
+    done = run_cli("index", src, "--output", out, "-q", user="nobody")
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write to output" in lines[0], done.stderr
+    assert (out / CURRENT_FILE).read_text() == live and verify_index(out) == []
