@@ -209,16 +209,14 @@ def _use_filesystem_flags(flags: list[str]) -> bool:
     """search/verify take Beam's filesystem flags (e.g. --s3_endpoint_url) for a remote OUT."""
     if not flags:
         return True
-    from apache_beam.io.filesystems import FileSystems
-    from apache_beam.options.pipeline_options import PipelineOptions
-
+    from . import storage
     from .options import unknown_flags
 
     bad = unknown_flags(flags) or [f for f in flags if not f.startswith("-")]
     if bad:
         print(f"beam-index: error: unknown option(s): {' '.join(bad)}", file=sys.stderr)
         return False
-    FileSystems.set_options(PipelineOptions(flags))
+    storage.use_options(flags)
     return True
 
 

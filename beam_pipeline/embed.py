@@ -71,7 +71,8 @@ class EmbedBatch(beam.DoFn):
 
     With `concurrency` > 1 and a thread-safe embedder, up to that many batches are embedded at
     once on a thread pool (remote providers: requests in flight). Results are emitted as they
-    complete, so one slow request never idles the other slots. Beam metrics are per thread, so counting happens here, not in the pool.
+    complete, so one slow request never idles the other slots. Beam metrics are per thread, so
+    counting happens here, not in the pool.
     """
 
     def __init__(self, embedder: Embedder, progress: RunLink | None = None, concurrency: int = 1):

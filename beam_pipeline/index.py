@@ -21,8 +21,6 @@ from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from . import storage
 from .embedders import Embedder, get_embedder
@@ -65,7 +63,7 @@ class Index:
         """The live snapshot of `out`. `filesystem_flags` are Beam's options for a remote
         filesystem (e.g. ["--s3_endpoint_url=…"]); they apply to this process's FileSystems."""
         if filesystem_flags:
-            FileSystems.set_options(PipelineOptions(list(filesystem_flags)))
+            storage.use_options(filesystem_flags)
         out = os.fspath(out)
         current = storage.join(out, CURRENT_FILE)
         try:

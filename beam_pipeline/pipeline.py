@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TextIO
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from . import commit, reindex, storage
@@ -233,7 +232,7 @@ def run_index(
     if not root.is_dir():
         raise NotADirectoryError(f"source is not a directory: {source}")
     # The launcher's own reads and writes of OUT use the run's filesystem options.
-    FileSystems.set_options(pipeline_options)
+    storage.use_options(pipeline_options)
     out = os.fspath(output)
     if storage.is_local(out):
         out = str(Path(out).absolute())
@@ -250,8 +249,8 @@ def run_index(
         snapshot_id = commit.new_snapshot_id()
         staging = commit.create_staging(out, snapshot_id)
         # The launcher's lists: in staging when OUT is local, else in a local temp folder.
-        scratch = Path(staging if storage.is_local(staging) else
-                       tempfile.mkdtemp(prefix="beam-index-"))
+        local = storage.is_local(out)
+        scratch = Path(staging if local else tempfile.mkdtemp(prefix="beam-index-"))
         req.cancel.bind(storage.join(staging, CANCEL_FILE))
         try:
             _run(root, out, staging, scratch, snapshot_id, settings, pipeline_options, base,
@@ -266,7 +265,7 @@ def run_index(
         finally:
             if not stats.committed:
                 commit.discard_staging(staging)
-            if not storage.is_local(staging):
+            if not local:
                 shutil.rmtree(scratch, ignore_errors=True)
     return stats
 
@@ -312,7 +311,7 @@ def _run(root: Path, out: str, staging: str, scratch: Path, snapshot_id: str,
         req.cancel.raise_if_cancelled()
         tracker.set_stage("running")
         todo = storage.join(staging, TODO_LIST)
-        if not storage.is_local(staging):  # workers read the list where they can reach it
+        if scratch != Path(staging):  # workers read the list where they can reach it
             storage.write_bytes(todo, (scratch / TODO_LIST).read_bytes())
         reuse = None
         if base is not None and plan.replaceable:

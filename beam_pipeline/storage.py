@@ -18,13 +18,22 @@ from __future__ import annotations
 import io
 import os
 import shutil
+from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
 
 _RAW = CompressionTypes.UNCOMPRESSED  # never guess a compression from the file's suffix
+
+
+def use_options(options: PipelineOptions | Sequence[str]) -> None:
+    """Configure this process's FileSystems (credentials, endpoints: e.g. --s3_endpoint_url)."""
+    if not isinstance(options, PipelineOptions):
+        options = PipelineOptions(list(options))
+    FileSystems.set_options(options)
 
 
 def is_local(path: str) -> bool:
@@ -97,12 +106,6 @@ def size(path: str) -> int:
     if is_local(path):
         return os.path.getsize(path)
     return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
-
-
-def mkdirs(path: str) -> None:
-    """Create a folder (an object store has none: nothing to do there)."""
-    if is_local(path):
-        os.makedirs(path, exist_ok=True)
 
 
 def list_tree(folder: str) -> list[str]:

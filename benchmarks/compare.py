@@ -65,25 +65,31 @@ def cases(repeat: int, embedders: tuple[str, ...] = EMBEDDERS, full: bool = Fals
     return [case for case in out if case.embedder in embedders]
 
 
-def file_lists(corpus: Path, target: Path) -> dict[str, Path]:
-    """The corpora as lists of relative paths: all files, a fixed 200-file sample (every n-th
-    file) and the first files that hold 2,000 chunks (for the model-bound embedder)."""
-    files = sorted(str(p.relative_to(corpus)) for p in corpus.rglob("*") if p.is_file())
-    step = max(1, len(files) // 200)
+def first_files_holding(corpus: Path, chunks: int) -> list[str]:
+    """The first files (sorted, relative paths) that hold at least `chunks` chunks together."""
     size = DEFAULT_CHUNK_SIZE
     config = ChunkerConfig(str(corpus), size, default_overlap(size), DEFAULT_MAX_FILE_SIZE)
-    minilm, chunks = [], 0
-    for rel in files:
+    chosen, total = [], 0
+    for rel in sorted(str(p.relative_to(corpus)) for p in corpus.rglob("*") if p.is_file()):
         try:
             n = len(load_chunks(config, rel)[2])
         except (OSError, FileSkipped):
             continue
         if n:
-            minilm.append(rel)
-            chunks += n
-        if chunks >= 2000:
+            chosen.append(rel)
+            total += n
+        if total >= chunks:
             break
-    lists = {"stdlib": files, "sample200": files[::step][:200], "minilm2000": minilm}
+    return chosen
+
+
+def file_lists(corpus: Path, target: Path) -> dict[str, Path]:
+    """The corpora as lists of relative paths: all files, a fixed 200-file sample (every n-th
+    file) and the first files that hold 2,000 chunks (for the model-bound embedder)."""
+    files = sorted(str(p.relative_to(corpus)) for p in corpus.rglob("*") if p.is_file())
+    step = max(1, len(files) // 200)
+    lists = {"stdlib": files, "sample200": files[::step][:200],
+             "minilm2000": first_files_holding(corpus, 2000)}
     paths = {}
     for name, rels in lists.items():
         paths[name] = target / f"{name}.txt"

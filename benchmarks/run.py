@@ -34,7 +34,7 @@ from pathlib import Path
 
 from beam_pipeline.cli import configure_logging
 
-from .compare import EMBEDDERS, compare
+from .compare import EMBEDDERS, compare, first_files_holding
 
 
 @dataclass(frozen=True)
@@ -235,22 +235,11 @@ def face_benchmark(corpus: Path) -> dict:
     return figures
 
 
-def sample_corpus(source: Path, target: Path, chunks: int) -> int:
-    """Copy whole .py files from `source` until they hold at least `chunks` chunks."""
-    from beam_pipeline.chunking import chunk_text
-
-    total = 0
-    for path in sorted(source.rglob("*.py")):
-        n = len(chunk_text(path.read_text(encoding="utf-8", errors="replace")))
-        if n == 0:
-            continue
-        dest = target / path.relative_to(source)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, dest)
-        total += n
-        if total >= chunks:
-            break
-    return total
+def sample_corpus(source: Path, target: Path, chunks: int) -> None:
+    """Copy the first whole files of `source` that hold at least `chunks` chunks."""
+    for rel in first_files_holding(source, chunks):
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / rel, target / rel)
 
 
 def remote_benchmark(corpus: Path, latency: float, batch: int, threads: tuple[int, ...],
