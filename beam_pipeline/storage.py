@@ -83,10 +83,9 @@ def read_parquet(path: str, **kwargs) -> pa.Table:
     """pq.read_table on any scheme (local: by path, so pyarrow memory-maps it)."""
     if is_local(path):
         return pq.read_table(path, **kwargs)
-    # On the calling thread only: pyarrow's I/O threads calling back into a Python stream
-    # can abort the interpreter at exit ("terminate called without an active exception").
-    with FileSystems.open(path, compression_type=_RAW) as stream:
-        return pq.read_table(stream, pre_buffer=False, use_threads=False, **kwargs)
+    # Whole into memory first: pyarrow reading through a Python stream can abort the
+    # interpreter at exit ("terminate called without an active exception"), even on one thread.
+    return pq.read_table(pa.BufferReader(read_bytes(path)), **kwargs)
 
 
 def write_parquet(table: pa.Table, path: str, **kwargs) -> int:
