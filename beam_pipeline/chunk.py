@@ -1,7 +1,8 @@
 """ChunkFile: read one file, hash it, decode it, cut it into chunks.
 
 Outputs: the main output is one `(path, FileRecord)` per file (its expected chunk count, or the
-reason it was skipped or failed); the `chunks` output carries `(path, chunk_index, text)`.
+reason it was skipped or failed); the `chunks` output carries each file's chunks as one element,
+`(path, [(chunk_index, text), …])`: Beam's per-element cost is paid per file, not per chunk.
 A bad file never raises: it becomes a record with its reason.
 """
 
@@ -83,7 +84,7 @@ def describe_os_error(exc: OSError) -> str:
 
 
 class ChunkFile(beam.DoFn):
-    """FileEntry → (path, FileRecord) and, tagged `chunks`, (path, index, text)."""
+    """FileEntry → (path, FileRecord) and, tagged `chunks`, (path, [(index, text), …])."""
 
     def __init__(self, config: ChunkerConfig, progress: RunLink | None = None):
         self.config = config
@@ -106,15 +107,16 @@ class ChunkFile(beam.DoFn):
                 self.legacy.inc()
         self.progress.send({"k": CHUNKED, "p": entry.path, "n": len(chunks), "b": entry.size})
         yield entry.path, record
-        for chunk in chunks:
-            yield beam.pvalue.TaggedOutput(CHUNKS, (entry.path, chunk.index, chunk.text))
+        if chunks:
+            yield beam.pvalue.TaggedOutput(CHUNKS, (entry.path, [(c.index, c.text) for c in chunks]))
 
     def teardown(self):
         self.progress.close()
 
 
 class ChunkFiles(beam.PTransform):
-    """PCollection[FileEntry] → {"files": (path, FileRecord), "chunks": (path, index, text)}."""
+    """PCollection[FileEntry] → {"files": (path, FileRecord),
+    "chunks": (path, [(index, text), …])}."""
 
     def __init__(self, config: ChunkerConfig, progress: RunLink | None = None):
         super().__init__()

@@ -1,5 +1,9 @@
 """EmbedChunks: batch chunks across files and embed each batch with one embedder call.
 
+Chunks arrive one element per file, `(path, [(index, text), …])`; BatchChunks cuts them into
+batches of exactly `batch_size` chunks across file boundaries (Beam's BatchElements would need
+one element per chunk, and Beam's per-element work is most of the pipeline's own cost).
+
 A batch that fails is split in halves until the failing chunks are isolated, so one bad chunk
 fails only its own file (the assemble step turns a chunk error into a file failure) and the rest
 of the batch is embedded.
@@ -9,17 +13,16 @@ from __future__ import annotations
 
 import collections
 import logging
-import time
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from . import stats
 from .embedders import Embedder
+from .embedding import EmbedderProcesses, timed_embed
 from .faults import fault_point
 from .progress import EMBEDDED, RunLink
 
@@ -28,76 +31,83 @@ log = logging.getLogger(__name__)
 ERRORS = "errors"
 
 
-def embed_isolating(embedder: Embedder, batch: list) -> tuple[list, int]:
-    """One outcome per chunk — vector bytes, or the reason (str) its embedding failed — and the
-    number of embedder calls made. A failing batch is bisected down to its bad chunks.
+class BatchChunks(beam.DoFn):
+    """(path, [(index, text), …]) per file → list[(path, index, text)] of `batch_size` chunks;
+    a batch spans files, and only a bundle's last batch may be smaller.
 
-    Pure (no Beam state), so it can run on a worker thread.
+    Runs in the global window (the indexer is a batch pipeline), like finish_bundle's output.
     """
-    try:
-        vectors = _checked_embed(embedder, [text for _, _, text in batch])
-    except Exception as exc:  # noqa: BLE001 - any embedder failure is isolated, never fatal
-        if len(batch) == 1:
-            path, index, _ = batch[0]
-            log.warning("embedding failed for %s chunk %d: %s", path, index, exc)
-            return [f"embedding failed: {type(exc).__name__}: {exc}"], 1
-        half = len(batch) // 2
-        left, left_calls = embed_isolating(embedder, batch[:half])
-        right, right_calls = embed_isolating(embedder, batch[half:])
-        return left + right, 1 + left_calls + right_calls
-    return [row.tobytes() for row in vectors], 1
 
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
 
-def timed_embed(embedder: Embedder, batch: list) -> tuple[list, int, float]:
-    """embed_isolating plus the seconds it took (for the `embed_ms` counter)."""
-    started = time.perf_counter()
-    outcomes, calls = embed_isolating(embedder, batch)
-    return outcomes, calls, time.perf_counter() - started
+    def start_bundle(self):
+        self._pending: list = []
 
+    def process(self, element):
+        path, chunks = element
+        pending = self._pending
+        pending.extend((path, index, text) for index, text in chunks)
+        full = len(pending) - len(pending) % self.batch_size
+        for start in range(0, full, self.batch_size):
+            yield pending[start:start + self.batch_size]
+        del pending[:full]
 
-def _checked_embed(embedder: Embedder, texts: list[str]) -> np.ndarray:
-    vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
-    expected = (len(texts), embedder.dim)
-    if vectors.shape != expected:
-        raise ValueError(f"embedder returned shape {vectors.shape}, expected {expected}")
-    if not np.isfinite(vectors).all():
-        raise ValueError("embedder returned non-finite values")
-    return vectors
+    def finish_bundle(self):
+        if self._pending:
+            yield _global(self._pending)
+            self._pending = []
 
 
 class EmbedBatch(beam.DoFn):
     """list[(path, index, text)] → (path, [(index, float32 bytes), …]) per file of the batch;
     tagged `errors`: (path, (index, reason)).
 
-    With `concurrency` > 1 and a thread-safe embedder, up to that many batches are embedded at
-    once on a thread pool (remote providers: requests in flight). Results are emitted as they
-    complete, so one slow request never idles the other slots. Beam metrics are per thread, so
-    counting happens here, not in the pool.
+    With `concurrency` > 1 and an embedder whose calls overlap (`parallel_calls`), up to that
+    many batches are embedded at once on a thread pool (remote providers: requests in flight).
+    With `processes` > 0 and a GIL-bound embedder, batches go to that many helper processes
+    (embedding.EmbedderProcesses) so the embedder does not take turns with this worker's own
+    Python work. Results are emitted as they complete, so one slow call never idles the other
+    slots. Beam metrics are per thread, so counting happens here, not in the pool.
     """
 
-    def __init__(self, embedder: Embedder, progress: RunLink | None = None, concurrency: int = 1):
+    def __init__(self, embedder: Embedder, progress: RunLink | None = None, concurrency: int = 1,
+                 processes: int = 0):
         self.embedder = embedder
         self.progress = progress or RunLink(None)
         self.concurrency = concurrency
+        self.processes = processes
         self.batches = stats.counter(stats.EMBED_BATCHES)
         self.embedded = stats.counter(stats.CHUNKS_EMBEDDED)
         self.errors = stats.counter(stats.CHUNK_ERRORS)
         self.embed_ms = stats.counter("embed_ms")
 
     def setup(self):
-        # Once per worker: a model loads here, never per bundle.
-        self.embedder.load()
-        parallel = self.concurrency > 1 and self.embedder.thread_safe
-        self._pool = ThreadPoolExecutor(self.concurrency, "embed") if parallel else None
         self._in_flight: dict = {}  # future → its batch
+        self._helpers = self._pool = None
+        if self.processes > 0 and self.embedder.gil_bound:
+            # The helpers load their own copies; threads here only wait on their pipes. Two
+            # batches per helper in flight: the next is ready the moment one is answered.
+            self._helpers = EmbedderProcesses(self.embedder, self.processes)
+            self._embed, self._limit = self._helpers.embed, 2 * self.processes
+        else:
+            # Once per worker: a model loads here, never per bundle.
+            self.embedder.load()
+            self._embed, self._limit = self._embed_here, self.concurrency
+            if self.concurrency == 1 or not self.embedder.parallel_calls:
+                return
+        self._pool = ThreadPoolExecutor(self._limit, "embed")
+
+    def _embed_here(self, batch):
+        return timed_embed(self.embedder, batch)
 
     def process(self, batch):
         self.progress.checkpoint()
         if self._pool is None:
-            yield from self._emit(batch, *timed_embed(self.embedder, batch))
+            yield from self._emit(batch, *self._embed(batch))
             return
-        self._in_flight[self._pool.submit(timed_embed, self.embedder, batch)] = batch
-        if len(self._in_flight) >= self.concurrency:
+        self._in_flight[self._pool.submit(self._embed, batch)] = batch
+        if len(self._in_flight) >= self._limit:
             yield from self._emit_completed(FIRST_COMPLETED)
 
     def finish_bundle(self):
@@ -137,6 +147,8 @@ class EmbedBatch(beam.DoFn):
     def teardown(self):
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._helpers is not None:
+            self._helpers.close()
         self.progress.close()
 
 
@@ -145,7 +157,7 @@ def _global(value) -> WindowedValue:
 
 
 class EmbedChunks(beam.PTransform):
-    """(path, index, text) → {"vectors": (path, [(index, bytes), …]),
+    """(path, [(index, text), …]) → {"vectors": (path, [(index, bytes), …]),
     "errors": (path, (index, reason))}.
 
     Example::
@@ -154,26 +166,27 @@ class EmbedChunks(beam.PTransform):
     """
 
     def __init__(self, embedder: Embedder, batch_size: int, progress: RunLink | None = None,
-                 concurrency: int = 1):
+                 concurrency: int = 1, processes: int = 0):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         if concurrency < 1:
             raise ValueError(f"embed concurrency must be at least 1, got {concurrency}")
+        if processes < 0:
+            raise ValueError(f"embed processes must be at least 0, got {processes}")
         self.embedder = embedder
         self.batch_size = batch_size
         self.progress = progress
         self.concurrency = concurrency
+        self.processes = processes
 
     def expand(self, chunks):
         outputs = (
             chunks
-            # Both bounds explicit: Beam's adaptive default starts at batches of ~1.
-            | "Batch" >> beam.BatchElements(
-                min_batch_size=self.batch_size, max_batch_size=self.batch_size
-            )
+            | "Batch" >> beam.ParDo(BatchChunks(self.batch_size))
             | "Embed" >> beam.ParDo(
-                EmbedBatch(self.embedder, self.progress, self.concurrency)).with_outputs(
+                EmbedBatch(self.embedder, self.progress, self.concurrency,
+                           self.processes)).with_outputs(
                 ERRORS, main="vectors"
             )
         )

@@ -43,7 +43,7 @@ from .embedders import Embedder, get_embedder
 from .faults import fault_point
 from .index import shard_names
 from .lock import output_lock
-from .options import DEFAULT_BATCH_SIZE, IndexOptions, select_runner
+from .options import DEFAULT_BATCH_SIZE, IndexOptions, embed_processes, select_runner
 from .progress import ProgressChannel, ProgressDisplay, ProgressTracker, RunLink
 from .reuse import MISSING, REUSE_TABLE, ReuseKnownVectors, write_reuse_table
 from .schema import SCHEMA_VERSION
@@ -89,7 +89,8 @@ class IndexFiles(beam.PTransform):
 
     def __init__(self, config: ChunkerConfig, embedder: Embedder, batch_size: int,
                  staging_dir: str, progress: RunLink | None = None,
-                 reuse_table: str | None = None, embed_concurrency: int = 1):
+                 reuse_table: str | None = None, embed_concurrency: int = 1,
+                 embed_processes: int = 0):
         super().__init__()
         self.config = config
         self.embedder = embedder
@@ -98,6 +99,7 @@ class IndexFiles(beam.PTransform):
         self.progress = progress
         self.reuse_table = reuse_table  # previous vectors by chunk text (re-indexing)
         self.embed_concurrency = embed_concurrency
+        self.embed_processes = embed_processes
 
     def expand(self, entries):
         dim = self.embedder.dim
@@ -108,7 +110,8 @@ class IndexFiles(beam.PTransform):
             to_embed = known[MISSING]
             vectors.append(known["vectors"])
         embedded = to_embed | "Embed" >> EmbedChunks(
-            self.embedder, self.batch_size, self.progress, self.embed_concurrency)
+            self.embedder, self.batch_size, self.progress, self.embed_concurrency,
+            self.embed_processes)
         vectors.append(embedded["vectors"])
         assembled = {
             "files": chunked["files"],
@@ -131,6 +134,7 @@ class IndexSettings:
     batch_size: int
     max_file_size: int
     embed_concurrency: int = 1  # batches embedded at once (remote providers: requests)
+    embed_processes: int | None = None  # helper processes for a GIL-bound embedder; None: auto
 
     def fingerprint(self) -> dict:
         return {
@@ -148,6 +152,7 @@ class IndexSettings:
                           max_file_size=options.max_file_size,
                           embedding_dim=options.embedding_dim,
                           embed_concurrency=options.embed_concurrency,
+                          embed_processes=options.embed_processes,
                           embedder_options={"base_url": options.embedding_url,
                                             "model": options.embedding_model,
                                             "api_key_env": options.api_key_env})
@@ -157,6 +162,7 @@ class IndexSettings:
                chunk_overlap: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                max_file_size: int = DEFAULT_MAX_FILE_SIZE,
                embedding_dim: int | None = None, embed_concurrency: int | None = None,
+               embed_processes: int | None = None,
                embedder_options: dict | None = None) -> IndexSettings:
         if isinstance(embedder, str):
             embedder = get_embedder(embedder, dim=embedding_dim, **(embedder_options or {}))
@@ -176,8 +182,10 @@ class IndexSettings:
                 raise ValueError(f"embed concurrency must be at least 1, got {embed_concurrency}")
             # A local model's threads; left alone (all cores) when not asked for.
             embedder.use_threads(embed_concurrency)
+        if embed_processes is not None and embed_processes < 0:
+            raise ValueError(f"embed processes must be at least 0, got {embed_processes}")
         return cls(embedder, chunk_size, overlap, batch_size, max_file_size,
-                   embed_concurrency or 1)
+                   embed_concurrency or 1, embed_processes)
 
 
 @dataclass
@@ -386,7 +394,10 @@ def _run_pipeline(config: ChunkerConfig, staging: str, todo: str, settings: Inde
         | "ReadFileList" >> ReadFileList(todo)
         | "IndexFiles" >> IndexFiles(config, settings.embedder, settings.batch_size,
                                      staging, progress, reuse_table=reuse,
-                                     embed_concurrency=settings.embed_concurrency)
+                                     embed_concurrency=settings.embed_concurrency,
+                                     embed_processes=embed_processes(
+                                         options, settings.embed_processes,
+                                         settings.embedder.gil_bound))
     )
     result = pipeline.run()
     result.wait_until_finish()

@@ -1,8 +1,9 @@
 """Element types that cross stage boundaries.
 
-Chunks travel as plain tuples `(path, chunk_index, text)` and embedded chunks, per file of an
-embedded batch, as `(path, [(chunk_index, float32 bytes), …])`: cheap to encode, and few
-elements in the per-file grouping.
+A file's chunks travel as one plain tuple `(path, [(chunk_index, text), …])`, batches of chunks
+as `[(path, chunk_index, text), …]`, and embedded chunks, per file of an embedded batch, as
+`(path, [(chunk_index, float32 bytes), …])`: cheap to encode, and few elements per file (Beam's
+cost is per element).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ re-index only happens when the fingerprint (embedder, model, dim, chunker) is un
 Example::
 
     found = chunks | ReuseKnownVectors("/staging/_reuse.parquet")
-    # found["vectors"]: (path, [(index, bytes)]); found["missing"]: (path, index, text)
+    # found["vectors"]: (path, [(index, bytes), …]); found["missing"]: (path, [(index, text), …])
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def write_reuse_table(shard_paths: list[str], paths: set[str], target: str) -> i
 
 
 class ReuseVectorsFn(beam.DoFn):
-    """(path, index, text) → (path, [(index, bytes)]) when known; else tagged `missing`."""
+    """A file's chunks (path, [(index, text), …]) → (path, [(index, bytes), …]) for the known
+    ones; tagged `missing`: (path, [(index, text), …]) for the rest."""
 
     def __init__(self, table_path: str | None, progress: RunLink | None = None):
         self.table_path = table_path
@@ -65,16 +66,22 @@ class ReuseVectorsFn(beam.DoFn):
             rows = flat.reshape(table.num_rows, -1).astype("float32", copy=False)
             self._known = dict(zip(table["key"].to_pylist(), (r.tobytes() for r in rows)))
 
-    def process(self, chunk):
+    def process(self, element):
         self.progress.checkpoint()
-        path, index, text = chunk
-        vector = self._known.get(text_key(text)) if self._known else None
-        if vector is None:
-            yield beam.pvalue.TaggedOutput(MISSING, chunk)
-            return
-        self.reused.inc()
-        self.progress.send({"k": EMBEDDED, "p": {path: 1}})
-        yield path, [(index, vector)]
+        path, chunks = element
+        found, missing = [], []
+        for index, text in chunks:
+            vector = self._known.get(text_key(text)) if self._known else None
+            if vector is None:
+                missing.append((index, text))
+            else:
+                found.append((index, vector))
+        if found:
+            self.reused.inc(len(found))
+            self.progress.send({"k": EMBEDDED, "p": {path: len(found)}})
+            yield path, found
+        if missing:
+            yield beam.pvalue.TaggedOutput(MISSING, (path, missing))
 
     def teardown(self):
         self.progress.close()

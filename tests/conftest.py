@@ -74,7 +74,10 @@ def unit(v):
 
 
 class SlowEmbedder(HashingEmbedder):
-    """The default embedder with a fixed delay per call: a stand-in for a slow model."""
+    """The default embedder with a fixed delay per call: a stand-in for a slow remote model
+    (the delay overlaps across calls, as requests in flight do)."""
+
+    parallel_calls = True
 
     def __init__(self, delay: float = 0.2, dim: int = 384):
         super().__init__(dim)

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
-from apache_beam.testing.util import assert_that, equal_to, is_not_empty
+from apache_beam.testing.util import assert_that, equal_to
 from conftest import PoisonEmbedder, SlowEmbedder, code_file, make_tree
 
 from beam_pipeline.chunk import ChunkerConfig, ChunkFiles
@@ -35,27 +35,37 @@ def test_chunk_files_emits_records_and_chunks(tmp_path):
                          "bad.txt": bytes(range(1, 32)) * 10 + b"\xff\x80"})
     names = ["a.py", "empty.py", "bin.dat", "bad.txt", "gone.py"]
     config = ChunkerConfig(str(tmp_path), 200, 30, 1 << 20)
-    expected_chunks = [("a.py", c.index, c.text) for c in chunk_text(text, 200, 30)]
+    cut = chunk_text(text, 200, 30)
+    expected_chunks = [("a.py", [(c.index, c.text) for c in cut])]
     with pipeline() as p:
         entries = p | beam.Create(entries_of(tmp_path, names[:-1]) + [FileEntry("gone.py", 1, 0)])
         out = entries | ChunkFiles(config)
         statuses = out["files"] | beam.MapTuple(
             lambda path, r: (path, r.status, r.total_chunks, r.error and r.error.split(":")[0]))
         assert_that(statuses, equal_to([
-            ("a.py", INDEXED, len(expected_chunks), None),
+            ("a.py", INDEXED, len(cut), None),
             ("empty.py", INDEXED, 0, None),
             ("bin.dat", SKIPPED, 0, "binary"),
             ("bad.txt", SKIPPED, 0, "undecodable"),
             ("gone.py", FAILED, 0, "FileNotFoundError"),
         ]), label="records")
+        # One element per file that has chunks.
         assert_that(out["chunks"], equal_to(expected_chunks), label="chunks")
+
+
+def per_file(chunks):
+    """(path, index, text) triples → ChunkFile's elements, (path, [(index, text), …])."""
+    files: dict = {}
+    for path, index, text in chunks:
+        files.setdefault(path, []).append((index, text))
+    return list(files.items())
 
 
 def test_embed_chunks_isolates_a_poisoned_chunk_and_batches_across_files():
     chunks = [(f"f{i}.py", j, f"def f{i}_{j}(): pass") for i in range(5) for j in range(3)]
     chunks[7] = ("f2.py", 1, "POISON here")
     with pipeline() as p:
-        out = p | beam.Create(chunks) | EmbedChunks(PoisonEmbedder(), batch_size=100)
+        out = p | beam.Create(per_file(chunks)) | EmbedChunks(PoisonEmbedder(), batch_size=100)
         assert_that(out["errors"] | beam.MapTuple(lambda path, e: (path, e[0], "poisoned" in e[1])),
                     equal_to([("f2.py", 1, True)]), label="errors")
         embedded = out["vectors"] | beam.FlatMapTuple(
@@ -75,13 +85,17 @@ class RecordingEmbedder(PoisonEmbedder):
         return super().embed(texts)
 
 
-def test_embed_batches_honour_batch_size():
+def test_embed_batches_honour_batch_size_across_and_within_files():
     BATCH_SIZES_SEEN.clear()
+    # 23 one-chunk files and one of 14 chunks: 37 chunks, so 7 full batches and one of 2.
     chunks = [(f"f{i}.py", 0, f"x{i} = {i}") for i in range(23)]
+    chunks += [("big.py", j, f"y{j} = {j}") for j in range(14)]
     with pipeline() as p:
-        out = p | beam.Create(chunks, reshuffle=False) | EmbedChunks(RecordingEmbedder(), 5)
-        assert_that(out["vectors"], is_not_empty())
-    assert sorted(BATCH_SIZES_SEEN, reverse=True) == [5, 5, 5, 5, 3]
+        out = (p | beam.Create(per_file(chunks), reshuffle=False)
+                 | EmbedChunks(RecordingEmbedder(), 5))
+        embedded = out["vectors"] | beam.FlatMapTuple(lambda path, parts: [(path, i) for i, _ in parts])
+        assert_that(embedded, equal_to([(path, i) for path, i, _ in chunks]))
+    assert sorted(BATCH_SIZES_SEEN, reverse=True) == [5] * 7 + [2]
 
 
 def test_index_files_is_atomic_per_file(tmp_path):
@@ -163,7 +177,7 @@ def test_embed_concurrency_overlaps_slow_calls_and_keeps_results():
     for threads in (1, 4):
         started = time.monotonic()
         with pipeline() as p:
-            out = (p | beam.Create(chunks, reshuffle=False)
+            out = (p | beam.Create(per_file(chunks), reshuffle=False)
                      | EmbedChunks(SlowEmbedder(0.15), batch_size=2, concurrency=threads))
             assert_that(out["vectors"] | beam.FlatMapTuple(
                 lambda path, parts: [(path, i, len(v)) for i, v in parts]),
@@ -176,7 +190,7 @@ def test_embed_concurrency_overlaps_slow_calls_and_keeps_results():
 def test_embed_concurrency_still_isolates_a_poisoned_chunk():
     chunks = [(f"f{i}.py", 0, "POISON" if i == 7 else f"x{i} = {i}") for i in range(16)]
     with pipeline() as p:
-        out = (p | beam.Create(chunks, reshuffle=False)
+        out = (p | beam.Create(per_file(chunks), reshuffle=False)
                  | EmbedChunks(ThreadSafePoison(), batch_size=3, concurrency=3))
         assert_that(out["errors"] | beam.MapTuple(lambda path, e: path), equal_to(["f7.py"]),
                     label="errors")
@@ -185,4 +199,4 @@ def test_embed_concurrency_still_isolates_a_poisoned_chunk():
 
 
 class ThreadSafePoison(PoisonEmbedder):
-    thread_safe = True
+    parallel_calls = True

@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 
 from .base import Embedder, EmbeddingError
-from .hashing import HashingEmbedder
-from .minilm import MiniLMEmbedder
-from .remote import OpenAIEmbedder, VoyageEmbedder
 
-_REGISTRY: dict[str, Callable[..., Embedder]] = {
-    "hashing": HashingEmbedder,
-    "minilm": MiniLMEmbedder,
-    "openai": OpenAIEmbedder,
-    "voyage": VoyageEmbedder,
+# Imported on first use: a helper process that embeds with `hashing` (embedding.py) must not
+# pay for torch's and Beam's imports, nor the CLI for providers it does not use.
+_CLASSES = {
+    "HashingEmbedder": ".hashing",
+    "MiniLMEmbedder": ".minilm",
+    "OpenAIEmbedder": ".remote",
+    "VoyageEmbedder": ".remote",
 }
+_REGISTRY = {
+    "hashing": "HashingEmbedder",
+    "minilm": "MiniLMEmbedder",
+    "openai": "OpenAIEmbedder",
+    "voyage": "VoyageEmbedder",
+}
+
+
+def __getattr__(name: str):
+    if name in _CLASSES:
+        return getattr(importlib.import_module(_CLASSES[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_embedder(name: str, **params) -> Embedder:
     """An embedder by name, e.g. `get_embedder("hashing", dim=384)`; None params are dropped."""
     try:
-        factory = _REGISTRY[name]
+        factory = __getattr__(_REGISTRY[name])
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
         raise ValueError(f"unknown embedder {name!r}; known: {known}") from None

@@ -21,9 +21,15 @@ class Embedder(abc.ABC):
     name: str
     model: str
     dim: int
-    # May embed() run on several threads at once? (Remote providers: yes.) Only then does
-    # the embed concurrency (`vector_thread_count`) apply.
-    thread_safe: bool = False
+    # Do several embed() calls at once finish sooner than one after another? Remote providers:
+    # yes, requests overlap. Pure Python (the GIL) or a model using every core: no, they only
+    # contend. Only then does the embed concurrency (`vector_thread_count`) put calls on a
+    # thread pool, so such an embedder must also be thread-safe.
+    parallel_calls: bool = False
+    # Is embed() pure-Python work that holds the GIL for the whole call? Then a local run may
+    # embed in helper processes (`--embed-processes`), so the embedder and the pipeline's own
+    # Python work use two cores.
+    gil_bound: bool = False
     # Chunk size to use when none is given (None: the indexer's default).
     default_chunk_size: int | None = None
 

@@ -53,7 +53,9 @@ def _stable_hash(feature: str) -> int:
 class HashingEmbedder(Embedder):
     name = "hashing"
     model = "code-tokens-v1"  # bump when the feature recipe changes: it is in the fingerprint
-    thread_safe = True  # calls are serialised on a lock (the token cache is shared)
+    # Thread-safe (a lock guards the shared token cache), but pure Python under the GIL:
+    # calls at once on threads would only contend; helper processes do run at once.
+    gil_bound = True
 
     def __init__(self, dim: int = 384):
         if dim < 8:

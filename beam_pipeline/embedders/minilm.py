@@ -39,7 +39,7 @@ def model_dir() -> Path:
 class MiniLMEmbedder(Embedder):
     name = "minilm"
     model = "all-MiniLM-L6-v2"
-    thread_safe = False  # torch already uses every core for one call
+    parallel_calls = False  # torch already uses every core for one call
 
     def __init__(self, dim: int = 384, threads: int | None = None):
         if dim != 384:

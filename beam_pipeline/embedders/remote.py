@@ -35,7 +35,7 @@ _CHARS_PER_TOKEN = 3  # a cautious estimate for code, so requests stay under tok
 
 class OpenAIEmbedder(Embedder):
     name = "openai"
-    thread_safe = True
+    parallel_calls = True
 
     def __init__(self, dim: int = 1536, *, model: str = "text-embedding-3-small",
                  base_url: str = "https://api.openai.com", api_key_env: str = "OPENAI_API_KEY",

@@ -1,0 +1,143 @@
+"""Helper processes for GIL-bound embedders (embedding.EmbedderProcesses, --embed-processes)."""
+
+import logging
+import os
+import sys
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from conftest import PoisonEmbedder
+
+from beam_pipeline.embed import EmbedChunks
+from beam_pipeline.embedders import HashingEmbedder
+from beam_pipeline.embedding import EmbedderProcesses
+from beam_pipeline.options import embed_processes
+
+CHUNKS = [(f"f{i}.py", j, f"def func_{i}_{j}(value): return value * {j}")
+          for i in range(12) for j in range(7)]
+
+
+def batches(size=5):
+    return [CHUNKS[i:i + size] for i in range(0, len(CHUNKS), size)]
+
+
+class HelperPids(HashingEmbedder):
+    """Answers with its process id in every vector's first component."""
+
+    def embed(self, texts):
+        vectors = super().embed(texts)
+        vectors[:, 0] = os.getpid()
+        return vectors
+
+
+class DiesInHelper(HashingEmbedder):
+    """Kills its own process on the second call, but only inside a helper process."""
+
+    def __init__(self, dim=64):
+        super().__init__(dim)
+        self.launcher = os.getpid()
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "launcher": self.launcher}
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.launcher = state["launcher"]
+        self.calls = 0
+
+    def embed(self, texts):
+        self.calls = getattr(self, "calls", 0) + 1
+        if os.getpid() != self.launcher and self.calls == 2:
+            os._exit(3)
+        return super().embed(texts)
+
+
+class GilBoundPoison(PoisonEmbedder):
+    gil_bound = True
+
+
+def test_helpers_embed_exactly_what_the_embedder_does_in_process():
+    expected = HashingEmbedder(64)
+    with EmbedderProcesses(HashingEmbedder(64), count=2) as helpers:
+        for batch in batches():
+            outcomes, calls, seconds = helpers.embed(batch)
+            assert calls == 1 and seconds > 0
+            got = np.frombuffer(b"".join(outcomes), np.float32).reshape(len(batch), 64)
+            np.testing.assert_array_equal(got, expected.embed([t for _, _, t in batch]))
+
+
+def test_batches_run_in_other_processes_and_the_helpers_exit_on_close():
+    helpers = EmbedderProcesses(HelperPids(16), count=2)
+    processes = [h.process for h in helpers._helpers]
+    pids = set()
+    for batch in batches():
+        outcomes, _, _ = helpers.embed(batch)
+        pids |= {int(np.frombuffer(o, np.float32)[0]) for o in outcomes}
+    helpers.close()
+    assert os.getpid() not in pids and pids <= {p.pid for p in processes}
+    assert [p.poll() for p in processes] == [0, 0]
+
+
+def test_a_helper_that_dies_loses_no_chunk(caplog):
+    expected = HashingEmbedder(64)
+    with caplog.at_level(logging.WARNING), EmbedderProcesses(DiesInHelper(64), 1) as helpers:
+        results = [helpers.embed(batch) for batch in batches()]
+    assert "embedding helper process" in caplog.text and "exit status 3" in caplog.text
+    for batch, (outcomes, _, _) in zip(batches(), results):
+        got = np.frombuffer(b"".join(outcomes), np.float32).reshape(len(batch), 64)
+        np.testing.assert_array_equal(got, expected.embed([t for _, _, t in batch]))
+
+
+def test_a_helper_that_cannot_start_falls_back_to_this_process(monkeypatch, caplog):
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    with caplog.at_level(logging.WARNING), EmbedderProcesses(HashingEmbedder(32), 2) as helpers:
+        outcomes, calls, _ = helpers.embed(CHUNKS[:3])
+    assert "cannot start an embedding helper process (FileNotFoundError" in caplog.text
+    assert calls == 1 and len(outcomes) == 3 and all(isinstance(o, bytes) for o in outcomes)
+
+
+def test_an_embedder_pickle_cannot_send_is_embedded_in_this_process(caplog):
+    class Local(HashingEmbedder):  # a class inside a function: plain pickle refuses it
+        gil_bound = True
+
+    with caplog.at_level(logging.WARNING), EmbedderProcesses(Local(32), 1) as helpers:
+        outcomes, calls, _ = helpers.embed(CHUNKS[:3])
+    assert "cannot start an embedding helper process (AttributeError" in caplog.text
+    assert calls == 1 and len(outcomes) == 3
+
+
+def test_embed_chunks_with_helpers_isolates_a_poisoned_chunk_like_in_process():
+    chunks = [(f"f{i}.py", [(0, "POISON" if i == 7 else f"x{i} = {i}"), (1, f"y{i} = 1")])
+              for i in range(10)]
+
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = (p | beam.Create(chunks, reshuffle=False)
+                 | EmbedChunks(GilBoundPoison(), batch_size=4, processes=2))
+        assert_that(out["errors"] | beam.MapTuple(lambda path, e: (path, e[0])),
+                    equal_to([("f7.py", 0)]), label="errors")
+        assert_that(out["vectors"] | beam.FlatMapTuple(
+            lambda path, parts: [(path, i) for i, _ in parts]),
+            equal_to([(f"f{i}.py", j) for i in range(10) for j in (0, 1) if (i, j) != (7, 0)]),
+            label="vectors")
+
+
+@pytest.mark.parametrize("flags, asked, gil_bound, expected", [
+    ([], 3, True, 3),
+    ([], 0, True, 0),
+    ([], None, False, 0),
+    ([], None, True, len(os.sched_getaffinity(0))),
+    (["--direct_running_mode=multi_threading"], None, True, len(os.sched_getaffinity(0))),
+    (["--direct_running_mode=multi_processing"], None, True, 0),
+    (["--runner=PortableRunner"], None, True, 0),
+])
+def test_how_many_helpers_a_run_gets(flags, asked, gil_bound, expected):
+    assert embed_processes(PipelineOptions(flags), asked, gil_bound) == expected
+
+
+def test_negative_helper_counts_are_refused():
+    with pytest.raises(ValueError):
+        EmbedChunks(HashingEmbedder(), batch_size=4, processes=-1)
