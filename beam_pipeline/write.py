@@ -8,8 +8,11 @@ would be orphans: the shard names that reach the end of the pipeline are recorde
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import apache_beam as beam
 import pyarrow as pa
@@ -24,7 +27,10 @@ from .records import FileRecord
 from .schema import FILES_SCHEMA, FILES_TABLE, SHARD_PREFIX, row_schema
 
 STAGED_SUMMARY = "_staged.json"
-DEFAULT_ROWS_PER_SHARD = 65_536
+# Small enough that shards are written (on a thread) while later files are assembled, leaving
+# little to write after the last one: on the standard library (37,748 rows) 16,384 rather than
+# 65,536 rows a shard took the run from 6.0–6.6 s to 5.6–5.8 s.
+DEFAULT_ROWS_PER_SHARD = 16_384
 # Rows are sorted by path and cut into row groups of this size, so the path statistics of a row
 # group let a reader that wants a few files (re-indexing's vector reuse) skip the rest.
 ROW_GROUP_SIZE = 8_192
@@ -62,23 +68,41 @@ class ShardBuffer:
         self._rows = 0
 
     def add(self, batch: pa.RecordBatch) -> dict | None:
+        """Buffer one file's rows; writes (and returns) a shard once the buffer is full."""
+        self.append(batch)
+        return self.flush() if self.full else None
+
+    def append(self, batch: pa.RecordBatch) -> None:
         self._batches.append(batch)
         self._rows += batch.num_rows
-        return self.flush() if self._rows >= self.rows_per_shard else None
+
+    @property
+    def full(self) -> bool:
+        return self._rows >= self.rows_per_shard
 
     def flush(self) -> dict | None:
         """Write what is buffered as one shard; its record {"path", "rows", "files", "bytes"}."""
+        shard = self.take()
+        return shard() if shard is not None else None
+
+    def take(self) -> Callable[[], dict] | None:
+        """What is buffered, as a call that writes it as one shard (on any thread: it touches
+        nothing of the buffer's), and the buffer starts over; None when empty."""
         if not self._batches:
             return None
-        # Each batch is one file's rows in chunk order: ordering the batches sorts the shard
-        # without copying any row.
-        self._batches.sort(key=lambda batch: batch.column(1)[0].as_py())
-        table = pa.Table.from_batches(self._batches, schema=row_schema(self.dim))
-        name = f"{SHARD_PREFIX}{uuid.uuid4().hex}.parquet"
-        size = write_table(table, storage.join(self.directory, name))
-        shard = {"path": name, "rows": table.num_rows, "files": len(self._batches), "bytes": size}
-        self._batches, self._rows = [], 0
-        return shard
+        batches, self._batches, self._rows = self._batches, [], 0
+        return functools.partial(write_shard, batches, self.directory, self.dim)
+
+
+def write_shard(batches: list[pa.RecordBatch], directory: str, dim: int) -> dict:
+    """Whole files' batches → one shard sorted by path; its record."""
+    # Each batch is one file's rows in chunk order: ordering the batches sorts the shard
+    # without copying any row.
+    batches.sort(key=lambda batch: batch.column(1)[0].as_py())
+    table = pa.Table.from_batches(batches, schema=row_schema(dim))
+    name = f"{SHARD_PREFIX}{uuid.uuid4().hex}.parquet"
+    size = write_table(table, storage.join(directory, name))
+    return {"path": name, "rows": table.num_rows, "files": len(batches), "bytes": size}
 
 
 class WriteShardsFn(beam.DoFn):
@@ -93,19 +117,31 @@ class WriteShardsFn(beam.DoFn):
         self.rows_written = stats.counter(stats.ROWS_WRITTEN)
         self.shards_written = stats.counter(stats.SHARDS_WRITTEN)
 
+    def setup(self):
+        # Sorting, compressing and writing a shard runs in Arrow's C++ without the GIL: on a
+        # thread it overlaps with the assembly of the next shard's files.
+        self._writer = ThreadPoolExecutor(1, "write-shard")
+
     def start_bundle(self):
         self._buffer = ShardBuffer(self.staging_dir, self.dim, self.rows_per_shard)
+        self._writing: list[Future] = []
 
     def process(self, batch: pa.RecordBatch):
         self.progress.checkpoint()
-        shard = self._buffer.add(batch)
-        if shard is not None:
-            yield self._written(shard)
+        self._buffer.append(batch)
+        if self._buffer.full:
+            self._writing.append(self._writer.submit(self._buffer.take()))
+        # At most one shard waits behind the one being written: memory stays bounded.
+        while self._writing and (self._writing[0].done() or len(self._writing) > 2):
+            yield self._written(self._writing.pop(0).result())
 
     def finish_bundle(self):
-        shard = self._buffer.flush()
-        if shard is not None:
-            yield WindowedValue(self._written(shard), MIN_TIMESTAMP, [GlobalWindow()])
+        last = self._buffer.take()
+        if last is not None:
+            self._writing.append(self._writer.submit(last))
+        writing, self._writing = self._writing, []
+        for future in writing:
+            yield WindowedValue(self._written(future.result()), MIN_TIMESTAMP, [GlobalWindow()])
 
     def _written(self, shard: dict) -> dict:
         self.rows_written.inc(shard["rows"])
@@ -115,6 +151,7 @@ class WriteShardsFn(beam.DoFn):
         return shard
 
     def teardown(self):
+        self._writer.shutdown(wait=True, cancel_futures=True)
         self.progress.close()
 
 

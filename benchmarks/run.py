@@ -153,9 +153,9 @@ def search_benchmark(rows: int, queries: int = 5) -> dict:
 
     from beam_pipeline.index import Index
     from beam_pipeline.schema import CURRENT_FILE, FORMAT_VERSION, SNAPSHOTS_DIR, row_schema
-    from beam_pipeline.write import write_table
+    from beam_pipeline.write import DEFAULT_ROWS_PER_SHARD, write_table
 
-    dim, per_shard = 384, 65_536
+    dim, per_shard = 384, DEFAULT_ROWS_PER_SHARD
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="beam-search-") as tmp:
         snapshot = Path(tmp) / SNAPSHOTS_DIR / "synthetic"

@@ -200,3 +200,33 @@ def test_embed_concurrency_still_isolates_a_poisoned_chunk():
 
 class ThreadSafePoison(PoisonEmbedder):
     parallel_calls = True
+
+
+def test_write_shards_writes_whole_files_sorted_and_reports_every_shard(tmp_path):
+    from beam_pipeline.assemble import build_rows
+    from beam_pipeline.records import FileRecord
+    from beam_pipeline.write import WriteShards
+
+    embedder = HashingEmbedder(8)
+    batches = []
+    for i in reversed(range(40)):  # arrive out of path order, as after the per-file grouping
+        text = code_file(f"m{i}", 3 + i % 7)
+        chunks = chunk_text(text, 120, 20)
+        record = FileRecord(f"pkg/m{i:02}.py", len(text), 0, f"{i:064x}", len(chunks))
+        batches.append(build_rows(record, chunks, embedder.embed([c.text for c in chunks]), 8))
+    expected_rows = sum(b.num_rows for b in batches)
+    with pipeline() as p:
+        shards = p | beam.Create(batches, reshuffle=False) | WriteShards(str(tmp_path), 8,
+                                                                           rows_per_shard=50)
+        assert_that(shards | beam.Map(lambda s: s["rows"]) | beam.CombineGlobally(sum),
+                    equal_to([expected_rows]))
+    files = sorted(tmp_path.glob("part-*.parquet"))
+    assert len(files) >= expected_rows // 60  # several shards, each about 50 rows
+    seen = []
+    for shard in files:
+        table = pq.read_table(shard)
+        paths = table["path"].to_pylist()
+        assert paths == sorted(paths)  # sorted by path, chunks of a file together in order
+        assert table.num_rows < 50 + max(b.num_rows for b in batches)
+        seen += sorted(set(paths))
+    assert sorted(seen) == sorted(f"pkg/m{i:02}.py" for i in range(40))  # each file in one shard
