@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -182,19 +183,22 @@ class EmbedderProcesses:
 
 
 def _serve(requests_fd: int, answers_fd: int) -> None:
+    # Ctrl-C reaches the whole process group: the launcher handles it and closes the pipes,
+    # which is what ends a helper (quietly, with no traceback of its own).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     requests = Connection(requests_fd, writable=False)
     answers = Connection(answers_fd, readable=False)
     embedder: Embedder | None = None
     while True:
         try:
             message = requests.recv()
-        except EOFError:  # the pipeline finished, or its process died
+            if embedder is None:
+                embedder = message
+                embedder.load()
+            else:
+                answers.send(timed_embed(embedder, message))
+        except (EOFError, OSError):  # the pipeline finished, or its process died
             return
-        if embedder is None:
-            embedder = message
-            embedder.load()
-        else:
-            answers.send(timed_embed(embedder, message))
 
 
 if __name__ == "__main__":

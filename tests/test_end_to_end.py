@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -262,15 +263,19 @@ def test_ctrl_c_stops_promptly_and_commits_nothing(tmp_path):
     src = make_tree(tmp_path / "src", {f"d{i // 100}/f{i}.py": code_file(f"f{i}", 30)
                                        for i in range(2000)})
     out = tmp_path / "out"
+    # Its own session, so that Ctrl-C can reach the whole process group as a terminal's does
+    # (the embedding helper processes included).
     proc = subprocess.Popen([*BEAM_INDEX, "index", str(src), "--output", str(out), "-q",
-                             "--batch-size", "2"], stderr=subprocess.PIPE, text=True)
+                             "--batch-size", "2"], stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.monotonic() + 60
     while not list((out / STAGING_DIR).glob("*/_discovered.jsonl")):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.05)
     time.sleep(1.5)  # well inside the pipeline
+    assert session_processes(proc.pid, "beam_pipeline.embedding")  # the helpers are running
     sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     assert time.monotonic() - sent < 5
@@ -278,3 +283,22 @@ def test_ctrl_c_stops_promptly_and_commits_nothing(tmp_path):
     assert "Traceback" not in stderr
     assert not (out / CURRENT_FILE).exists()
     assert not any((out / STAGING_DIR).iterdir())
+    deadline = time.monotonic() + 5
+    while session_processes(proc.pid, "beam_pipeline.embedding"):  # no helper outlives it
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def session_processes(session: int, marker: str) -> list[int]:
+    """Processes of a session whose command line holds `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if os.getsid(int(entry.name)) == session and marker in cmdline:
+                found.append(int(entry.name))
+        except (OSError, ProcessLookupError):
+            continue  # gone meanwhile
+    return found
