@@ -12,6 +12,7 @@ of the batch is embedded.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -84,22 +85,17 @@ class EmbedBatch(beam.DoFn):
 
     def setup(self):
         self._in_flight: dict = {}  # future → its batch
-        self._helpers = self._pool = None
+        self._helpers = None
         if self.processes > 0 and self.embedder.gil_bound:
             # The helpers load their own copies; threads here only wait on their pipes. Two
             # batches per helper in flight: the next is ready the moment one is answered.
             self._helpers = EmbedderProcesses(self.embedder, self.processes)
             self._embed, self._limit = self._helpers.embed, 2 * self.processes
         else:
-            # Once per worker: a model loads here, never per bundle.
-            self.embedder.load()
-            self._embed, self._limit = self._embed_here, self.concurrency
-            if self.concurrency == 1 or not self.embedder.parallel_calls:
-                return
-        self._pool = ThreadPoolExecutor(self._limit, "embed")
-
-    def _embed_here(self, batch):
-        return timed_embed(self.embedder, batch)
+            self.embedder.load()  # once per worker: a model loads here, never per bundle
+            self._embed = functools.partial(timed_embed, self.embedder)
+            self._limit = self.concurrency if self.embedder.parallel_calls else 1
+        self._pool = ThreadPoolExecutor(self._limit, "embed") if self._limit > 1 else None
 
     def process(self, batch):
         self.progress.checkpoint()

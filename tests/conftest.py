@@ -78,6 +78,7 @@ class SlowEmbedder(HashingEmbedder):
     (the delay overlaps across calls, as requests in flight do)."""
 
     parallel_calls = True
+    gil_bound = False  # waits, as a remote model's requests do: a thread pool, not helpers
 
     def __init__(self, delay: float = 0.2, dim: int = 384):
         super().__init__(dim)
