@@ -1,9 +1,10 @@
 """AssembleFiles: the per-file barrier that makes a file's rows all-or-nothing.
 
-The file's record, its embedded chunks and its chunk errors meet in one CoGroupByKey by path.
-Only vectors cross the grouping (its input is buffered in memory by the FnApiRunner); chunk text
-is re-cut from the file after checking its hash, which also catches a file that changed during
-the run. A file becomes rows only when every chunk is present and embedded; otherwise it becomes
+The file's record, its vector blocks and its chunk errors meet in one CoGroupByKey by path.
+No chunk text crosses the grouping (its input is buffered in memory by the FnApiRunner), and on
+a local staging folder no vectors either, only references into spill files (spill.py); chunk
+text is re-cut from the file after checking its hash, which also catches a file that changed
+during the run. A file becomes rows only when every chunk is present and embedded; otherwise it becomes
 one failure record with the reason.
 """
 
@@ -19,6 +20,7 @@ from .language import detect_language
 from .progress import ASSEMBLED, RunLink
 from .records import FileRecord
 from .schema import FAILED, SKIPPED, chunk_id, row_schema
+from .spill import SpillReader, block_rows
 
 ROWS = "rows"
 
@@ -45,16 +47,25 @@ def build_rows(record: FileRecord, chunks, vectors: np.ndarray, dim: int) -> pa.
     return pa.RecordBatch.from_arrays(columns, schema=row_schema(dim))
 
 
-def check_complete(record: FileRecord, vectors: list, errors: list) -> str | None:
+def check_complete(record: FileRecord, blocks: list, errors: list) -> str | None:
     """The reason a file cannot be written, or None when every chunk is embedded."""
     if errors:
         index, reason = min(errors)
         more = f" (and {len(errors) - 1} more chunks)" if len(errors) > 1 else ""
         return f"chunk {index}: {reason}{more}"
-    indices = sorted(index for index, _ in vectors)
+    indices = sorted(index for block_indices, _ in blocks for index in block_indices)
     if indices != list(range(record.total_chunks)):
         return f"{len(set(indices))} of {record.total_chunks} chunks embedded"
     return None
+
+
+def gather_vectors(blocks: list, total: int, dim: int, reader: SpillReader) -> np.ndarray:
+    """The file's vector blocks as one (total, dim) float32 matrix in chunk order."""
+    matrix = np.empty((total, dim), dtype=np.float32)
+    for indices, rows in blocks:
+        data = block_rows(rows, len(indices), dim, reader)
+        matrix[indices] = np.frombuffer(data, dtype=np.float32).reshape(len(indices), dim)
+    return matrix
 
 
 class AssembleFile(beam.DoFn):
@@ -76,8 +87,8 @@ class AssembleFile(beam.DoFn):
         records = list(groups["files"])
         if not records:  # vectors without a file record cannot happen in one pipeline
             raise ValueError(f"no file record for {path!r}")
-        vectors = [item for part in groups["vectors"] for item in part]
-        record, rows = self._assemble(records[0], vectors, list(groups["errors"]))
+        record, rows = self._assemble(records[0], list(groups["vectors"]),
+                                      list(groups["errors"]))
         if record.status == SKIPPED:
             stats.skip_counter(record.error).inc()
         elif record.status == FAILED:
@@ -91,10 +102,17 @@ class AssembleFile(beam.DoFn):
             yield beam.pvalue.TaggedOutput(ROWS, rows)
         yield record
 
-    def _assemble(self, record: FileRecord, vectors: list, errors: list):
+    def setup(self):
+        self._spilled = SpillReader()
+
+    def finish_bundle(self):
+        self._spilled.close()  # the next bundle may read other spill files
+        self.progress.flush()
+
+    def _assemble(self, record: FileRecord, blocks: list, errors: list):
         if not record.success:
             return record, None
-        reason = check_complete(record, vectors, errors)
+        reason = check_complete(record, blocks, errors)
         if reason is not None:
             return record.failed(reason), None
         if record.total_chunks == 0:
@@ -107,11 +125,11 @@ class AssembleFile(beam.DoFn):
             return record.failed(f"file changed during indexing ({exc.reason})"), None
         if digest != record.file_hash or len(chunks) != record.total_chunks:
             return record.failed("file changed during indexing"), None
-        vectors.sort(key=lambda item: item[0])
-        matrix = np.frombuffer(b"".join(v for _, v in vectors), dtype=np.float32)
+        matrix = gather_vectors(blocks, record.total_chunks, self.dim, self._spilled)
         return record, build_rows(record, chunks, matrix, self.dim)
 
     def teardown(self):
+        self._spilled.close()
         self.progress.close()
 
 

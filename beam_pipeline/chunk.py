@@ -110,6 +110,9 @@ class ChunkFile(beam.DoFn):
         if chunks:
             yield beam.pvalue.TaggedOutput(CHUNKS, (entry.path, [(c.index, c.text) for c in chunks]))
 
+    def finish_bundle(self):
+        self.progress.flush()
+
     def teardown(self):
         self.progress.close()
 

@@ -11,10 +11,10 @@ Example::
 
 from __future__ import annotations
 
-import bisect
 import codecs
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 DEFAULT_CHUNK_SIZE = 1000
 DEFAULT_OVERLAP_RATIO = 0.15
@@ -44,8 +44,7 @@ class Decoded:
     legacy: bool  # decoded with a single-byte legacy codec as a last resort
 
 
-@dataclass(frozen=True)
-class Chunk:
+class Chunk(NamedTuple):  # a tuple: made 37k times per stdlib run, twice
     index: int
     char_start: int
     char_end: int  # exclusive
@@ -121,19 +120,21 @@ def chunk_spans(length: int, size: int, overlap: int) -> list[tuple[int, int]]:
 def chunk_text(text: str, size: int = DEFAULT_CHUNK_SIZE, overlap: int | None = None) -> list[Chunk]:
     """Cut `text` into chunks with 1-based line numbers.
 
-    Whitespace-only text has no chunks. Line numbers come from one scan for newlines plus a
-    binary search per chunk, so the cost is linear in the text, not in text × chunks.
+    Whitespace-only text has no chunks. Line numbers come from counting newlines between
+    consecutive chunk starts (in C, `str.count`), so the cost is linear in the text, not in
+    text × chunks.
     """
     if overlap is None:
         overlap = default_overlap(size)
     if not text.strip():
         return []
-    newlines = [m.start() for m in re.finditer("\n", text)]
     chunks = []
+    line_start, previous = 1, 0
     for index, (start, end) in enumerate(chunk_spans(len(text), size, overlap)):
+        line_start += text.count("\n", previous, start)
+        previous = start
         # A newline belongs to the line it ends, so the last character's line counts the
         # newlines strictly before it.
-        line_start = bisect.bisect_left(newlines, start) + 1
-        line_end = bisect.bisect_left(newlines, end - 1) + 1
+        line_end = line_start + text.count("\n", start, end - 1)
         chunks.append(Chunk(index, start, end, line_start, line_end, text[start:end]))
     return chunks

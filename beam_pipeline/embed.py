@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import functools
 import logging
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
@@ -30,6 +30,7 @@ from .progress import EMBEDDED, RunLink
 log = logging.getLogger(__name__)
 
 ERRORS = "errors"
+QUEUED_PER_HELPER = 3
 
 
 class BatchChunks(beam.DoFn):
@@ -61,8 +62,8 @@ class BatchChunks(beam.DoFn):
 
 
 class EmbedBatch(beam.DoFn):
-    """list[(path, index, text)] → (path, [(index, float32 bytes), …]) per file of the batch;
-    tagged `errors`: (path, (index, reason)).
+    """list[(path, index, text)] → a vector block `(path, (indices, float32 rows as bytes))`
+    per file of the batch; tagged `errors`: (path, (index, reason)).
 
     With `concurrency` > 1 and an embedder whose calls overlap (`parallel_calls`), up to that
     many batches are embedded at once on a thread pool (remote providers: requests in flight).
@@ -85,24 +86,25 @@ class EmbedBatch(beam.DoFn):
 
     def setup(self):
         self._in_flight: dict = {}  # future → its batch
-        self._helpers = None
+        self._helpers = self._pool = None
         if self.processes > 0 and self.embedder.gil_bound:
-            # The helpers load their own copies; threads here only wait on their pipes. Two
-            # batches per helper in flight: the next is ready the moment one is answered.
+            # The helpers load their own copies. A few batches queued per helper: each starts
+            # the next the moment it answers, while this thread is busy cutting chunks.
             self._helpers = EmbedderProcesses(self.embedder, self.processes)
-            self._embed, self._limit = self._helpers.embed, 2 * self.processes
+            self._submit, self._limit = self._helpers.submit, QUEUED_PER_HELPER * self.processes
+            return
+        self.embedder.load()  # once per worker: a model loads here, never per bundle
+        embed = functools.partial(timed_embed, self.embedder)
+        self._limit = self.concurrency if self.embedder.parallel_calls else 1
+        if self._limit > 1:
+            self._pool = ThreadPoolExecutor(self._limit, "embed")
+            self._submit = functools.partial(self._pool.submit, embed)
         else:
-            self.embedder.load()  # once per worker: a model loads here, never per bundle
-            self._embed = functools.partial(timed_embed, self.embedder)
-            self._limit = self.concurrency if self.embedder.parallel_calls else 1
-        self._pool = ThreadPoolExecutor(self._limit, "embed") if self._limit > 1 else None
+            self._submit = functools.partial(_call_now, embed)
 
     def process(self, batch):
         self.progress.checkpoint()
-        if self._pool is None:
-            yield from self._emit(batch, *self._embed(batch))
-            return
-        self._in_flight[self._pool.submit(self._embed, batch)] = batch
+        self._in_flight[self._submit(batch)] = batch
         if len(self._in_flight) >= self._limit:
             yield from self._emit_completed(FIRST_COMPLETED)
 
@@ -113,6 +115,7 @@ class EmbedBatch(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(output.tag, _global(output.value))
                 else:
                     yield _global(output)
+        self.progress.flush()
 
     def _emit_completed(self, return_when: str):
         done, _ = wait(self._in_flight, return_when=return_when)
@@ -125,18 +128,21 @@ class EmbedBatch(beam.DoFn):
         for name, value in self.embedder.take_counts().items():
             stats.counter(f"embedder_{name}").inc(value)
         done: collections.Counter = collections.Counter()
-        vectors: dict[str, list] = {}
+        blocks: dict[str, tuple[list, list]] = {}
         for (path, index, _), outcome in zip(batch, outcomes):
             done[path] += 1
             if isinstance(outcome, str):
                 self.errors.inc()
                 yield beam.pvalue.TaggedOutput(ERRORS, (path, (index, outcome)))
             else:
-                vectors.setdefault(path, []).append((index, outcome))
-        self.embedded.inc(sum(len(parts) for parts in vectors.values()))
-        # One element per file of the batch, not per chunk: the per-file grouping handles a
-        # few elements per file instead of one per chunk.
-        yield from vectors.items()
+                indices, rows = blocks.setdefault(path, ([], []))
+                indices.append(index)
+                rows.append(outcome)
+        self.embedded.inc(sum(len(indices) for indices, _ in blocks.values()))
+        # One vector block per file of the batch, not one element per chunk: the per-file
+        # grouping handles a few elements per file.
+        for path, (indices, rows) in blocks.items():
+            yield path, (indices, b"".join(rows))
         self.progress.send({"k": EMBEDDED, "p": dict(done)})
         fault_point("mid-embedding")
 
@@ -148,12 +154,18 @@ class EmbedBatch(beam.DoFn):
         self.progress.close()
 
 
+def _call_now(fn, batch) -> Future:
+    future: Future = Future()
+    future.set_result(fn(batch))
+    return future
+
+
 def _global(value) -> WindowedValue:
     return WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()])
 
 
 class EmbedChunks(beam.PTransform):
-    """(path, [(index, text), …]) → {"vectors": (path, [(index, bytes), …]),
+    """(path, [(index, text), …]) → {"vectors": (path, (indices, float32 rows as bytes)),
     "errors": (path, (index, reason))}.
 
     Example::

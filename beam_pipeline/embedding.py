@@ -16,14 +16,17 @@ Example::
 
 from __future__ import annotations
 
+import collections
+import fcntl
 import logging
 import os
-import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Self
 
@@ -32,6 +35,8 @@ import numpy as np
 from .embedders import Embedder
 
 log = logging.getLogger(__name__)
+
+_PIPE_BYTES = 1 << 20
 
 
 def embed_isolating(embedder: Embedder, batch: list) -> tuple[list, int]:
@@ -69,11 +74,17 @@ def checked_embed(embedder: Embedder, texts: list[str]) -> np.ndarray:
 
 
 class _Helper:
-    """One helper interpreter and the two pipes to it."""
+    """One helper interpreter, the two pipes to it, and a thread that reads its answers.
 
-    def __init__(self, embedder: Embedder):
+    Batches are queued in the request pipe while the helper works, so it starts the next one
+    the moment it answers; answers come back in order and resolve the batches' futures.
+    """
+
+    def __init__(self, embedder: Embedder, on_death: Callable[[_Helper, list], None]):
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
+        for fd in (to_child_w, from_child_w):
+            _widen_pipe(fd)
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", __name__, str(to_child_r), str(from_child_w)],
@@ -90,87 +101,145 @@ class _Helper:
             os.close(from_child_w)
         self.requests = Connection(to_child_w, readable=False)
         self.answers = Connection(from_child_r, writable=False)
+        self._lock = threading.Lock()  # guards the pending queue and `alive`
+        self._send_lock = threading.Lock()
+        self._pending: collections.deque[tuple[Future, list]] = collections.deque()
+        self.alive = True
+        self._on_death = on_death
+        self._reader = threading.Thread(target=self._read_answers, daemon=True,
+                                        name=f"embed-helper-{self.process.pid}")
         try:
             self.requests.send(embedder)
         except Exception:
-            self.close()
+            self.requests.close()
+            self.answers.close()
+            self.process.kill()
+            self.process.wait()
             raise
+        self._reader.start()
 
-    def embed(self, batch: list) -> tuple[list, int, float]:
-        self.requests.send(batch)
-        return self.answers.recv()
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def submit(self, batch: list) -> Future | None:
+        """The batch's future, or None when this helper is gone."""
+        future: Future = Future()
+        # Queue order must be send order. The reader never waits for `_send_lock`: a send
+        # blocked on a full pipe cannot stop the answers that drain it.
+        with self._send_lock:
+            with self._lock:
+                if not self.alive:
+                    return None
+                self._pending.append((future, batch))
+            try:
+                self.requests.send(batch)
+            except OSError:
+                pass  # it died: the reader hands this batch back with the rest of its queue
+        return future
+
+    def _read_answers(self) -> None:
+        # This thread owns the answer pipe: closing it under a blocked read is unsafe.
+        while True:
+            try:
+                answer = self.answers.recv()
+            except (EOFError, OSError):
+                break
+            with self._lock:
+                future, _ = self._pending.popleft()
+            future.set_result(answer)
+        self.answers.close()
+        with self._lock:
+            self.alive = False
+            orphans, self._pending = list(self._pending), collections.deque()
+        self._on_death(self, orphans)
 
     def close(self) -> None:
-        for conn in (self.requests, self.answers):
-            conn.close()  # the helper sees end-of-file and exits
+        """Ends the helper once it has answered what is queued; returns when it has exited."""
+        with self._send_lock:  # never under a send in flight: its descriptor could be reused
+            self.requests.close()  # the helper sees end-of-file and exits
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if threading.current_thread() is not self._reader:
+            self._reader.join()
+
+
+def _widen_pipe(fd: int) -> None:
+    # A queued batch (or an answer) larger than the default 64 KiB pipe would block its sender
+    # until the other side reads; 1 MiB is Linux's limit for unprivileged users.
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    except (AttributeError, OSError):
+        pass  # not Linux, or a lower limit: sends only block sooner
 
 
 class EmbedderProcesses:
     """`count` helper processes, each with its own copy of `embedder` (loaded there).
 
-    `embed(batch)` is thread-safe: a caller takes an idle helper, sends the batch, waits for
-    the answer with the GIL released. A helper that cannot start or dies (OOM killer, crash)
-    is not replaced: its batches are embedded in the calling process instead, with a warning,
-    so a run never fails or loses chunks because of a helper.
+    `submit(batch)` returns a Future of `(outcomes, calls, seconds)` and never waits for a
+    helper: the batch is queued to the least busy one. A helper that cannot start or dies
+    (OOM killer, crash) is not replaced: its batches are embedded in this process instead,
+    with a warning, so a run never fails or loses chunks because of a helper.
     """
 
     def __init__(self, embedder: Embedder, count: int):
         self.embedder = embedder
-        self._idle: queue.SimpleQueue[_Helper | None] = queue.SimpleQueue()
         self._helpers: list[_Helper] = []
+        self._local_loaded = False
+        self._local_lock = threading.Lock()
+        self._closed = False
         for _ in range(count):
             try:
-                self._helpers.append(_Helper(embedder))
+                self._helpers.append(_Helper(embedder, self._helper_died))
             # E.g. the interpreter is not executable for this user, or the embedder cannot be
             # pickled by value (a class defined inside a function).
             except Exception as exc:  # noqa: BLE001 - a helper is an optimisation, never fatal
                 log.warning("cannot start an embedding helper process (%s: %s); embedding in "
                             "this process instead", type(exc).__name__, exc)
                 break
-        for helper in self._helpers:
-            self._idle.put(helper)
-        self._local_loaded = False
-        self._local_lock = threading.Lock()
-        self._closed = False
 
-    def embed(self, batch: list) -> tuple[list, int, float]:
+    def submit(self, batch: list) -> Future:
         if self._closed:
             raise RuntimeError("the embedding helpers were closed")
-        if self._helpers:
-            helper = self._idle.get()
-            if helper is None:
-                self._idle.put(None)  # the last helper died: wake the next waiter too
-            else:
-                try:
-                    answer = helper.embed(batch)
-                except (EOFError, OSError) as exc:
-                    self._drop(helper)  # reaps it: its exit status says why it stopped
-                    log.warning("embedding helper process %d stopped (%s, exit status %s); "
-                                "embedding in this process instead", helper.process.pid,
-                                type(exc).__name__, helper.process.returncode)
-                else:
-                    self._idle.put(helper)
-                    return answer
+        for helper in sorted(self._helpers, key=lambda h: h.queued):
+            future = helper.submit(batch)
+            if future is not None:
+                return future
+        future = Future()
+        future.set_result(self._embed_here(batch))
+        return future
+
+    def embed(self, batch: list) -> tuple[list, int, float]:
+        return self.submit(batch).result()
+
+    def _embed_here(self, batch: list) -> tuple[list, int, float]:
         with self._local_lock:
             if not self._local_loaded:
                 self.embedder.load()
                 self._local_loaded = True
         return timed_embed(self.embedder, batch)
 
-    def _drop(self, helper: _Helper) -> None:
-        helper.close()
+    def _helper_died(self, helper: _Helper, orphans: list) -> None:
         self._helpers = [h for h in self._helpers if h is not helper]
-        if self._helpers:
+        if self._closed:
+            for future, _ in orphans:
+                future.cancel()  # a cancelled run's batches must not be embedded here
             return
-        self._idle.put(None)  # callers waiting for a helper fall through to local embedding
+        helper.close()  # reaps it: its exit status says why it stopped
+        log.warning("embedding helper process %d stopped (exit status %s); embedding its "
+                    "batches in this process instead", helper.process.pid,
+                    helper.process.returncode)
+        for future, batch in orphans:
+            try:
+                future.set_result(self._embed_here(batch))
+            except BaseException as exc:  # noqa: BLE001 - e.g. a model that cannot load: the caller raises it
+                future.set_exception(exc)
 
     def close(self) -> None:
-        self._closed = True  # a cancelled run's pending batches must not fall back to local
+        self._closed = True
         for helper in self._helpers:
             helper.close()
         self._helpers = []

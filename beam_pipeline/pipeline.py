@@ -1,7 +1,7 @@
 """The indexing pipeline as composite transforms, and `run_index`, which runs and commits it.
 
-    discover ─► ReadFileList ─► ChunkFiles ─► EmbedChunks ─► AssembleFiles ─► WriteShards
-                                      └──── file records ─────────┘      └─► WriteFilesTable
+    discover ─► ReadFileList ─► ChunkFiles ─► EmbedChunks ─► SpillVectors ─► AssembleFiles ─► WriteShards
+                                      └──── file records ────────────────────────┘      └─► WriteFilesTable
     then, in the launcher: CommitSnapshot (manifest + CURRENT), once, last.
 
 Example (a TestPipeline can run the same transforms)::
@@ -47,6 +47,7 @@ from .options import DEFAULT_BATCH_SIZE, IndexOptions, embed_processes, select_r
 from .progress import ProgressChannel, ProgressDisplay, ProgressTracker, RunLink
 from .reuse import MISSING, REUSE_TABLE, ReuseKnownVectors, write_reuse_table
 from .schema import SCHEMA_VERSION
+from .spill import SPILL_DIR, SpillVectors
 from .stats import ProcessingStats
 from .write import WriteFilesTable, WriteShards
 
@@ -113,10 +114,12 @@ class IndexFiles(beam.PTransform):
             self.embedder, self.batch_size, self.progress, self.embed_concurrency,
             self.embed_processes)
         vectors.append(embedded["vectors"])
+        blocks = vectors[0] if len(vectors) == 1 else vectors | "AllVectors" >> beam.Flatten()
+        if storage.is_local(self.staging_dir):  # every worker shares this disk
+            blocks = blocks | "SpillVectors" >> SpillVectors(
+                storage.join(self.staging_dir, SPILL_DIR))
         assembled = {
-            "files": chunked["files"],
-            "vectors": vectors[0] if len(vectors) == 1 else vectors | "AllVectors" >> beam.Flatten(),
-            "errors": embedded["errors"],
+            "files": chunked["files"], "vectors": blocks, "errors": embedded["errors"],
         } | "Assemble" >> AssembleFiles(self.config, dim, self.progress)
         shards = assembled["rows"] | "Write" >> WriteShards(
             self.staging_dir, dim, progress=self.progress)
@@ -333,6 +336,7 @@ def _run(root: Path, out: str, staging: str, scratch: Path, snapshot_id: str,
             result = _run_pipeline(_chunker(root, settings, req), staging, todo, settings,
                                    options, RunLink(channel.address, req.cancel.check()), reuse)
             carried = carrying.result() if carrying else []
+        storage.delete_tree(storage.join(staging, SPILL_DIR))  # the shards hold the vectors now
         stats.add_counters(stats_mod.sum_counters(result))
         tracker.set_stage("committing")
         shards = commit.staged_summary(staging, also_keep={s["path"] for s in carried})["shards"]

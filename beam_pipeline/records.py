@@ -1,9 +1,10 @@
 """Element types that cross stage boundaries.
 
 A file's chunks travel as one plain tuple `(path, [(chunk_index, text), …])`, batches of chunks
-as `[(path, chunk_index, text), …]`, and embedded chunks, per file of an embedded batch, as
-`(path, [(chunk_index, float32 bytes), …])`: cheap to encode, and few elements per file (Beam's
-cost is per element).
+as `[(path, chunk_index, text), …]`, and embedded chunks, per file of an embedded batch, as a
+vector block `(path, (chunk_indices, rows))`: `rows` holds the float32 vectors in `chunk_indices`
+order, as bytes or as a reference into a spill file (spill.py). Plain tuples are cheap to
+encode, and there are few elements per file (Beam's cost is per element).
 """
 
 from __future__ import annotations

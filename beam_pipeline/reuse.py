@@ -9,7 +9,8 @@ re-index only happens when the fingerprint (embedder, model, dim, chunker) is un
 Example::
 
     found = chunks | ReuseKnownVectors("/staging/_reuse.parquet")
-    # found["vectors"]: (path, [(index, bytes), …]); found["missing"]: (path, [(index, text), …])
+    # found["vectors"]: (path, (indices, float32 rows as bytes));
+    # found["missing"]: (path, [(index, text), …])
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def write_reuse_table(shard_paths: list[str], paths: set[str], target: str) -> i
 
 
 class ReuseVectorsFn(beam.DoFn):
-    """A file's chunks (path, [(index, text), …]) → (path, [(index, bytes), …]) for the known
-    ones; tagged `missing`: (path, [(index, text), …]) for the rest."""
+    """A file's chunks (path, [(index, text), …]) → a vector block (path, (indices, bytes)) of
+    the known ones; tagged `missing`: (path, [(index, text), …]) for the rest."""
 
     def __init__(self, table_path: str | None, progress: RunLink | None = None):
         self.table_path = table_path
@@ -69,19 +70,23 @@ class ReuseVectorsFn(beam.DoFn):
     def process(self, element):
         self.progress.checkpoint()
         path, chunks = element
-        found, missing = [], []
+        found, vectors, missing = [], [], []
         for index, text in chunks:
             vector = self._known.get(text_key(text)) if self._known else None
             if vector is None:
                 missing.append((index, text))
             else:
-                found.append((index, vector))
+                found.append(index)
+                vectors.append(vector)
         if found:
             self.reused.inc(len(found))
             self.progress.send({"k": EMBEDDED, "p": {path: len(found)}})
-            yield path, found
+            yield path, (found, b"".join(vectors))
         if missing:
             yield beam.pvalue.TaggedOutput(MISSING, (path, missing))
+
+    def finish_bundle(self):
+        self.progress.flush()
 
     def teardown(self):
         self.progress.close()

@@ -142,6 +142,7 @@ class WriteShardsFn(beam.DoFn):
         writing, self._writing = self._writing, []
         for future in writing:
             yield WindowedValue(self._written(future.result()), MIN_TIMESTAMP, [GlobalWindow()])
+        self.progress.flush()
 
     def _written(self, shard: dict) -> dict:
         self.rows_written.inc(shard["rows"])

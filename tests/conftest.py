@@ -122,3 +122,10 @@ class MutatingEmbedder(HashingEmbedder):
             self._changed = True
             Path(self.change).write_text("def rewritten():\n    return 'during the run'\n")
         return super().embed(texts)
+
+
+def block_chunks(path, block):
+    """A vector block `(indices, float32 row bytes)` → (path, index, vector bytes) per chunk."""
+    indices, rows = block
+    size = len(rows) // len(indices)
+    return [(path, index, rows[k * size:(k + 1) * size]) for k, index in enumerate(indices)]

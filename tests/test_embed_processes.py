@@ -120,7 +120,7 @@ def test_embed_chunks_with_helpers_isolates_a_poisoned_chunk_like_in_process():
         assert_that(out["errors"] | beam.MapTuple(lambda path, e: (path, e[0])),
                     equal_to([("f7.py", 0)]), label="errors")
         assert_that(out["vectors"] | beam.FlatMapTuple(
-            lambda path, parts: [(path, i) for i, _ in parts]),
+            lambda path, block: [(path, i) for i in block[0]]),
             equal_to([(f"f{i}.py", j) for i in range(10) for j in (0, 1) if (i, j) != (7, 0)]),
             label="vectors")
 
@@ -141,3 +141,25 @@ def test_how_many_helpers_a_run_gets(flags, asked, gil_bound, expected):
 def test_negative_helper_counts_are_refused():
     with pytest.raises(ValueError):
         EmbedChunks(HashingEmbedder(), batch_size=4, processes=-1)
+
+
+def test_batches_queue_behind_a_busy_helper_and_answer_in_order():
+    expected = HashingEmbedder(64)
+    with EmbedderProcesses(HashingEmbedder(64), count=2) as helpers:
+        futures = [helpers.submit(batch) for batch in batches(3)]  # all queued at once
+        assert max(h.queued for h in helpers._helpers) > 1
+        for batch, future in zip(batches(3), futures):
+            outcomes, _, _ = future.result(timeout=30)
+            got = np.frombuffer(b"".join(outcomes), np.float32).reshape(len(batch), 64)
+            np.testing.assert_array_equal(got, expected.embed([t for _, _, t in batch]))
+
+
+def test_batches_queued_to_a_helper_that_dies_are_embedded_here(caplog):
+    expected = HashingEmbedder(64)
+    with caplog.at_level(logging.WARNING), EmbedderProcesses(DiesInHelper(64), 1) as helpers:
+        futures = [helpers.submit(batch) for batch in batches()]
+        results = [future.result(timeout=30) for future in futures]
+    assert "exit status 3" in caplog.text
+    for batch, (outcomes, _, _) in zip(batches(), results):
+        got = np.frombuffer(b"".join(outcomes), np.float32).reshape(len(batch), 64)
+        np.testing.assert_array_equal(got, expected.embed([t for _, _, t in batch]))

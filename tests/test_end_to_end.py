@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import BEAM_INDEX, BrokenLoadEmbedder, code_file, make_tree, run_cli
+from conftest import BEAM_INDEX, BrokenLoadEmbedder, SlowEmbedder, code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.schema import (
@@ -140,7 +140,9 @@ def test_progress_heartbeats_advance_and_never_go_silent(tmp_path):
     src = make_tree(tmp_path / "src", {f"d{i // 100}/f{i}.py": code_file(f"f{i}", 20)
                                        for i in range(1500)})
     stream = FakeTerminal()
-    stats = run_index(src, tmp_path / "out", IndexSettings.create(batch_size=32),
+    # 63 calls of 30 ms: a run of ~2 s, so the 0.5 s display must show the counters moving.
+    stats = run_index(src, tmp_path / "out",
+                      IndexSettings.create(SlowEmbedder(0.03), batch_size=32),
                       progress_stream=stream, quiet=False)
     assert stats.files_processed == 1500
     times = [t for t, _ in stream.writes]

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from conftest import PoisonEmbedder, SlowEmbedder, code_file, make_tree
+from conftest import PoisonEmbedder, SlowEmbedder, block_chunks, code_file, make_tree
 
 from beam_pipeline.chunk import ChunkerConfig, ChunkFiles
 from beam_pipeline.chunking import chunk_text
@@ -69,7 +69,7 @@ def test_embed_chunks_isolates_a_poisoned_chunk_and_batches_across_files():
         assert_that(out["errors"] | beam.MapTuple(lambda path, e: (path, e[0], "poisoned" in e[1])),
                     equal_to([("f2.py", 1, True)]), label="errors")
         embedded = out["vectors"] | beam.FlatMapTuple(
-            lambda path, parts: [(path, i, len(v)) for i, v in parts])
+            lambda path, block: [(p, i, len(v)) for p, i, v in block_chunks(path, block)])
         assert_that(embedded, equal_to([(path, j, 16 * 4) for path, j, text in chunks
                                         if "POISON" not in text]), label="vectors")
 
@@ -93,7 +93,7 @@ def test_embed_batches_honour_batch_size_across_and_within_files():
     with pipeline() as p:
         out = (p | beam.Create(per_file(chunks), reshuffle=False)
                  | EmbedChunks(RecordingEmbedder(), 5))
-        embedded = out["vectors"] | beam.FlatMapTuple(lambda path, parts: [(path, i) for i, _ in parts])
+        embedded = out["vectors"] | beam.FlatMapTuple(lambda path, block: [(path, i) for i in block[0]])
         assert_that(embedded, equal_to([(path, i) for path, i, _ in chunks]))
     assert sorted(BATCH_SIZES_SEEN, reverse=True) == [5] * 7 + [2]
 
@@ -180,7 +180,7 @@ def test_embed_concurrency_overlaps_slow_calls_and_keeps_results():
             out = (p | beam.Create(per_file(chunks), reshuffle=False)
                      | EmbedChunks(SlowEmbedder(0.15), batch_size=2, concurrency=threads))
             assert_that(out["vectors"] | beam.FlatMapTuple(
-                lambda path, parts: [(path, i, len(v)) for i, v in parts]),
+                lambda path, block: [(p, i, len(v)) for p, i, v in block_chunks(path, block)]),
                 equal_to([(path, i, 384 * 4) for path, i, _ in chunks]))
         timings[threads] = time.monotonic() - started
     # 20 calls of 0.15 s: about 3 s one at a time, about 0.8 s four at a time.
@@ -194,7 +194,7 @@ def test_embed_concurrency_still_isolates_a_poisoned_chunk():
                  | EmbedChunks(ThreadSafePoison(), batch_size=3, concurrency=3))
         assert_that(out["errors"] | beam.MapTuple(lambda path, e: path), equal_to(["f7.py"]),
                     label="errors")
-        assert_that(out["vectors"] | beam.FlatMapTuple(lambda path, parts: [path] * len(parts)),
+        assert_that(out["vectors"] | beam.FlatMapTuple(lambda path, block: [path] * len(block[0])),
                     equal_to([f"f{i}.py" for i in range(16) if i != 7]), label="vectors")
 
 
