@@ -5,7 +5,7 @@ launcher's memory and every byte in it is encoded, copied and decoded several ti
 stdlib, 58 MB of float32 vectors became ~0.85 s of a 5.5 s run and most of its page faults,
 and a large repository's vectors would all sit in RAM at once. When the staging folder is local
 (the local runners, where every worker shares this disk), each embedding bundle appends its
-vectors to one spill file under `staging/_vectors/` and the grouping carries only
+vectors to one spill file under `staging/_spill/` and the grouping carries only
 `(spill file, offset)`. On an object store the vectors stay in the shuffle, which a distributed
 runner is built for.
 
@@ -16,7 +16,7 @@ it whole; a retried bundle writes a new file, and the folder is deleted before t
 
 Example::
 
-    spilled = vectors | SpillVectors("/tmp/index/.staging/20261129T.../_vectors")
+    spilled = vectors | SpillVectors("/tmp/index/.staging/20261129T.../_spill")
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import uuid
 
 import apache_beam as beam
 
-SPILL_DIR = "_vectors"
+SPILL_DIR = "_spill"
 _OPEN_FILES = 64  # spill files a reader keeps open (one per embedding bundle)
 
 
