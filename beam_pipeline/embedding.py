@@ -154,10 +154,15 @@ class _Helper:
             orphans, self._pending = list(self._pending), collections.deque()
         self._on_death(self, orphans)
 
-    def close(self) -> None:
-        """Ends the helper once it has answered what is queued; returns when it has exited."""
+    def stop(self) -> None:
+        """Tells the helper to exit once it has answered what is queued."""
         with self._send_lock:  # never under a send in flight: its descriptor could be reused
-            self.requests.close()  # the helper sees end-of-file and exits
+            if not self.requests.closed:
+                self.requests.close()  # the helper sees end-of-file and exits
+
+    def close(self) -> None:
+        """`stop`, and return when the helper has exited."""
+        self.stop()
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -240,9 +245,11 @@ class EmbedderProcesses:
 
     def close(self) -> None:
         self._closed = True
-        for helper in self._helpers:
+        helpers, self._helpers = self._helpers, []
+        for helper in helpers:
+            helper.stop()  # all at once: they shut down in parallel
+        for helper in helpers:
             helper.close()
-        self._helpers = []
 
     def __enter__(self) -> Self:
         return self
