@@ -4,8 +4,8 @@ The file's record, its vector blocks and its chunk errors meet in one CoGroupByK
 No chunk text crosses the grouping (its input is buffered in memory by the FnApiRunner), and on
 a local staging folder no vectors either, only references into spill files (spill.py); chunk
 text is re-cut from the file after checking its hash, which also catches a file that changed
-during the run. A file becomes rows only when every chunk is present and embedded; otherwise it becomes
-one failure record with the reason.
+during the run. A file becomes rows only when every chunk is present and embedded; otherwise
+it becomes one failure record with the reason.
 """
 
 from __future__ import annotations

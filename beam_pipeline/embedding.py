@@ -240,7 +240,8 @@ class EmbedderProcesses:
         for future, batch in orphans:
             try:
                 future.set_result(self._embed_here(batch))
-            except BaseException as exc:  # noqa: BLE001 - e.g. a model that cannot load: the caller raises it
+            # E.g. a model that cannot load here: the caller's result() raises it.
+            except BaseException as exc:  # noqa: BLE001
                 future.set_exception(exc)
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """The indexing pipeline as composite transforms, and `run_index`, which runs and commits it.
 
-    discover ─► ReadFileList ─► ChunkFiles ─► EmbedChunks ─► SpillVectors ─► AssembleFiles ─► WriteShards
-                                      └──── file records ────────────────────────┘      └─► WriteFilesTable
+    discover ─► ReadFileList ─► ChunkFiles ─► EmbedChunks ─► SpillVectors ─► AssembleFiles
+                                      └──── file records ──────────────────────────┘
+    AssembleFiles ─► WriteShards ─► WriteFilesTable
     then, in the launcher: CommitSnapshot (manifest + CURRENT), once, last.
 
 Example (a TestPipeline can run the same transforms)::

@@ -62,7 +62,7 @@ class RunLink:
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
         self._events: list[dict] = []
-        self._since = 0.0  # when the oldest waiting event was sent
+        self._since = 0.0  # when the oldest waiting event was queued
 
     def __getstate__(self):
         return {"address": self.address, "cancel": self.cancel}
@@ -80,7 +80,6 @@ class RunLink:
         with self._lock:
             if not self._events:
                 self._since = time.monotonic()
-                _flusher.watch(self)
             self._events.append(event)
             if (self._sock is None  # the first event goes at once: the run has visibly begun
                     or len(self._events) >= FLUSH_EVENTS
@@ -98,6 +97,7 @@ class RunLink:
         if self._sock is None:
             self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self._sock.setblocking(False)
+            _flusher.watch(self)
         self._send(events)
 
     def _send(self, events: list[dict]) -> None:

@@ -43,7 +43,8 @@ class SpillWriter:
     def write(self, rows: bytes) -> tuple[str, int]:
         if self._file is None:
             os.makedirs(self._directory, exist_ok=True)
-            self._file = open(self.path, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in close()
+            # Kept open across writes; close() closes it.
+            self._file = open(self.path, "wb", buffering=1 << 20)  # noqa: SIM115
         ref = (self.path, self._offset)
         self._file.write(rows)
         self._offset += len(rows)
