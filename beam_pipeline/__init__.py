@@ -23,10 +23,11 @@ _EXPORTS = {
     "NothingCommitted": "pipeline",
     "ReadFileList": "pipeline",
     "run_index": "pipeline",
+    "StatsMismatch": "pipeline",
     "ProcessingStats": "stats",
 }
 __all__ = ["FileProcessingResult", "HighThroughputProcessor", "IndexFiles", "IndexSettings",
-           "NothingCommitted", "ProcessingStats", "ReadFileList", "run_index"]
+           "NothingCommitted", "ProcessingStats", "ReadFileList", "StatsMismatch", "run_index"]
 
 
 def __getattr__(name: str):

@@ -103,6 +103,7 @@ class AssembleFile(beam.DoFn):
         yield record
 
     def setup(self):
+        self.progress.setup()
         self._spilled = SpillReader()
 
     def finish_bundle(self):

@@ -1,24 +1,33 @@
-"""Cooperative cancellation that reaches DoFns in any runner mode.
+"""Cooperative cancellation that reaches DoFns on any runner, plus the runner's own cancel.
 
 FnApiRunner's `run()` has no cancel handle, so DoFns check a flag and raise. A flag in memory
-would not reach worker processes (multi_processing, portable runners), so the flag is a file in
-the run's staging folder; DoFns look at it at most every 0.1 s (every second when the output is
-on a remote filesystem, where a look is a request).
+would not reach worker processes (multi_processing, portable and distributed runners), so the
+flag is a file in the run's staging folder on OUT's filesystem, the one place every worker can
+reach. On a local folder a DoFn looks at it at most every 0.1 s; on an object store a daemon
+thread per worker process looks every second, so no DoFn waits on a request. Where the runner
+can cancel a job (portable runners, Dataflow), the launcher also calls its `cancel()`.
 
 Example::
 
     token = CancelToken()
     token.bind(staging / "_cancel")      # launcher
     check = token.check()                # pickled into DoFns; check() raises Cancelled
+    with token.also_calls(result.cancel):
+        result.wait_until_finish()
     token.cancel()                       # any thread
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 from . import storage
+
+log = logging.getLogger(__name__)
 
 _CHECK_INTERVAL_S = 0.1
 _REMOTE_CHECK_INTERVAL_S = 1.0
@@ -28,6 +37,35 @@ class Cancelled(Exception):
     """The run was cancelled; nothing was committed."""
 
 
+class _RemoteFlag:
+    """One daemon thread per worker process that looks for a remote flag every second."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.raised = False
+        threading.Thread(target=self._loop, name="cancel-flag", daemon=True).start()
+
+    def _loop(self) -> None:
+        while not self.raised:
+            try:
+                self.raised = storage.exists(self.path)
+            except Exception as exc:  # noqa: BLE001 - a failed look is retried; never fatal
+                log.debug("cannot look for the cancel flag %s: %s", self.path, exc)
+            time.sleep(_REMOTE_CHECK_INTERVAL_S)
+
+
+_remote_flags: dict[str, _RemoteFlag] = {}
+_remote_lock = threading.Lock()
+
+
+def _remote_flag(path: str) -> _RemoteFlag:
+    with _remote_lock:
+        flag = _remote_flags.get(path)
+        if flag is None:
+            flag = _remote_flags[path] = _RemoteFlag(path)
+        return flag
+
+
 class CancelCheck:
     """Picklable check used inside DoFns."""
 
@@ -35,8 +73,7 @@ class CancelCheck:
         self.path = path
         self._next = 0.0
         self._seen = False
-        local = path is None or storage.is_local(path)
-        self._interval = _CHECK_INTERVAL_S if local else _REMOTE_CHECK_INTERVAL_S
+        self._local = path is None or storage.is_local(path)
 
     def __getstate__(self):
         return {"path": self.path}
@@ -47,10 +84,14 @@ class CancelCheck:
     def __call__(self) -> None:
         if self.path is None:
             return
-        now = time.monotonic()
-        if not self._seen and now >= self._next:
-            self._next = now + self._interval
-            self._seen = storage.exists(self.path)
+        if not self._seen:
+            if self._local:
+                now = time.monotonic()
+                if now >= self._next:
+                    self._next = now + _CHECK_INTERVAL_S
+                    self._seen = storage.exists(self.path)
+            else:
+                self._seen = _remote_flag(self.path).raised
         if self._seen:
             raise Cancelled("cancellation requested")
 
@@ -62,6 +103,7 @@ class CancelToken:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._path: str | None = None
+        self._hooks: list[Callable[[], object]] = []
 
     @property
     def cancelled(self) -> bool:
@@ -73,17 +115,43 @@ class CancelToken:
             if self._event.is_set():
                 self._raise_flag()
 
-    def cancel(self) -> None:
+    def cancel(self, wait: bool = False) -> None:
+        """Raise the flag, and call the runner's cancel (on a thread; joined when `wait`)."""
         with self._lock:
+            first = not self._event.is_set()
             self._event.set()
             if self._path is not None:
                 self._raise_flag()
+            hooks = list(self._hooks) if first else []
+        callers = [threading.Thread(target=_call_hook, args=(hook,), daemon=True,
+                                    name="runner-cancel") for hook in hooks]
+        for caller in callers:
+            caller.start()
+        if wait:
+            for caller in callers:
+                caller.join(timeout=30)
+
+    @contextlib.contextmanager
+    def also_calls(self, hook: Callable[[], object]) -> Iterator[None]:
+        """While inside, a cancel also calls `hook` (a runner's own cancel); at once when the
+        token is already cancelled."""
+        with self._lock:
+            self._hooks.append(hook)
+            already = self._event.is_set()
+        if already:
+            _call_hook(hook)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._hooks.remove(hook)
 
     def _raise_flag(self) -> None:
         try:
-            storage.write_bytes(self._path, b"")
-        except OSError:
-            pass  # staging already gone: the run has ended
+            # Not empty: an object store cannot take a zero-byte upload through FileSystems.
+            storage.write_bytes(self._path, b"cancel\n")
+        except Exception as exc:  # noqa: BLE001 - staging gone (the run has ended) or unwritable
+            log.warning("cannot raise the cancel flag %s: %s", self._path, exc)
 
     def check(self) -> CancelCheck:
         return CancelCheck(self._path)
@@ -91,3 +159,13 @@ class CancelToken:
     def raise_if_cancelled(self) -> None:
         if self.cancelled:
             raise Cancelled("cancellation requested")
+
+
+def _call_hook(hook: Callable[[], object]) -> None:
+    try:
+        hook()
+    except NotImplementedError:
+        log.info("the runner cannot cancel a job; its workers stop at the cancel flag")
+    except Exception as exc:  # noqa: BLE001 - the flag still stops the workers
+        log.warning("the runner's cancel failed (%s: %s); its workers stop at the cancel "
+                    "flag", type(exc).__name__, exc)

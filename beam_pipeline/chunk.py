@@ -17,7 +17,7 @@ import apache_beam as beam
 
 from . import stats
 from .chunking import UndecodableError, chunk_text, decode_source, is_binary
-from .discover import FileEntry
+from .discover import FileEntry, is_url, join_url, read_store_object
 from .progress import CHUNKED, RunLink
 from .records import FileRecord
 
@@ -34,7 +34,7 @@ class FileSkipped(Exception):
 
 @dataclass(frozen=True)
 class ChunkerConfig:
-    root: str
+    root: str  # a local folder, or a URL the workers read through Beam's FileSystems
     chunk_size: int
     overlap: int
     max_file_size: int
@@ -46,10 +46,16 @@ class OutsideRootError(OSError):
 
 
 def read_source(root: str, rel: str, max_size: int, follow_symlinks: bool = False) -> bytes:
-    """Read a regular file without blocking on FIFOs, and — unless `follow_symlinks` — without
-    following a final symlink."""
-    if os.path.isabs(rel) or ".." in rel.split("/"):
+    """Read a source file: on a URL root through Beam's FileSystems; on a local one as a regular
+    file, without blocking on FIFOs and — unless `follow_symlinks` — without following a final
+    symlink."""
+    if os.path.isabs(rel) or ".." in rel.split("/") or is_url(rel):
         raise OutsideRootError(f"{rel} is outside the source root")
+    if is_url(root):
+        data = read_store_object(join_url(root, rel), max_size + 1)
+        if len(data) > max_size:
+            raise FileSkipped("too_large")
+        return data
     flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
     fd = os.open(os.path.join(root, rel), flags)
     try:
@@ -80,7 +86,8 @@ def load_chunks(config: ChunkerConfig, rel: str):
 def describe_os_error(exc: OSError) -> str:
     if isinstance(exc, OutsideRootError):
         return str(exc)
-    return f"{type(exc).__name__}: {exc.strerror or exc}"
+    text = str(exc.strerror or exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 class ChunkFile(beam.DoFn):
@@ -90,6 +97,9 @@ class ChunkFile(beam.DoFn):
         self.config = config
         self.progress = progress or RunLink(None)
         self.legacy = stats.counter(stats.LEGACY_ENCODING)
+
+    def setup(self):
+        self.progress.setup()
 
     def process(self, entry: FileEntry):
         self.progress.checkpoint()

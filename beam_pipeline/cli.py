@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         "index", help="index SOURCE into OUT (a new snapshot, committed atomically)",
         epilog="Any other --flag is passed to Beam as a pipeline option, e.g. "
         "--direct_running_mode=multi_processing --direct_num_workers=2 or --runner=FlinkRunner.")
-    index.add_argument("source", help="repository folder to index")
+    index.add_argument("source", help="repository folder to index, or a URL on a filesystem "
+                       "Beam has installed (s3://…, gs://…) holding a copy of it")
     index.add_argument("--output", "-o", required=True,
                        help="index folder (created if needed), or a URL on a filesystem Beam "
                        "has installed (gs://…, s3://…)")
@@ -64,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--follow-symlinks", action="store_true",
                        help="index what symlinks point to, also outside SOURCE (default: "
                        "symlinks are skipped); a folder is walked once")
+    index.add_argument("--local-paths-on-workers", action="store_true",
+                       help="a local SOURCE or OUT is mounted at the same path on every worker "
+                       "of a distributed runner (without it, such paths are refused there)")
+    index.add_argument("--no-spill", dest="spill", action="store_false",
+                       help="local runners: send the vectors through Beam's grouping in memory "
+                       "instead of spill files on disk")
     index.add_argument("--dry-run", action="store_true",
                        help="print the plan and the number of chunks to embed, then stop")
     index.add_argument("--quiet", "-q", action="store_true", help="no progress display")
@@ -81,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser("verify", help="check the live snapshot against its manifest")
     verify.add_argument("output", help="index folder or URL")
-    verify.add_argument("--source", type=Path,
-                        help="also report files missing from or stale in the index")
+    verify.add_argument("--source",
+                        help="also report files missing from or stale in the index (a folder "
+                        "or a URL)")
     return parser
 
 
@@ -93,8 +101,11 @@ def print_summary(stats, stream=sys.stderr) -> None:
         headline = f"Up to date: snapshot {stats.snapshot_id} unchanged"
     else:
         headline = "Nothing committed"
+    no_metrics = ("  stats           from the pipeline's outputs: the runner reports no "
+                  "metrics (embedding counters unknown)")
     lines = [
         headline,
+        *([no_metrics] if stats.stats_source == "outputs" else []),
         (f"  plan            {stats.files_added} added, {stats.files_changed} changed, "
          f"{stats.files_unchanged} unchanged, {stats.files_deleted} deleted"),
         f"  files indexed   {stats.files_processed}",
@@ -129,8 +140,9 @@ def run_index_command(args, beam_flags: list[str]) -> int:
     from .commit import OutputError
     from .lock import LockedError
     from .options import unknown_flags
-    from .pipeline import IndexSettings, NothingCommitted, run_index
+    from .pipeline import IndexSettings, NothingCommitted, StatsMismatch, run_index
     from .reindex import CorruptSnapshotError
+    from .runners import RunnerRefused
 
     unknown = unknown_flags(beam_flags)
     if unknown:
@@ -152,13 +164,17 @@ def run_index_command(args, beam_flags: list[str]) -> int:
                           pipeline_options=PipelineOptions(beam_flags), full=args.full,
                           checksum=args.checksum, follow_symlinks=args.follow_symlinks,
                           keep=args.keep, dry_run=args.dry_run, announce=_announce,
-                          quiet=args.quiet)
+                          quiet=args.quiet, local_paths_on_workers=args.local_paths_on_workers,
+                          spill=args.spill)
+    except RunnerRefused as exc:
+        print(f"beam-index: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except NothingCommitted as exc:
         print_summary(exc.stats)
         _write_stats(exc.stats, args.stats_json)
         print(f"beam-index: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except (OSError, OutputError, LockedError, CorruptSnapshotError) as exc:
+    except (OSError, OutputError, LockedError, CorruptSnapshotError, StatsMismatch) as exc:
         print(f"beam-index: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if not args.dry_run:

@@ -85,6 +85,7 @@ class EmbedBatch(beam.DoFn):
         self.embed_ms = stats.counter("embed_ms")
 
     def setup(self):
+        self.progress.setup()
         self._in_flight: dict = {}  # future → its batch
         self._helpers = self._pool = None
         if self.processes > 0 and self.embedder.gil_bound:

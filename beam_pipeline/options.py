@@ -1,4 +1,4 @@
-"""IndexOptions: the indexer's own pipeline options, and runner selection.
+"""IndexOptions: the indexer's own pipeline options, and how many embedding helpers a run gets.
 
 Every other flag is a Beam option and passes through untouched (`--runner`,
 `--direct_running_mode`, `--direct_num_workers`, `--flink_master`, `--setup_file`, …).
@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import os
 
-from apache_beam.options.pipeline_options import (
-    DirectOptions,
-    PipelineOptions,
-    StandardOptions,
-    _BeamArgumentParser,
-)
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
 from .chunking import DEFAULT_CHUNK_SIZE
 from .discover import DEFAULT_MAX_FILE_SIZE
+from .runners import place
 
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_DIM = 384
@@ -81,28 +77,6 @@ def unknown_flags(flags: list[str]) -> list[str]:
     return [flag for flag in unknown if flag.startswith("-")]
 
 
-def select_runner(options: PipelineOptions):
-    """The runner to use: the DirectRunner's in-process engine unless another is asked for.
-
-    `DirectRunner` would first try to download the Prism binary (offline: a failed attempt and a
-    fallback); the FnApiRunner is what it falls back to, so we pick it directly. It honours
-    `--direct_running_mode` and `--direct_num_workers`. As the DirectRunner does, it hands the
-    options to its workers (a worker process sets up its FileSystems from them, e.g. the S3
-    credentials). Any other `--runner` is used as given.
-    """
-    runner = options.view_as(StandardOptions).runner
-    if runner in (None, "DirectRunner", "FnApiRunner"):
-        from apache_beam.portability.api import beam_provision_api_pb2
-        from apache_beam.runners.portability.fn_api_runner import fn_runner
-        from apache_beam.runners.portability.portable_runner import JobServiceHandle
-
-        encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-        provision = fn_runner.ExtendedProvisionInfo(
-            beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
-        return fn_runner.FnApiRunner(provision_info=provision)
-    return runner
-
-
 def embed_processes(options: PipelineOptions, asked: int | None, gil_bound: bool) -> int:
     """Helper processes for a GIL-bound embedder: `asked` when given, else one per core on the
     local runner's single-process modes (its one pipeline thread mostly waits for the embedder:
@@ -111,10 +85,6 @@ def embed_processes(options: PipelineOptions, asked: int | None, gil_bound: bool
     would only compete with them."""
     if asked is not None:
         return asked
-    if not gil_bound:
-        return 0
-    local = options.view_as(StandardOptions).runner in (None, "DirectRunner", "FnApiRunner")
-    mode = options.view_as(DirectOptions).direct_running_mode
-    if not local or mode not in ("in_memory", "multi_threading"):
+    if not gil_bound or not place(options).in_process:
         return 0
     return len(os.sched_getaffinity(0))

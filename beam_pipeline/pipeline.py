@@ -31,23 +31,32 @@ from typing import TextIO
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineState
 
-from . import commit, reindex, storage
+from . import commit, reindex, runners, storage
 from . import stats as stats_mod
 from .assemble import AssembleFiles
 from .cancel import CancelToken
 from .chunk import ChunkerConfig, ChunkFiles, FileSkipped, load_chunks
 from .chunking import DEFAULT_CHUNK_SIZE, default_overlap
-from .discover import DEFAULT_MAX_FILE_SIZE, FileEntry, discover_to_file, list_explicit_files
+from .discover import (
+    DEFAULT_MAX_FILE_SIZE,
+    FileEntry,
+    SourceError,
+    discover_to_file,
+    is_url,
+    list_explicit_files,
+)
 from .embed import EmbedChunks
 from .embedders import Embedder, get_embedder
+from .event_files import EVENTS_DIR, EventFileChannel
 from .faults import fault_point
 from .index import shard_names
 from .lock import output_lock
-from .options import DEFAULT_BATCH_SIZE, IndexOptions, embed_processes, select_runner
+from .options import DEFAULT_BATCH_SIZE, IndexOptions, embed_processes
 from .progress import ProgressChannel, ProgressDisplay, ProgressTracker, RunLink
 from .reuse import MISSING, REUSE_TABLE, ReuseKnownVectors, write_reuse_table
-from .schema import SCHEMA_VERSION
+from .schema import FILES_TABLE, SCHEMA_VERSION
 from .spill import SPILL_DIR, SpillVectors
 from .stats import ProcessingStats
 from .write import WriteFilesTable, WriteShards
@@ -61,6 +70,10 @@ DEFAULT_KEEP = 3
 CHUNKER_NAME = "fixed-chars"
 
 
+class StatsMismatch(Exception):
+    """The runner's metrics and the pipeline's outputs disagree: nothing may be committed."""
+
+
 class NothingCommitted(Exception):
     """The run finished but produced nothing that may be committed (e.g. every file failed)."""
 
@@ -69,30 +82,53 @@ class NothingCommitted(Exception):
         self.stats = stats
 
 
-class ReadFileList(beam.PTransform):
-    """The discovered file list (JSON lines) → PCollection[FileEntry], spread over workers."""
+class ReadListFn(beam.DoFn):
+    """A list file's path → its FileEntries, read through FileSystems with the run's options."""
 
-    def __init__(self, list_path: str):
+    def __init__(self, progress: RunLink | None = None):
+        self.progress = progress or RunLink(None)
+
+    def setup(self):
+        self.progress.setup()
+
+    def process(self, list_path: str):
+        for line in storage.read_lines(list_path):
+            if line:
+                yield FileEntry.from_json(line)
+
+
+class ReadFileList(beam.PTransform):
+    """The discovered file list (JSON lines) → PCollection[FileEntry], spread over workers.
+
+    Read by our own DoFn rather than ReadFromText: on a worker whose runner did not set up
+    FileSystems (a Python worker pool), Beam's own source would not know OUT's credentials.
+    """
+
+    def __init__(self, list_path: str, progress: RunLink | None = None):
         super().__init__()
         self.list_path = list_path
+        self.progress = progress
 
     def expand(self, pbegin):
         return (
             pbegin
-            | "ReadList" >> beam.io.ReadFromText(self.list_path)
-            | "Parse" >> beam.Map(FileEntry.from_json)
-            # One small list file is one bundle; reshuffling lets every worker chunk files.
+            | "ListPath" >> beam.Create([self.list_path])
+            | "ReadList" >> beam.ParDo(ReadListFn(self.progress))
+            # One list file is one bundle; reshuffling lets every worker chunk files.
             | "Spread" >> beam.Reshuffle()
         )
 
 
 class IndexFiles(beam.PTransform):
-    """FileEntry → staged shards + files.parquet; returns {"results", "shards", "summary"}."""
+    """FileEntry → staged shards + files.parquet; returns {"results", "shards", "summary"}.
+
+    `spill_dir` must be a folder every worker shares (runners.Placement.local), else None.
+    """
 
     def __init__(self, config: ChunkerConfig, embedder: Embedder, batch_size: int,
                  staging_dir: str, progress: RunLink | None = None,
                  reuse_table: str | None = None, embed_concurrency: int = 1,
-                 embed_processes: int = 0):
+                 embed_processes: int = 0, spill_dir: str | None = None):
         super().__init__()
         self.config = config
         self.embedder = embedder
@@ -102,6 +138,9 @@ class IndexFiles(beam.PTransform):
         self.reuse_table = reuse_table  # previous vectors by chunk text (re-indexing)
         self.embed_concurrency = embed_concurrency
         self.embed_processes = embed_processes
+        # A folder on a disk every worker shares (the local modes only), or None: the vectors
+        # then travel in the runner's shuffle.
+        self.spill_dir = spill_dir
 
     def expand(self, entries):
         dim = self.embedder.dim
@@ -116,15 +155,15 @@ class IndexFiles(beam.PTransform):
             self.embed_processes)
         vectors.append(embedded["vectors"])
         blocks = vectors[0] if len(vectors) == 1 else vectors | "AllVectors" >> beam.Flatten()
-        if storage.is_local(self.staging_dir):  # every worker shares this disk
-            blocks = blocks | "SpillVectors" >> SpillVectors(
-                storage.join(self.staging_dir, SPILL_DIR))
+        if self.spill_dir is not None:
+            blocks = blocks | "SpillVectors" >> SpillVectors(self.spill_dir)
         assembled = {
             "files": chunked["files"], "vectors": blocks, "errors": embedded["errors"],
         } | "Assemble" >> AssembleFiles(self.config, dim, self.progress)
         shards = assembled["rows"] | "Write" >> WriteShards(
             self.staging_dir, dim, progress=self.progress)
-        summary = (assembled["results"], shards) | "Finalize" >> WriteFilesTable(self.staging_dir)
+        summary = (assembled["results"], shards) | "Finalize" >> WriteFilesTable(
+            self.staging_dir, self.progress)
         return {"results": assembled["results"], "shards": shards, "summary": summary}
 
 
@@ -207,6 +246,12 @@ class RunRequest:
     tracker: ProgressTracker = field(default_factory=ProgressTracker)
     progress_stream: TextIO | None = None
     quiet: bool = True
+    # A distributed runner gets local SOURCE/OUT paths only when they are mounted at the same
+    # path on every worker (--local-paths-on-workers).
+    local_paths_on_workers: bool = False
+    # In the local modes vectors wait in spill files on their way to the shards; False sends
+    # them through the runner's shuffle instead (memory rather than disk; --no-spill).
+    spill: bool = True
 
 
 def run_index(
@@ -225,14 +270,17 @@ def run_index(
     content hashes instead of size and mtime), `follow_symlinks`, `keep`, `dry_run` (stop
     after the plan), `announce` (receives the plan line before any embedding), `cancel` (a
     CancelToken: the run stops, commits nothing and returns stats with `cancelled=True`),
-    `tracker`, `progress_stream` and `quiet` (the progress display).
+    `tracker`, `progress_stream` and `quiet` (the progress display), and
+    `local_paths_on_workers` (a distributed runner's workers see local paths: mounted).
 
-    `output` is a local folder or a URL on any filesystem Beam has installed (gs://, s3://,
-    …; its credentials come from `pipeline_options`, e.g. --s3_endpoint_url).
+    `source` and `output` are local folders or URLs on any filesystem Beam has installed
+    (gs://, s3://, …; credentials come from `pipeline_options`, e.g. --s3_endpoint_url).
 
-    Raises NotADirectoryError for a bad source, commit.OutputError for an unusable output,
-    lock.LockedError when another run holds the output, and NothingCommitted when the run
-    produced nothing committable (its stats attached).
+    Raises runners.RunnerRefused for a runner that loses data or cannot see the paths,
+    NotADirectoryError or discover.SourceError for a bad source, commit.OutputError for an
+    unusable output, lock.LockedError when another run holds the output, StatsMismatch when
+    the metrics and the outputs disagree, and NothingCommitted when the run produced nothing
+    committable (its stats attached).
     """
     settings = settings or IndexSettings.create()
     req = RunRequest(**request)
@@ -240,14 +288,14 @@ def run_index(
         pipeline_options = PipelineOptions(list(pipeline_options or []))
     if req.keep < 1:
         raise ValueError(f"--keep must be at least 1, got {req.keep}")
-    root = Path(source).resolve()
-    if not root.is_dir():
-        raise NotADirectoryError(f"source is not a directory: {source}")
-    # The launcher's own reads and writes of OUT use the run's filesystem options.
+    placement = runners.place(pipeline_options)
+    # The launcher's own reads of SOURCE and writes of OUT use the run's filesystem options.
     storage.use_options(pipeline_options)
+    root = source_root(source)
     out = os.fspath(output)
     if storage.is_local(out):
         out = str(Path(out).absolute())
+    runners.check_paths(placement, root, out, req.local_paths_on_workers)
     stats = ProcessingStats(start_time=time.time())
     commit.prepare_output(out)
     with output_lock(out) as lock:
@@ -264,11 +312,15 @@ def run_index(
         local = storage.is_local(out)
         scratch = Path(staging if local else tempfile.mkdtemp(prefix="beam-index-"))
         req.cancel.bind(storage.join(staging, CANCEL_FILE))
+        run = _Run(root, out, staging, scratch, snapshot_id, settings, pipeline_options,
+                   placement, base, stats, req)
         try:
-            _run(root, out, staging, scratch, snapshot_id, settings, pipeline_options, base,
-                 stats, req)
-        except Exception:
-            if not req.cancel.cancelled:
+            run.execute()
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                req.cancel.cancel(wait=True)  # workers elsewhere stop too; then re-raised
+                raise
+            if not req.cancel.cancelled or not isinstance(exc, Exception):
                 raise
             # What finished before the stop, as the progress channel saw it; nothing committed.
             stats.cancelled = True
@@ -282,69 +334,180 @@ def run_index(
     return stats
 
 
-def _run(root: Path, out: str, staging: str, scratch: Path, snapshot_id: str,
-         settings: IndexSettings, options: PipelineOptions, base: reindex.Previous | None,
-         stats: ProcessingStats, req: RunRequest) -> None:
-    tracker, announce = req.tracker, req.announce
-    tracker.set_stage("discovering")
-    with ProgressChannel(tracker) as channel, _display(tracker, req.progress_stream, req.quiet):
+def source_root(source: str | os.PathLike) -> str:
+    """SOURCE as the pipeline names it: an absolute local folder, or a URL (no trailing /)."""
+    if is_url(source):
+        url = os.fspath(source).rstrip("/")
+        try:
+            storage.check_scheme(url)
+        except ValueError as exc:
+            raise SourceError(f"cannot read source {url}: {exc} (install the Beam extra for "
+                              "it, e.g. apache-beam[gcp] or apache-beam[aws])") from None
+        return url
+    root = Path(source).resolve()
+    if not root.is_dir():
+        raise NotADirectoryError(f"source is not a directory: {source}")
+    return str(root)
+
+
+def spill_folder(placement: runners.Placement, staging: str, scratch: str | os.PathLike,
+                 wanted: bool = True) -> str | None:
+    """Where vectors wait for the per-file grouping, or None (they travel in the shuffle).
+
+    Spill files only where every worker shares this host's disk: the local modes, decided from
+    the runner, never from OUT. With an object-store OUT they go to the launcher's local
+    scratch folder: measured faster than the shuffle (README, "Running at scale").
+    """
+    if not placement.local or not wanted:
+        return None
+    folder = staging if storage.is_local(staging) else os.fspath(scratch)
+    return storage.join(folder, SPILL_DIR)
+
+
+@dataclass
+class _Run:
+    """One run, from discovery to the commit, inside the output lock."""
+
+    root: str
+    out: str
+    staging: str
+    scratch: Path
+    snapshot_id: str
+    settings: IndexSettings
+    options: PipelineOptions
+    placement: runners.Placement
+    base: reindex.Previous | None
+    stats: ProcessingStats
+    req: RunRequest
+    carried: list[dict] = field(default_factory=list, init=False)  # shards carried forward
+    shards: list[dict] = field(default_factory=list, init=False)  # shards the pipeline wrote
+
+    def execute(self) -> None:
+        tracker, stats, req = self.req.tracker, self.stats, self.req
+        tracker.set_stage("discovering")
+        with self._progress_channel() as channel, \
+                _display(tracker, req.progress_stream, req.quiet):
+            plan = self._plan()
+            if plan is None:
+                return
+            req.cancel.raise_if_cancelled()
+            tracker.set_stage("running")
+            result = self._pipeline(plan, channel)
+            channel.close()  # what the workers sent last
+            stats.progress_route, stats.progress_events = channel.route, tracker.events
+            if self.spill_dir is not None:
+                storage.delete_tree(self.spill_dir)  # the shards hold the vectors now
+            if not self.placement.local:
+                storage.delete_tree(storage.join(self.staging, EVENTS_DIR))
+            self._take_stats(result)
+            tracker.set_stage("committing")
+            self._commit(plan)
+            tracker.set_stage("done")
+
+    def _progress_channel(self):
+        """UDP on loopback in the local modes; event files on OUT's filesystem elsewhere."""
+        if self.placement.local:
+            return ProgressChannel(self.req.tracker)
+        return EventFileChannel(self.req.tracker, storage.join(self.staging, EVENTS_DIR))
+
+    @property
+    def spill_dir(self) -> str | None:
+        return spill_folder(self.placement, self.staging, self.scratch, self.req.spill)
+
+    def _plan(self) -> reindex.Plan | None:
+        """Discovery and the plan; None when the run ends here (dry run, up to date)."""
+        tracker, stats, req, base = self.req.tracker, self.stats, self.req, self.base
         if req.files is None:
             discovery = discover_to_file(
-                root, scratch / FILE_LIST, max_file_size=settings.max_file_size,
+                self.root, self.scratch / FILE_LIST, max_file_size=self.settings.max_file_size,
                 follow_symlinks=req.follow_symlinks,
                 on_progress=lambda found: setattr(tracker, "total_files", found))
         else:
-            discovery = list_explicit_files(root, req.files, scratch / FILE_LIST,
-                                            settings.max_file_size, req.follow_symlinks)
-        plan = reindex.plan_changes(scratch / FILE_LIST, scratch / TODO_LIST, base,
-                                    checksum_root=root if req.checksum else None,
+            discovery = list_explicit_files(self.root, req.files, self.scratch / FILE_LIST,
+                                            self.settings.max_file_size, req.follow_symlinks)
+        plan = reindex.plan_changes(self.scratch / FILE_LIST, self.scratch / TODO_LIST, base,
+                                    checksum_root=self.root if req.checksum else None,
                                     subset=req.files is not None)
         stats.record_plan(plan)
         stats.add_skips(discovery.skipped)
         tracker.total_files = plan.to_process
         if base is None:
-            announce(f"Full build, {stats.rebuild_reason}: {plan.added} files to index")
+            req.announce(f"Full build, {stats.rebuild_reason}: {plan.added} files to index")
         else:
-            announce(f"Re-indexing {base.snapshot_id}: {plan.describe()}")
+            req.announce(f"Re-indexing {base.snapshot_id}: {plan.describe()}")
         fault_point("after-discovery")
         if req.dry_run:
-            stats.chunks_to_embed = _count_chunks(_chunker(root, settings, req),
-                                                  scratch / TODO_LIST)
-            announce(f"Dry run: {plan.to_process} files, {stats.chunks_to_embed} chunks "
-                     "to embed; nothing written")
+            stats.chunks_to_embed = _count_chunks(self._chunker(), self.scratch / TODO_LIST)
+            req.announce(f"Dry run: {plan.to_process} files, {stats.chunks_to_embed} chunks "
+                         "to embed; nothing written")
             stats.end_time = time.time()
-            return
+            return None
         if base is not None and not plan.has_changes and not plan.touched:
             stats.up_to_date = True
             stats.snapshot_id = base.snapshot_id
             stats.end_time = time.time()
-            announce(f"Index is up to date (snapshot {base.snapshot_id})")
-            return
-        req.cancel.raise_if_cancelled()
-        tracker.set_stage("running")
+            req.announce(f"Index is up to date (snapshot {base.snapshot_id})")
+            return None
+        return plan
+
+    def _chunker(self) -> ChunkerConfig:
+        return ChunkerConfig(self.root, self.settings.chunk_size, self.settings.chunk_overlap,
+                             self.settings.max_file_size, self.req.follow_symlinks)
+
+    def _pipeline(self, plan: reindex.Plan, channel):
+        base, staging = self.base, self.staging
         todo = storage.join(staging, TODO_LIST)
-        if scratch != Path(staging):  # workers read the list where they can reach it
-            storage.write_bytes(todo, (scratch / TODO_LIST).read_bytes())
+        if self.scratch != Path(staging):  # workers read the list where they can reach it
+            # Never empty (a blank line is skipped): an object store takes no zero-byte upload.
+            storage.write_bytes(todo, (self.scratch / TODO_LIST).read_bytes() or b"\n")
         reuse = None
         if base is not None and plan.replaceable:
             reuse = storage.join(staging, REUSE_TABLE)
             write_reuse_table([storage.join(base.directory, name)
                                for name in shard_names(base.manifest)], plan.replaceable, reuse)
+        filesystems = self.options.get_all_options(drop_default=True)
+        if isinstance(channel, ProgressChannel):
+            link = RunLink(channel.address, self.req.cancel.check(), filesystems=filesystems)
+        else:
+            link = RunLink(None, self.req.cancel.check(), events_dir=channel.directory,
+                           filesystems=filesystems)
         # Unchanged files' rows are copied while the pipeline runs: pyarrow's reading and
         # compression release the GIL, and the Beam work of a small re-index is mostly Python.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carry") as pool:
             carrying = pool.submit(reindex.carry_rows, base, plan.carry, staging) if base else None
-            result = _run_pipeline(_chunker(root, settings, req), staging, todo, settings,
-                                   options, RunLink(channel.address, req.cancel.check()), reuse)
-            carried = carrying.result() if carrying else []
-        storage.delete_tree(storage.join(staging, SPILL_DIR))  # the shards hold the vectors now
-        stats.add_counters(stats_mod.sum_counters(result))
-        tracker.set_stage("committing")
-        shards = commit.staged_summary(staging, also_keep={s["path"] for s in carried})["shards"]
+            result = _run_pipeline(self._chunker(), staging, todo, self.settings, self.options,
+                                   link, reuse, self.spill_dir, self.req.cancel)
+            self.carried = carrying.result() if carrying else []
+        return result
+
+    def _take_stats(self, result) -> None:
+        """Beam's counters, checked against the pipeline's outputs; or, from a runner with no
+        metrics, the outputs alone. A disagreement stops the run before the commit."""
+        summary = commit.staged_summary(self.staging, also_keep={s["path"] for s in self.carried})
+        records = storage.read_parquet(storage.join(self.staging, FILES_TABLE),
+                                       columns=["size", "total_chunks", "status", "error"])
+        outputs = stats_mod.output_counters(records, summary["shards"])
+        problems = stats_mod.contradictions(outputs)
+        counters = stats_mod.sum_counters(result)
+        if counters is None:
+            self.stats.stats_source = "outputs"
+            counters = outputs
+        else:
+            self.stats.stats_source = "metrics"
+            problems += stats_mod.disagreements(counters, outputs)
+        if problems:
+            raise StatsMismatch("the run's counts do not add up, nothing committed: "
+                                + "; ".join(problems))
+        self.stats.add_counters(counters)
+        self.shards = summary["shards"]
+
+    def _commit(self, plan: reindex.Plan) -> None:
+        stats, req, base, staging = self.stats, self.req, self.base, self.staging
+        shards = list(self.shards)
         stale: dict[str, str] = {}
         if base is not None:
             stale = reindex.merge_files_table(staging, base, plan)
-            shards += carried + reindex.carry_rows(base, set(stale), staging)
+            shards += self.carried + reindex.carry_rows(base, set(stale), staging)
         stats.stale = [{"path": p, "reason": r} for p, r in sorted(stale.items())]
         stats.failures = [f for f in commit.staged_failures(staging) if f["path"] not in stale]
         stats.end_time = time.time()
@@ -354,25 +517,19 @@ def _run(root: Path, out: str, staging: str, scratch: Path, snapshot_id: str,
                 f"every file failed ({stats.failed_files}); nothing committed", stats)
         for name in (FILE_LIST, TODO_LIST, REUSE_TABLE):
             storage.delete(storage.join(staging, name))
-        stats.snapshot_id = snapshot_id
+        stats.snapshot_id = self.snapshot_id
         fault_point("before-manifest")
         run_stats = {k: v for k, v in stats.to_dict().items() if k not in ("failures", "stale")}
-        source = {"root": str(root), "git_commit": reindex.git_commit(root)}
+        source = {"root": self.root, "git_commit": reindex.git_commit(self.root)}
         manifest = commit.build_manifest(
-            snapshot_id, settings.fingerprint(), shards, commit.staged_counts(staging),
+            self.snapshot_id, self.settings.fingerprint(), shards, commit.staged_counts(staging),
             stats.failures, stats.stale, run_stats, source,
             previous=base.snapshot_id if base else None,
-            embedder_config=settings.embedder.config())
-        commit.commit_snapshot(out, staging, manifest)
+            embedder_config=self.settings.embedder.config())
+        commit.commit_snapshot(self.out, staging, manifest)
         stats.committed = True
         fault_point("after-current")
-        stats.pruned = reindex.prune_snapshots(out, req.keep, snapshot_id)
-        tracker.set_stage("done")
-
-
-def _chunker(root: Path, settings: IndexSettings, req: RunRequest) -> ChunkerConfig:
-    return ChunkerConfig(str(root), settings.chunk_size, settings.chunk_overlap,
-                         settings.max_file_size, req.follow_symlinks)
+        stats.pruned = reindex.prune_snapshots(self.out, req.keep, self.snapshot_id)
 
 
 def _count_chunks(config: ChunkerConfig, todo: Path) -> int:
@@ -392,22 +549,33 @@ def _display(tracker: ProgressTracker, stream: TextIO | None, quiet: bool):
 
 
 def _run_pipeline(config: ChunkerConfig, staging: str, todo: str, settings: IndexSettings,
-                  options: PipelineOptions, progress: RunLink, reuse: str | None):
-    pipeline = beam.Pipeline(runner=select_runner(options), options=options)
+                  options: PipelineOptions, progress: RunLink, reuse: str | None,
+                  spill_dir: str | None, cancel: CancelToken):
+    pipeline = beam.Pipeline(runner=runners.select_runner(options), options=options)
     _ = (
         pipeline
-        | "ReadFileList" >> ReadFileList(todo)
+        | "ReadFileList" >> ReadFileList(todo, progress)
         | "IndexFiles" >> IndexFiles(config, settings.embedder, settings.batch_size,
                                      staging, progress, reuse_table=reuse,
                                      embed_concurrency=settings.embed_concurrency,
                                      embed_processes=embed_processes(
                                          options, settings.embed_processes,
-                                         settings.embedder.gil_bound))
+                                         settings.embedder.gil_bound),
+                                     spill_dir=spill_dir)
     )
+    # The in-process engine returns from run() when it is done; other runners return at once,
+    # and a cancel then also asks the runner to cancel the job.
     result = pipeline.run()
-    result.wait_until_finish()
+    with cancel.also_calls(result.cancel):
+        try:
+            state = result.wait_until_finish()
+        except KeyboardInterrupt:
+            cancel.cancel(wait=True)
+            raise
+    if state not in (None, PipelineState.DONE):
+        raise RuntimeError(f"the pipeline ended in state {state}")
     return result
 
 
 __all__ = ["IndexFiles", "IndexOptions", "IndexSettings", "NothingCommitted", "ReadFileList",
-           "run_index"]
+           "StatsMismatch", "run_index"]

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .cancel import CancelToken
-from .discover import DEFAULT_MAX_FILE_SIZE, relative_to_root
+from .discover import DEFAULT_MAX_FILE_SIZE, is_url, relative_to_root
 from .embedders import Embedder
 from .index import Index
 from .pipeline import IndexSettings, NothingCommitted, run_index
@@ -77,7 +77,8 @@ class _Caller:
 
 
 class HighThroughputProcessor:
-    """Index files of `codebase_dir` into `output_dir` with the Beam pipeline.
+    """Index files of `codebase_dir` into `output_dir` with the Beam pipeline (local folders,
+    or URLs on a filesystem Beam has installed, whose flags go in `pipeline_args`).
 
     Options: `chunk_size`, `chunk_overlap`, `max_file_size`, `embedding_dim`, `keep`,
     `pipeline_args` (Beam flags, e.g. ["--direct_running_mode=multi_processing"]).
@@ -87,8 +88,10 @@ class HighThroughputProcessor:
                  embedder: str | Embedder = "hashing", *, chunk_size: int | None = None,
                  chunk_overlap: int | None = None, max_file_size: int = DEFAULT_MAX_FILE_SIZE,
                  embedding_dim: int | None = None, keep: int = 3, pipeline_args: Sequence[str] = ()):
-        self.codebase_dir = Path(codebase_dir).resolve()
-        self.output_dir = Path(output_dir)
+        # Local folders as Paths, as the replaced system had them; URLs (s3://…) as given.
+        self.codebase_dir = (os.fspath(codebase_dir) if is_url(codebase_dir)
+                             else Path(codebase_dir).resolve())
+        self.output_dir = os.fspath(output_dir) if is_url(output_dir) else Path(output_dir)
         self.embedder = embedder
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap

@@ -1,10 +1,13 @@
 """Live progress: a side channel from the DoFns to the launcher, and what the launcher shows.
 
 The per-file grouping is a barrier, so Beam's own output arrives only at the end. Instead the
-DoFns send JSON datagrams of events over UDP to the launcher (`RunLink`); the launcher's
-`ProgressChannel` feeds them to a `ProgressTracker`, which knows a file is finished when its last
-chunk is embedded. UDP on loopback never blocks a worker; progress is advisory and the stats
-always come from Beam metrics.
+DoFns send events to the launcher through a `RunLink`, and the launcher's channel feeds them to
+a `ProgressTracker`, which knows a file is finished when its last chunk is embedded. The route
+is chosen once per run from where the workers are (runners.Placement): in the local modes, JSON
+datagrams over UDP on 127.0.0.1 (`ProgressChannel`), which never block a worker; for any other
+runner, event files under the run's staging folder on OUT's filesystem (event_files.py), the one
+place every worker can reach. Progress is advisory; the stats come from Beam metrics and the
+pipeline's own outputs.
 
 Example::
 
@@ -28,6 +31,7 @@ import weakref
 from collections.abc import Callable
 from typing import Self, TextIO
 
+from . import event_files, storage
 from .cancel import CancelCheck
 
 log = logging.getLogger(__name__)
@@ -42,10 +46,17 @@ _MAX_DATAGRAM = 60_000
 FLUSH_S = 0.05
 FLUSH_EVENTS = 256
 RATE_WINDOW_S = 10.0
+# Without a single event for this long into the run, the display says per-file progress is
+# unavailable (a distributed runner's workers may take minutes to start, or cannot write).
+NO_EVENTS_NOTE_S = 10.0
 
 
 class RunLink:
-    """The DoFns' link to the launcher: progress out (fire-and-forget UDP), cancellation in.
+    """The DoFns' link to the run: progress out, cancellation in, and the run's filesystem
+    options, which every DoFn that touches SOURCE or OUT applies in setup (`setup()`).
+
+    Progress goes over UDP to `address` (the local modes), or into event files in `events_dir`
+    (any other runner; event_files.py), or nowhere when both are None.
 
     Events are sent in datagrams of many (a JSON list): one per event made the launcher's
     threads trade the GIL with the pipeline's thousands of times a run. The first event leaves
@@ -53,28 +64,40 @@ class RunLink:
     FLUSH_EVENTS wait, on `flush()` (DoFns call it in finish_bundle, so nothing waits past its
     bundle), and from a background thread while a DoFn is stalled (a slow embedding call), so
     the display is never more than 1.5 × FLUSH_S behind.
-    Pickles as its address and cancel check only.
+    Pickles as its route and cancel check only.
     """
 
-    def __init__(self, address: tuple[str, int] | None, cancel: CancelCheck | None = None):
+    def __init__(self, address: tuple[str, int] | None, cancel: CancelCheck | None = None,
+                 events_dir: str | None = None, filesystems: dict | None = None):
         self.address = address
+        self.events_dir = events_dir
         self.cancel = cancel or CancelCheck(None)
+        self.filesystems = filesystems or {}
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
         self._events: list[dict] = []
         self._since = 0.0  # when the oldest waiting event was queued
 
     def __getstate__(self):
-        return {"address": self.address, "cancel": self.cancel}
+        return {"address": self.address, "cancel": self.cancel, "events_dir": self.events_dir,
+                "filesystems": self.filesystems}
 
     def __setstate__(self, state):
-        RunLink.__init__(self, state["address"], state["cancel"])
+        RunLink.__init__(self, state["address"], state["cancel"], state.get("events_dir"),
+                         state.get("filesystems"))
+
+    def setup(self) -> None:
+        """In DoFn.setup: this worker's FileSystems get the run's options (storage.py)."""
+        storage.use_worker_options(self.filesystems)
 
     def checkpoint(self) -> None:
         """Raise Cancelled when the launcher asked the run to stop."""
         self.cancel()
 
     def send(self, event: dict) -> None:
+        if self.events_dir is not None:
+            event_files.writer_for(self.events_dir).add(event)
+            return
         if self.address is None:
             return
         with self._lock:
@@ -88,6 +111,9 @@ class RunLink:
 
     def flush(self, older_than: float = 0.0) -> None:
         """Send what waits (only if it has waited `older_than` seconds)."""
+        if self.events_dir is not None:
+            event_files.writer_for(self.events_dir).flush()
+            return
         with self._lock:
             if self._events and time.monotonic() - self._since >= older_than:
                 self._flush_locked()
@@ -112,6 +138,10 @@ class RunLink:
             pass  # progress is advisory; a full buffer or a gone launcher must not fail the run
 
     def close(self) -> None:
+        if self.events_dir is not None:
+            # The final events of this worker: a DoFn's teardown may be the process's last act.
+            event_files.writer_for(self.events_dir).flush(timeout=5.0)
+            return
         self.flush()
         with self._lock:
             if self._sock is not None:
@@ -175,7 +205,11 @@ class ProgressTracker:
         self._lock = threading.Lock()
         self.started = clock()
         self.stage = "starting Beam"
+        self.running_since: float | None = None
+        self.events = 0
         self._pending: dict[str, tuple[int, int]] = {}
+        # Hashes of finished paths: a retried bundle's events (event files) count a file once.
+        self._finished: set[int] = set()
         self._embedded: collections.Counter = collections.Counter()
         self.files_done = 0
         self.bytes_done = 0
@@ -189,13 +223,18 @@ class ProgressTracker:
     def set_stage(self, stage: str) -> None:
         with self._lock:
             self.stage = stage
+            if stage == "running" and self.running_since is None:
+                self.running_since = self._clock()
 
     def handle(self, event: dict) -> None:
         finished = []
         with self._lock:
+            self.events += 1
             kind = event.get("k")
             if kind == CHUNKED:
                 path, n, size = event["p"], int(event["n"]), int(event["b"])
+                if hash(path) in self._finished:
+                    return
                 self.chunks_cut += n
                 self.current_file = path
                 if n == 0 or self._embedded[path] >= n:
@@ -205,6 +244,8 @@ class ProgressTracker:
                     self._pending[path] = (n, size)
             elif kind == EMBEDDED:
                 for path, n in event["p"].items():
+                    if hash(path) in self._finished:
+                        continue
                     self.chunks_embedded += n
                     self._embedded[path] += n
                     expected = self._pending.get(path)
@@ -221,6 +262,7 @@ class ProgressTracker:
                 self.on_file_done(path)
 
     def _finish(self, path: str, size: int) -> str:
+        self._finished.add(hash(path))
         self.files_done += 1
         self.bytes_done += size
         self.current_file = path
@@ -246,8 +288,19 @@ class ProgressTracker:
                 return "chunking+embedding" if self.chunks_cut or self.files_done else "starting Beam"
             return "assembling+writing"
 
+    def waiting_for_events(self) -> bool:
+        """The run has been going a while and no progress event has arrived."""
+        with self._lock:
+            return (self.events == 0 and self.running_since is not None
+                    and self.stage == "running"
+                    and self._clock() - self.running_since >= NO_EVENTS_NOTE_S)
+
     def summary_line(self) -> str:
         stage = self.current_stage()
+        if self.waiting_for_events():
+            return (f"[{stage}] {self._clock() - self.started:.0f}s | per-file progress "
+                    f"unavailable: no events from the workers yet | {self.total_files} files "
+                    "to process")
         fps, kbps = self.rates()
         total = self.total_files
         pct = 100.0 * self.files_done / total if total else 100.0
@@ -262,6 +315,8 @@ class ProgressTracker:
 
 class ProgressChannel:
     """Launcher end of the channel: a UDP socket on 127.0.0.1 drained by a daemon thread."""
+
+    route = "udp"
 
     def __init__(self, tracker: ProgressTracker):
         self.tracker = tracker

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import uuid
@@ -29,7 +30,7 @@ import pyarrow.compute as pc
 
 from . import storage
 from .commit import read_current
-from .discover import FileEntry
+from .discover import FileEntry, is_url, join_url
 from .faults import fault_point
 from .index import IndexReadError, shard_names
 from .schema import (
@@ -137,7 +138,7 @@ class Plan:
 
 
 def plan_changes(discovered: Path, todo: Path, previous: Previous | None,
-                 checksum_root: Path | None = None, subset: bool = False) -> Plan:
+                 checksum_root: str | None = None, subset: bool = False) -> Plan:
     """Stream the discovered list; write the files to (re)process to `todo`.
 
     A file is unchanged when its size and mtime equal the recorded ones, or — with
@@ -175,16 +176,34 @@ def plan_changes(discovered: Path, todo: Path, previous: Previous | None,
     return plan
 
 
-def _unchanged(entry: FileEntry, old: tuple, checksum_root: Path | None) -> bool:
+def _unchanged(entry: FileEntry, old: tuple, checksum_root: str | None) -> bool:
     if checksum_root is None:
         return old[:2] == (entry.size, entry.mtime_ns)
     if old[0] != entry.size or old[3] is None:
         return False
     try:
-        with open(checksum_root / entry.path, "rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest() == old[3]
+        return file_sha256(checksum_root, entry.path) == old[3]
     except OSError:
         return False
+
+
+def file_sha256(root: str, rel: str) -> str:
+    """The sha256 of a source file's bytes, read in the launcher (local, or a URL root through
+    Beam's FileSystems: one GET per file)."""
+    if not is_url(root):
+        with open(os.path.join(root, rel), "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        with FileSystems.open(join_url(root, rel),
+                              compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a store client's own errors: "changed"
+        raise OSError(str(exc)) from None
 
 
 def _path_filter(table: pa.Table, paths: set[str]) -> pa.Array:
@@ -257,8 +276,10 @@ def prune_snapshots(out: str, keep: int, live: str) -> list[str]:
     return doomed
 
 
-def git_commit(root: Path) -> str | None:
+def git_commit(root: str) -> str | None:
     """HEAD of the git work tree at `root`, if it is one (and git is installed)."""
+    if is_url(root):
+        return None
     try:
         proc = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "HEAD"],
                               capture_output=True, text=True, timeout=10, check=False)

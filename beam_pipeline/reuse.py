@@ -60,6 +60,7 @@ class ReuseVectorsFn(beam.DoFn):
         self.reused = stats.counter(stats.CHUNKS_REUSED)
 
     def setup(self):
+        self.progress.setup()
         self._known: dict[bytes, bytes] = {}
         if self.table_path and storage.exists(self.table_path):
             table = storage.read_parquet(self.table_path)

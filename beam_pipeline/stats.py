@@ -1,8 +1,10 @@
-"""ProcessingStats, built from the Beam metric counters of a run.
+"""ProcessingStats, built from the Beam metric counters of a run and checked against its outputs.
 
 Every DoFn counts into the `beam_pipeline` namespace; the launcher sums the counters of the
 finished run (Beam may report one result per step, so results are always summed) and adds what
-only it knows: discovery skips, times, the commit outcome.
+only it knows: discovery skips, times, the commit outcome. The counters that the pipeline's
+own outputs also tell (the files table and the shard row counts) must agree with them before
+anything is committed; a runner that reports no metrics gets its stats from those outputs.
 """
 
 from __future__ import annotations
@@ -39,14 +41,65 @@ def skip_counter(reason: str):
     return counter(SKIP_PREFIX + reason)
 
 
-def sum_counters(result) -> dict[str, int]:
-    """Sum every counter of our namespace over all steps (committed, else attempted)."""
-    query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+def sum_counters(result) -> dict[str, int] | None:
+    """Sum every counter of our namespace over all steps (committed, else attempted); None when
+    the runner reports no metrics (its result raises NotImplementedError)."""
+    try:
+        query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    except NotImplementedError:
+        return None
     totals: Counter = Counter()
     for item in query["counters"]:
         value = item.committed if item.committed is not None else item.attempted
         totals[item.key.metric.name] += value or 0
     return dict(totals)
+
+
+# What the outputs tell, by the counter that must agree with it.
+CHECKED = (FILES_PROCESSED, FAILED_FILES, CHUNKS_CREATED, TOTAL_SIZE, ROWS_WRITTEN,
+           SHARDS_WRITTEN)
+
+
+def output_counters(records, shards: list[dict]) -> dict[str, int]:
+    """The counters a run's outputs imply: `records` is the pipeline's files table (path,
+    size, total_chunks, status, error as Arrow columns), `shards` its shard records."""
+    status = records["status"].to_pylist()
+    sizes = records["size"].to_pylist()
+    chunks = records["total_chunks"].to_pylist()
+    errors = records["error"].to_pylist()
+    counts: Counter = Counter()
+    for state, size, total, error in zip(status, sizes, chunks, errors):
+        if state == "indexed":
+            counts[FILES_PROCESSED] += 1
+            counts[TOTAL_SIZE] += size
+            counts[CHUNKS_CREATED] += total
+        elif state == "failed":
+            counts[FAILED_FILES] += 1
+        elif state == "skipped":
+            counts[SKIP_PREFIX + (error or "unknown")] += 1
+    counts[ROWS_WRITTEN] = sum(s["rows"] for s in shards)
+    counts[SHARDS_WRITTEN] = len(shards)
+    return {name: counts[name] for name in CHECKED} | {
+        k: v for k, v in counts.items() if k.startswith(SKIP_PREFIX)}
+
+
+def contradictions(outputs: dict[str, int]) -> list[str]:
+    """Where the outputs contradict themselves: every chunk of an indexed file is one row."""
+    if outputs[ROWS_WRITTEN] != outputs[CHUNKS_CREATED]:
+        return [(f"the shards hold {outputs[ROWS_WRITTEN]} rows but the files table counts "
+                 f"{outputs[CHUNKS_CREATED]} chunks")]
+    return []
+
+
+def disagreements(counters: dict[str, int], outputs: dict[str, int]) -> list[str]:
+    """Where the metrics and the outputs differ; empty when they agree."""
+    problems = []
+    names = set(CHECKED) | {k for k in (*counters, *outputs) if k.startswith(SKIP_PREFIX)}
+    for name in sorted(names):
+        if counters.get(name, 0) != outputs.get(name, 0):
+            problems.append(f"{name} {counters.get(name, 0)} in the metrics, "
+                            f"{outputs.get(name, 0)} in the outputs")
+    return problems
 
 
 @dataclass
@@ -86,6 +139,11 @@ class ProcessingStats:
     vector_thread_count: int | None = None
     batch_size: int | None = None
     counters: dict[str, int] = field(default_factory=dict)  # the run's Beam counters, as summed
+    # "metrics" (Beam's, checked against the outputs) or "outputs" (the runner has no metrics:
+    # embedding counters such as chunks_embedded are then unknown and stay 0).
+    stats_source: str | None = None
+    progress_route: str | None = None  # "udp" (local modes) or "event files" (through OUT)
+    progress_events: int = 0
 
     @property
     def duration(self) -> float:

@@ -36,6 +36,34 @@ def use_options(options: PipelineOptions | Sequence[str]) -> None:
     FileSystems.set_options(options)
 
 
+_applied: str | None = None  # the worker options this process's FileSystems were given
+
+
+def use_worker_options(options: dict) -> None:
+    """On a worker: configure FileSystems from the run's options (a dict of
+    `PipelineOptions.get_all_options(drop_default=True)`), once per process and option set.
+
+    A runner's worker usually does this itself (sdk_worker_main), but not every worker does:
+    Beam's Python worker pool (`--environment_type=EXTERNAL`) starts an SDK harness directly,
+    whose FileSystems then know no endpoint and no credentials. DoFns that touch SOURCE or OUT
+    call this in setup, so every worker is alike.
+    """
+    global _applied
+    key = repr(sorted(options.items()))
+    if options and key != _applied:
+        FileSystems.set_options(PipelineOptions.from_dictionary(options))
+        _applied = key
+
+
+def read_lines(path: str):
+    """The lines of a text file on any scheme, streamed (without their line ends)."""
+    opener = (open(path, "rb") if is_local(path)  # noqa: SIM115 - closed by the with below
+              else FileSystems.open(path, compression_type=_RAW))
+    with opener as fh:
+        for line in fh:
+            yield line.rstrip(b"\r\n").decode("utf-8")
+
+
 def is_local(path: str) -> bool:
     return FileSystems.get_scheme(str(path)) in (None, "file")
 
@@ -66,7 +94,10 @@ def read_bytes(path: str) -> bytes:
 
 
 def write_bytes(path: str, data: bytes) -> None:
-    """Write atomically: a reader sees the old content or the new, never a part."""
+    """Write atomically: a reader sees the old content or the new, never a part.
+
+    Beam's object-store filesystems upload in parts and cannot create a zero-byte object: write
+    at least one byte there."""
     if is_local(path):
         tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
         with open(tmp, "wb") as fh:
@@ -77,6 +108,12 @@ def write_bytes(path: str, data: bytes) -> None:
         return
     with FileSystems.create(path, compression_type=_RAW) as fh:
         fh.write(data)
+
+
+def make_folder(path: str) -> None:
+    """Create a local folder (and its parents); object stores need none."""
+    if is_local(path):
+        os.makedirs(path, exist_ok=True)
 
 
 def read_parquet(path: str, **kwargs) -> pa.Table:
@@ -145,6 +182,16 @@ def delete(path: str) -> None:
             pass
     elif FileSystems.exists(path):
         FileSystems.delete([path])
+
+
+def delete_files(paths: Sequence[str]) -> None:
+    """Remove several files at once (one batched request on object stores); missing is fine."""
+    local = [p for p in paths if is_local(p)]
+    for path in local:
+        delete(path)
+    remote = [p for p in paths if not is_local(p)]
+    if remote:
+        FileSystems.delete(remote)
 
 
 def move_tree(source: str, target: str) -> None:

@@ -21,7 +21,7 @@ from .index import Index, IndexReadError
 from .schema import INDEXED, STALE, chunk_id, row_schema
 
 
-def verify_index(out: str | Path, source: Path | None = None,
+def verify_index(out: str | Path, source: str | Path | None = None,
                  max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> list[str]:
     """Every problem found, as one line each; an empty list means the index is sound."""
     try:
@@ -113,7 +113,7 @@ def _describe(counts: Counter) -> str:
     return text + (f", duplicated {duplicates[:5]}" if duplicates else "")
 
 
-def _check_source(files: pa.Table, source: Path, max_file_size: int) -> list[str]:
+def _check_source(files: pa.Table, source: str | Path, max_file_size: int) -> list[str]:
     recorded = {p: (size, mtime) for p, size, mtime in zip(
         files["path"].to_pylist(), files["size"].to_pylist(), files["mtime_ns"].to_pylist())}
     problems = []

@@ -118,6 +118,7 @@ class WriteShardsFn(beam.DoFn):
         self.shards_written = stats.counter(stats.SHARDS_WRITTEN)
 
     def setup(self):
+        self.progress.setup()
         # Sorting, compressing and writing a shard runs in Arrow's C++ without the GIL: on a
         # thread it overlaps with the assembly of the next shard's files.
         self._writer = ThreadPoolExecutor(1, "write-shard")
@@ -197,12 +198,27 @@ class WriteShards(beam.PTransform):
         )
 
 
+class WriteSummaryFn(beam.DoFn):
+    """All FileRecords (one list) and, as a side input, all shard records → the summary."""
+
+    def __init__(self, staging_dir: str, progress: RunLink | None = None):
+        self.staging_dir = staging_dir
+        self.progress = progress or RunLink(None)
+
+    def setup(self):
+        self.progress.setup()
+
+    def process(self, records: list[FileRecord], shards: list[dict]):
+        yield write_staging_summary(records, shards, self.staging_dir)
+
+
 class WriteFilesTable(beam.PTransform):
     """(FileRecords, shard records) → files.parquet and the staging summary, written once."""
 
-    def __init__(self, staging_dir: str):
+    def __init__(self, staging_dir: str, progress: RunLink | None = None):
         super().__init__()
         self.staging_dir = staging_dir
+        self.progress = progress
 
     def expand(self, pcolls):
         results, shards = pcolls
@@ -210,9 +226,6 @@ class WriteFilesTable(beam.PTransform):
         return (
             results
             | "ListFiles" >> beam.combiners.ToList()
-            | "WriteSummary" >> beam.Map(
-                write_staging_summary,
-                shards=beam.pvalue.AsSingleton(all_shards),
-                staging_dir=self.staging_dir,
-            )
+            | "WriteSummary" >> beam.ParDo(WriteSummaryFn(self.staging_dir, self.progress),
+                                           shards=beam.pvalue.AsSingleton(all_shards))
         )

@@ -1,5 +1,6 @@
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -129,3 +130,81 @@ def block_chunks(path, block):
     indices, rows = block
     size = len(rows) // len(indices)
     return [(path, index, rows[k * size:(k + 1) * size]) for k, index in enumerate(indices)]
+
+
+class S3:
+    """An S3 server (moto) on 127.0.0.1, reached through Beam's own S3 filesystem."""
+
+    def __init__(self, url: str):
+        import boto3  # the [test] extra: apache-beam[aws] and moto[server]
+
+        self.url = url
+        self.flags = [f"--s3_endpoint_url={url}", "--s3_access_key_id=testing",
+                      "--s3_secret_access_key=testing", "--s3_region_name=us-east-1"]
+        self.client = boto3.client("s3", endpoint_url=url, aws_access_key_id="testing",
+                                   aws_secret_access_key="testing", region_name="us-east-1")
+
+    def bucket(self, name: str) -> str:
+        self.client.create_bucket(Bucket=name)
+        return name
+
+    def upload(self, bucket: str, prefix: str, files: dict) -> str:
+        """Write `files` (relative path → text or bytes) under s3://bucket/prefix; its URL."""
+        for rel, content in files.items():
+            body = content if isinstance(content, bytes) else content.encode()
+            self.client.put_object(Bucket=bucket, Key=f"{prefix}/{rel}", Body=body)
+        return f"s3://{bucket}/{prefix}"
+
+    def delete(self, bucket: str, prefix: str, rel: str) -> None:
+        self.client.delete_object(Bucket=bucket, Key=f"{prefix}/{rel}")
+
+    def keys(self, bucket: str, prefix: str) -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                                       Prefix=prefix + "/")
+        return sorted(item["Key"][len(prefix) + 1:] for page in pages
+                      for item in page.get("Contents", []))
+
+
+@pytest.fixture(scope="session")
+def s3():
+    from moto import server as moto_server
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield S3(f"http://{host}:{port}")
+    server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def job_endpoint():
+    """The Python SDK's local job service on 127.0.0.1 (the job-service shape Flink and Spark
+    use), beside the launcher."""
+    port = free_port()
+    service = subprocess.Popen(
+        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
+         f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, service, "the local job service")
+        yield f"localhost:{port}"
+    finally:
+        service.terminate()
+        service.wait(timeout=30)

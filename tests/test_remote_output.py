@@ -4,11 +4,9 @@ hard links, no rename of a folder, no lock file."""
 
 import json
 
-import boto3  # the [test] extra: apache-beam[aws] (Beam's S3 filesystem) and moto[server]
 import pyarrow as pa
 import pytest
 from conftest import code_file, make_tree, run_cli
-from moto import server as moto_server
 
 from beam_pipeline import IndexSettings, run_index, storage
 from beam_pipeline.commit import OutputError
@@ -20,17 +18,9 @@ BUCKET = "index-bucket"
 
 
 @pytest.fixture(scope="module")
-def s3_flags():
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=url, aws_access_key_id="testing",
-                 aws_secret_access_key="testing", region_name="us-east-1"
-                 ).create_bucket(Bucket=BUCKET)
-    yield [f"--s3_endpoint_url={url}", "--s3_access_key_id=testing",
-           "--s3_secret_access_key=testing", "--s3_region_name=us-east-1"]
-    server.stop()
+def s3_flags(s3):
+    s3.bucket(BUCKET)
+    return s3.flags
 
 
 def _rows(index: Index) -> pa.Table:

@@ -4,9 +4,6 @@ The portable runner is Beam's real job-service path (the one Flink and Spark tak
 the Python SDK's local job service on 127.0.0.1; LOOPBACK runs the SDK workers in this process.
 """
 
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,35 +18,6 @@ from beam_pipeline.cancel import CancelToken
 from beam_pipeline.index import Index
 from beam_pipeline.progress import ProgressTracker
 from beam_pipeline.schema import CURRENT_FILE, STAGING_DIR
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def job_endpoint():
-    port = _free_port()
-    service = subprocess.Popen(
-        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
-         f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if service.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the local job service did not start") from None
-                time.sleep(0.2)
-        yield f"localhost:{port}"
-    finally:
-        service.terminate()
-        service.wait(timeout=30)
-
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 

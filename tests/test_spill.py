@@ -79,7 +79,8 @@ def test_index_files_on_a_local_staging_folder_moves_vectors_through_spill_files
     embedder = HashingEmbedder(64)
     with TestPipeline(runner="FnApiRunner") as p:
         _ = (p | ReadFileList(str(listing))
-               | IndexFiles(ChunkerConfig(str(src), 500, 75, 1 << 20), embedder, 7, str(staging)))
+               | IndexFiles(ChunkerConfig(str(src), 500, 75, 1 << 20), embedder, 7, str(staging),
+                            spill_dir=str(staging / spill.SPILL_DIR)))
     table = pq.read_table(glob.glob(str(staging / "part-*.parquet"))).sort_by(
         [("path", "ascending"), ("chunk_index", "ascending")])
     spilled = glob.glob(str(staging / spill.SPILL_DIR / "*.f32"))

@@ -1,0 +1,171 @@
+"""Progress through OUT's filesystem, for runners whose workers share nothing with the launcher.
+
+On a distributed runner a worker cannot reach the launcher's loopback, and the launcher may not
+be reachable from the workers at all; what every worker can reach is OUT, through Beam's
+FileSystems. So each worker process keeps one `EventFileWriter` per run: the DoFns hand it
+their events (a list append, never a request on the DoFn's thread), and its thread writes
+what has gathered as one new object every `WRITE_EVERY_S`, plus a final one when a DoFn is torn
+down. A stage that runs as one long bundle still advances, because writing is timed, not tied
+to bundles. The launcher's `EventFileChannel` lists the folder, reads the objects it has not
+seen, feeds their events to the tracker and deletes them, so listings stay short.
+
+Objects are never rewritten: `<writer>-<seq>.json`, a JSON list of events. A retried bundle's
+events may be read too; progress is advisory (the tracker counts a file once) and the stats
+never come from here.
+
+Costs on an object store: one PUT per worker process per `WRITE_EVERY_S` while it has events,
+and for the launcher one LIST every `READ_EVERY_S` plus one GET per object and one batched
+DELETE per poll.
+
+Example::
+
+    with EventFileChannel(tracker, "s3://bucket/index/.staging/<id>/_events") as channel:
+        link = RunLink(None, events_dir=channel.directory)   # pickled into DoFns
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from typing import Self
+
+from . import storage
+
+log = logging.getLogger(__name__)
+
+EVENTS_DIR = "_events"
+WRITE_EVERY_S = 2.0
+READ_EVERY_S = 1.0
+_SUFFIX = ".json"
+
+
+class EventFileWriter:
+    """One worker process's events for one run, written as new objects by a daemon thread."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self._name = uuid.uuid4().hex[:16]
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._events: list[dict] = []
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread = threading.Thread(target=self._loop, name="progress-events", daemon=True)
+        self._thread.start()
+
+    def add(self, event: dict) -> None:
+        with self._lock:
+            self._events.append(event)
+            self._idle.clear()
+
+    def flush(self, timeout: float = 0.0) -> None:
+        """Write what waits now; wait up to `timeout` seconds for it to be written."""
+        self._wake.set()
+        if timeout:
+            self._idle.wait(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(WRITE_EVERY_S)
+            self._wake.clear()
+            with self._lock:
+                events, self._events = self._events, []
+            if events:
+                self._write(events)
+            with self._lock:
+                if not self._events:
+                    self._idle.set()
+
+    def _write(self, events: list[dict]) -> None:
+        self._seq += 1
+        path = storage.join(self.directory, f"{self._name}-{self._seq:08d}{_SUFFIX}")
+        payload = json.dumps(events, separators=(",", ":")).encode("utf-8", "surrogateescape")
+        try:
+            if self._seq == 1:
+                storage.make_folder(self.directory)
+            storage.write_bytes(path, payload)
+        except Exception as exc:  # noqa: BLE001 - progress is advisory: never fail the run
+            log.debug("progress events not written to %s: %s", path, exc)
+
+
+_writers: dict[str, EventFileWriter] = {}
+_writers_lock = threading.Lock()
+
+
+def writer_for(directory: str) -> EventFileWriter:
+    """This process's writer for `directory` (one per run, shared by all its DoFns)."""
+    with _writers_lock:
+        writer = _writers.get(directory)
+        if writer is None:
+            writer = _writers[directory] = EventFileWriter(directory)
+        return writer
+
+
+class EventFileChannel:
+    """Launcher end: polls the events folder and feeds a tracker (`handle(event)`)."""
+
+    route = "event files"
+
+    def __init__(self, tracker, directory: str, interval: float = READ_EVERY_S):
+        self.tracker = tracker
+        self.directory = directory
+        self.interval = interval
+        self.events = 0
+        self._seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="progress-files", daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def poll(self) -> int:
+        """Read every new event object once; returns how many events it held."""
+        try:
+            names = [n for n in storage.list_names(self.directory)
+                     if n.endswith(_SUFFIX) and n not in self._seen]
+        except Exception as exc:  # noqa: BLE001 - a failed listing is retried next poll
+            log.debug("listing %s failed: %s", self.directory, exc)
+            return 0
+        count, done = 0, []
+        for name in sorted(names):
+            path = storage.join(self.directory, name)
+            try:
+                events = json.loads(storage.read_bytes(path).decode("utf-8", "surrogateescape"))
+            except FileNotFoundError:
+                continue
+            except Exception as exc:  # noqa: BLE001 - a malformed or unreadable object
+                log.debug("progress events in %s dropped: %s", path, exc)
+                events = []
+            self._seen.add(name)
+            done.append(path)
+            for event in events if isinstance(events, list) else []:
+                try:
+                    self.tracker.handle(event)
+                except Exception:  # a malformed event or a failing callback must not stop us
+                    log.exception("progress event dropped")
+                count += 1
+        self.events += count
+        try:
+            storage.delete_files(done)
+        except Exception as exc:  # noqa: BLE001 - what stays is deleted with the staging
+            log.debug("consumed event objects not deleted: %s", exc)
+        return count
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.poll()  # what the workers wrote last
