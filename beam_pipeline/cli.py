@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -282,5 +283,24 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def entry() -> None:
+    """The `beam-index` program: main(), then exit.
+
+    After `search` and `verify` the process ends without the interpreter's teardown: pyarrow's
+    native thread pools can abort it (std::terminate, exit status -6) once all output was
+    written (apache/arrow#34314; seen here after reading from S3). Those commands start nothing
+    that needs cleaning up at exit; `index` does (a runner's job server), so it exits normally.
+    """
+    code = main()
+    if len(sys.argv) > 1 and sys.argv[1] in ("search", "verify"):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe (… | head): nothing more to say
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -21,6 +21,7 @@ Example::
 
     with EventFileChannel(tracker, "s3://bucket/index/.staging/<id>/_events") as channel:
         link = RunLink(None, events_dir=channel.directory)   # pickled into DoFns
+        link.send({"k": "a", "n": 1})                         # on a worker: event_files.send
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from typing import Self
 
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 EVENTS_DIR = "_events"
 WRITE_EVERY_S = 2.0
 READ_EVERY_S = 1.0
+# A writer with nothing to write for this long ends (its run is over); the next event of the
+# same run, if any, starts a new one.
+IDLE_S = 30.0
 _SUFFIX = ".json"
 
 
@@ -68,6 +73,7 @@ class EventFileWriter:
             self._idle.wait(timeout)
 
     def _loop(self) -> None:
+        last = time.monotonic()
         while True:
             self._wake.wait(WRITE_EVERY_S)
             self._wake.clear()
@@ -75,9 +81,13 @@ class EventFileWriter:
                 events, self._events = self._events, []
             if events:
                 self._write(events)
-            with self._lock:
+                last = time.monotonic()
+            with _writers_lock, self._lock:
                 if not self._events:
                     self._idle.set()
+                    if time.monotonic() - last >= IDLE_S:
+                        _writers.pop(self.directory, None)
+                        return
 
     def _write(self, events: list[dict]) -> None:
         self._seq += 1
@@ -95,13 +105,22 @@ _writers: dict[str, EventFileWriter] = {}
 _writers_lock = threading.Lock()
 
 
-def writer_for(directory: str) -> EventFileWriter:
-    """This process's writer for `directory` (one per run, shared by all its DoFns)."""
+def send(directory: str, event: dict) -> None:
+    """Hand an event to this process's writer for `directory` (one per run, shared by all its
+    DoFns; started on the first event)."""
     with _writers_lock:
         writer = _writers.get(directory)
         if writer is None:
             writer = _writers[directory] = EventFileWriter(directory)
-        return writer
+        writer.add(event)  # under the lock: a writer that is ending takes no new event
+
+
+def flush(directory: str, timeout: float = 0.0) -> None:
+    """Write this process's waiting events for `directory` now (waiting up to `timeout`)."""
+    with _writers_lock:
+        writer = _writers.get(directory)
+    if writer is not None:
+        writer.flush(timeout)
 
 
 class EventFileChannel:

@@ -96,7 +96,7 @@ class RunLink:
 
     def send(self, event: dict) -> None:
         if self.events_dir is not None:
-            event_files.writer_for(self.events_dir).add(event)
+            event_files.send(self.events_dir, event)
             return
         if self.address is None:
             return
@@ -112,7 +112,7 @@ class RunLink:
     def flush(self, older_than: float = 0.0) -> None:
         """Send what waits (only if it has waited `older_than` seconds)."""
         if self.events_dir is not None:
-            event_files.writer_for(self.events_dir).flush()
+            event_files.flush(self.events_dir)
             return
         with self._lock:
             if self._events and time.monotonic() - self._since >= older_than:
@@ -140,7 +140,7 @@ class RunLink:
     def close(self) -> None:
         if self.events_dir is not None:
             # The final events of this worker: a DoFn's teardown may be the process's last act.
-            event_files.writer_for(self.events_dir).flush(timeout=5.0)
+            event_files.flush(self.events_dir, timeout=5.0)
             return
         self.flush()
         with self._lock:
