@@ -153,19 +153,19 @@ class _StoreTree:
     """
 
     def __init__(self, root: str):
-        from apache_beam.io.filesystems import FileSystems
+        from . import storage
 
         self.root = root.rstrip("/")
         try:
-            found = FileSystems.match([self.root + "/**"])[0].metadata_list
+            found = storage.listing(self.root)
         except Exception as exc:  # noqa: BLE001 - Beam wraps every listing failure differently
             raise SourceError(f"cannot list source {self.root}: {_first_line(exc)}") from None
         if not found:
             raise SourceError(f"source {self.root} holds no files (is the URL right?)")
         self._folders: dict[str, dict[str, _Node]] = {"": {}}
         skip = len(self.root) + 1
-        for meta in found:
-            rel = meta.path[skip:]
+        for url, size, updated in found:
+            rel = url[skip:]
             if not rel or rel.endswith("/"):  # a console's zero-byte "folder" marker
                 continue
             *parents, name = rel.split("/")
@@ -174,10 +174,8 @@ class _StoreTree:
                 self._folders[folder][part] = _Node(part, FOLDER)
                 folder += part + "/"
                 self._folders.setdefault(folder, {})
-            mtime_ns = round((meta.last_updated_in_seconds or 0) * 1e9)
             # A name that is both an object and a prefix is walked as the folder.
-            self._folders[folder].setdefault(
-                name, _Node(name, FILE, meta.size_in_bytes, mtime_ns))
+            self._folders[folder].setdefault(name, _Node(name, FILE, size, _ns(updated)))
 
     def root_ident(self) -> None:
         return None
@@ -219,16 +217,20 @@ def join_url(root: str, rel: str) -> str:
 
 def read_store_object(url: str, limit: int) -> bytes:
     """Up to `limit` bytes of an object, through Beam's FileSystems (OSError on failure)."""
-    from apache_beam.io.filesystem import CompressionTypes
-    from apache_beam.io.filesystems import FileSystems
+    from . import storage
 
     try:
-        with FileSystems.open(url, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        with storage.open_read(url) as fh:
             return fh.read(limit)
     except OSError:
         raise
     except Exception as exc:  # noqa: BLE001 - a store client's own errors, as one kind
         raise SourceError(f"{type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _ns(seconds: float | None) -> int:
+    """A store's modification time (seconds, float) as the nanoseconds files.parquet holds."""
+    return round((seconds or 0) * 1e9)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -396,17 +398,13 @@ def relative_to_root(root: str | os.PathLike, given: str | os.PathLike) -> str:
 def _explicit_node(root: str, rel: str, follow_symlinks: bool) -> _Node | None:
     """What an explicitly listed file is; None when it cannot be found."""
     if is_url(root):
-        from apache_beam.io.filesystems import FileSystems
+        from . import storage
 
         try:
-            found = FileSystems.match([join_url(root, rel)])[0].metadata_list
-        except Exception:  # noqa: BLE001 - not found, or not listable: the pipeline says why
+            found = storage.stat(join_url(root, rel))
+        except OSError:  # not listable: the pipeline says why
             return None
-        if not found:
-            return None
-        meta = found[0]
-        return _Node(rel, FILE, meta.size_in_bytes,
-                     round((meta.last_updated_in_seconds or 0) * 1e9))
+        return None if found is None else _Node(rel, FILE, found[0], _ns(found[1]))
     full = os.path.join(root, rel)
     try:
         return _local_node(rel, os.stat(full) if follow_symlinks else os.lstat(full))

@@ -568,13 +568,40 @@ def _run_pipeline(config: ChunkerConfig, staging: str, todo: str, settings: Inde
     result = pipeline.run()
     with cancel.also_calls(result.cancel):
         try:
-            state = result.wait_until_finish()
+            state = _wait(result)
         except KeyboardInterrupt:
             cancel.cancel(wait=True)
             raise
     if state not in (None, PipelineState.DONE):
         raise RuntimeError(f"the pipeline ended in state {state}")
     return result
+
+
+_POLL_S = 1.0
+
+
+def _wait(result):
+    """The job's final state; raises with the runner's reason when it failed.
+
+    Beam's portable runner opens the job's state and message streams with the job server's
+    request timeout (--job_server_timeout, 300 s by default) as their deadline, so waiting on
+    them for a longer job ends in DEADLINE_EXCEEDED while the job goes on. So the state is
+    polled until the job ends; then Beam's own wait collects the outcome and the failure
+    message, which only a job that outlived the deadline goes without.
+    """
+    import grpc
+
+    while not PipelineState.is_terminal(state := result.state):
+        time.sleep(_POLL_S)
+    try:
+        return result.wait_until_finish()
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise
+    if state != PipelineState.DONE:
+        raise RuntimeError(f"the job ended in state {state} (its messages outlived "
+                           "--job_server_timeout)")
+    return state
 
 
 __all__ = ["IndexFiles", "IndexOptions", "IndexSettings", "NothingCommitted", "ReadFileList",

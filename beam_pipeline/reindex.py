@@ -190,15 +190,9 @@ def _unchanged(entry: FileEntry, old: tuple, checksum_root: str | None) -> bool:
 def file_sha256(root: str, rel: str) -> str:
     """The sha256 of a source file's bytes, read in the launcher (local, or a URL root through
     Beam's FileSystems: one GET per file)."""
-    if not is_url(root):
-        with open(os.path.join(root, rel), "rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest()
-    from apache_beam.io.filesystem import CompressionTypes
-    from apache_beam.io.filesystems import FileSystems
-
+    path = join_url(root, rel) if is_url(root) else os.path.join(root, rel)
     try:
-        with FileSystems.open(join_url(root, rel),
-                              compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        with storage.open_read(path) as fh:
             return hashlib.file_digest(fh, "sha256").hexdigest()
     except OSError:
         raise

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import logging
 import os
 import random
 import resource
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 from beam_pipeline.cli import configure_logging
@@ -188,6 +190,7 @@ class CountingS3:
         )
         from werkzeug.serving import make_server
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
         self.counts: collections.Counter = collections.Counter()
         lock = threading.Lock()
         counts = self.counts
@@ -216,8 +219,8 @@ class CountingS3:
 
 def _request_kind(environ) -> str:
     method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
-    query = environ.get("QUERY_STRING", "")
-    if "/_events/" in path or path.endswith("/_events"):
+    query = urllib.parse.unquote(environ.get("QUERY_STRING", ""))
+    if "_events" in path or "_events" in query:
         what = "progress"
     elif path.endswith("/_cancel"):
         what = "cancel"
@@ -236,8 +239,9 @@ def _request_kind(environ) -> str:
     return f"{what} {kind}"
 
 
-def requests_per_file(corpus: Path) -> dict:
-    """A full build and a 1 % re-index, SOURCE and OUT on S3, on the distributed path."""
+def requests_per_file(corpus: Path, limit: int) -> dict:
+    """A full build and a 1 % re-index of the first `limit` files, SOURCE and OUT on S3, on the
+    distributed path (one SDK worker: the Python job service starts one per job)."""
     import boto3
 
     s3 = CountingS3()
@@ -260,7 +264,7 @@ def requests_per_file(corpus: Path) -> dict:
     try:
         for port in (job_port, pool_port):
             _wait_port(port)
-        files = [p for p in sorted(corpus.rglob("*")) if p.is_file()]
+        files = [p for p in sorted(corpus.rglob("*")) if p.is_file()][:limit]
         for path in files:
             client.put_object(Bucket="capacity", Key=f"repo/{path.relative_to(corpus)}",
                               Body=path.read_bytes())
@@ -344,6 +348,7 @@ def launcher_at_scale(files: int = 1_000_000, per_shard_files: int = 780) -> dic
         start = time.perf_counter()
         merge_files_table(str(staging), previous, plan)
         out["merge files table (s)"] = time.perf_counter() - start
+    out.update(store_listing(paths))
     shards = -(-files // per_shard_files)
     rng = random.Random(0)
     spread = {rng.randrange(files) // per_shard_files for _ in range(files // 100)}
@@ -352,6 +357,30 @@ def launcher_at_scale(files: int = 1_000_000, per_shard_files: int = 780) -> dic
     out["shards rewritten, 1% spread"] = len(spread)
     out["shards rewritten, 1% clustered"] = len(clustered)
     return out
+
+
+def store_listing(paths: list[str]) -> dict:
+    """Discovery over an object store's listing of `paths` (the listing itself is the store's:
+    1,000 keys a LIST request on S3): the walk's time and the memory it holds."""
+    import tracemalloc
+
+    from beam_pipeline import discover, storage
+
+    listing = [(f"s3://bucket/repo/{p}", 1000, 1.7e9) for p in paths]
+    real = storage.listing
+    storage.listing = lambda prefix: listing  # the store's answer, without a million objects
+    try:
+        start = time.perf_counter()
+        count = sum(1 for _ in discover.iter_source_files("s3://bucket/repo"))
+        seconds = time.perf_counter() - start
+        tracemalloc.start()  # a second walk: tracing slows it down
+        sum(1 for _ in discover.iter_source_files("s3://bucket/repo"))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    finally:
+        storage.listing = real
+    return {"walk of the store's listing (s)": seconds, "files listed": count,
+            "walk's peak memory (MB)": peak / 1e6}
 
 
 def carry_throughput(corpus: Path) -> dict:
@@ -411,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, help="folder to measure (default: the stdlib)")
     parser.add_argument("--limit", type=int, help="stdlib corpus: only the first N files")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each spill choice")
+    parser.add_argument("--request-files", type=int, default=300, metavar="N",
+                        help="files of the corpus the request count indexes on S3 "
+                        "(default: %(default)s)")
     parser.add_argument("--skip-requests", action="store_true",
                         help="skip the object-store request count (needs moto[server])")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/capacity.json"))
@@ -422,6 +454,14 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copytree(args.corpus, corpus, symlinks=True)
         else:
             stdlib_corpus(corpus, args.limit)
+        # Child processes first: a fork starts with this process's memory, which the
+        # in-process parts below grow (the 1,000,000-file lists).
+        print("spill choice …", file=sys.stderr)
+        spill = spill_choice(corpus, args.repeat)
+        requests = None
+        if not args.skip_requests:
+            print("object-store requests …", file=sys.stderr)
+            requests = requests_per_file(corpus, args.request_files)
         print("stage CPU …", file=sys.stderr)
         stages = stage_cpu(corpus)
         beam = beam_share(corpus, stages)
@@ -429,12 +469,6 @@ def main(argv: list[str] | None = None) -> int:
         print("launcher at 1,000,000 files …", file=sys.stderr)
         launcher = launcher_at_scale()
         carry = carry_throughput(corpus)
-        print("spill choice …", file=sys.stderr)
-        spill = spill_choice(corpus, args.repeat)
-        requests = None
-        if not args.skip_requests:
-            print("object-store requests …", file=sys.stderr)
-            requests = requests_per_file(corpus)
     per_k = 1000 / stages["files"]
     print(f"corpus: {stages['files']} files, {stages['chunks']} chunks, "
           f"{stages['bytes'] / 1e6:.1f} MB; shards {stages['shard_bytes'] / 1e6:.1f} MB")
