@@ -6,10 +6,10 @@ FileSystems. So each worker process keeps one `EventFileWriter` per run: the DoF
 their events (a list append, never a request on the DoFn's thread), and its thread writes
 what has gathered as one new object every `WRITE_EVERY_S`, plus a final one when a DoFn is torn
 down. A stage that runs as one long bundle still advances, because writing is timed, not tied
-to bundles. The launcher's `EventFileChannel` lists the folder, reads the objects it has not
-seen, feeds their events to the tracker and deletes them, so listings stay short.
+to bundles. The launcher's `progress.EventFileChannel` lists the folder, reads the objects it
+has not seen, feeds their events to the tracker and deletes them, so listings stay short.
 
-Objects are never rewritten: `<writer>-<seq>.json`, a JSON list of events. A retried bundle's
+Objects are never rewritten: `<writer>-<seq>.json`, a JSON list of events (SUFFIX). A retried bundle's
 events may be read too; progress is advisory (the tracker counts a file once) and the stats
 never come from here.
 
@@ -19,9 +19,9 @@ DELETE per poll.
 
 Example::
 
-    with EventFileChannel(tracker, "s3://bucket/index/.staging/<id>/_events") as channel:
-        link = RunLink(None, events_dir=channel.directory)   # pickled into DoFns
-        link.send({"k": "a", "n": 1})                         # on a worker: event_files.send
+    with progress.EventFileChannel(tracker, "s3://bucket/index/.staging/<id>/_events") as ch:
+        link = RunLink(None, events_dir=ch.directory)   # pickled into DoFns
+        link.send({"k": "a", "n": 1})                    # on a worker: event_files.send
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import logging
 import threading
 import time
 import uuid
-from typing import Self
 
 from . import storage
 
@@ -43,7 +42,7 @@ READ_EVERY_S = 1.0
 # A writer with nothing to write for this long ends (its run is over); the next event of the
 # same run, if any, starts a new one.
 IDLE_S = 30.0
-_SUFFIX = ".json"
+SUFFIX = ".json"
 
 
 class EventFileWriter:
@@ -91,7 +90,7 @@ class EventFileWriter:
 
     def _write(self, events: list[dict]) -> None:
         self._seq += 1
-        path = storage.join(self.directory, f"{self._name}-{self._seq:08d}{_SUFFIX}")
+        path = storage.join(self.directory, f"{self._name}-{self._seq:08d}{SUFFIX}")
         payload = json.dumps(events, separators=(",", ":")).encode("utf-8", "surrogateescape")
         try:
             if self._seq == 1:
@@ -121,70 +120,3 @@ def flush(directory: str, timeout: float = 0.0) -> None:
         writer = _writers.get(directory)
     if writer is not None:
         writer.flush(timeout)
-
-
-class EventFileChannel:
-    """Launcher end: polls the events folder and feeds a tracker (`handle(event)`)."""
-
-    route = "event files"
-
-    def __init__(self, tracker, directory: str, interval: float = READ_EVERY_S):
-        self.tracker = tracker
-        self.directory = directory
-        self.interval = interval
-        self.events = 0
-        self._seen: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="progress-files", daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.poll()
-
-    def poll(self) -> int:
-        """Read every new event object once; returns how many events it held."""
-        try:
-            names = [n for n in storage.list_names(self.directory)
-                     if n.endswith(_SUFFIX) and n not in self._seen]
-        except Exception as exc:  # noqa: BLE001 - a failed listing is retried next poll
-            log.debug("listing %s failed: %s", self.directory, exc)
-            return 0
-        count, done = 0, []
-        for name in sorted(names):
-            path = storage.join(self.directory, name)
-            try:
-                events = json.loads(storage.read_bytes(path).decode("utf-8", "surrogateescape"))
-            except FileNotFoundError:
-                continue
-            except Exception as exc:  # noqa: BLE001 - a malformed or unreadable object
-                log.debug("progress events in %s dropped: %s", path, exc)
-                events = []
-            self._seen.add(name)
-            done.append(path)
-            for event in events if isinstance(events, list) else []:
-                try:
-                    self.tracker.handle(event)
-                except Exception:  # a malformed event or a failing callback must not stop us
-                    log.exception("progress event dropped")
-                count += 1
-        self.events += count
-        try:
-            storage.delete_files(done)
-        except Exception as exc:  # noqa: BLE001 - what stays is deleted with the staging
-            log.debug("consumed event objects not deleted: %s", exc)
-        return count
-
-    def close(self) -> None:
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        self.poll()  # what the workers wrote last

@@ -49,12 +49,18 @@ from .discover import (
 )
 from .embed import EmbedChunks
 from .embedders import Embedder, get_embedder
-from .event_files import EVENTS_DIR, EventFileChannel
+from .event_files import EVENTS_DIR
 from .faults import fault_point
 from .index import shard_names
 from .lock import output_lock
 from .options import DEFAULT_BATCH_SIZE, IndexOptions, embed_processes
-from .progress import ProgressChannel, ProgressDisplay, ProgressTracker, RunLink
+from .progress import (
+    EventFileChannel,
+    ProgressChannel,
+    ProgressDisplay,
+    ProgressTracker,
+    RunLink,
+)
 from .reuse import MISSING, REUSE_TABLE, ReuseKnownVectors, write_reuse_table
 from .schema import FILES_TABLE, SCHEMA_VERSION
 from .spill import SPILL_DIR, SpillVectors
@@ -465,7 +471,7 @@ class _Run:
             reuse = storage.join(staging, REUSE_TABLE)
             write_reuse_table([storage.join(base.directory, name)
                                for name in shard_names(base.manifest)], plan.replaceable, reuse)
-        filesystems = self.options.get_all_options(drop_default=True)
+        filesystems = storage.filesystem_options(self.options)
         if isinstance(channel, ProgressChannel):
             link = RunLink(channel.address, self.req.cancel.check(), filesystems=filesystems)
         else:

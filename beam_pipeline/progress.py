@@ -313,21 +313,17 @@ class ProgressTracker:
         )
 
 
-class ProgressChannel:
-    """Launcher end of the channel: a UDP socket on 127.0.0.1 drained by a daemon thread."""
+class _Channel:
+    """Launcher end of a progress route: a daemon thread that feeds a tracker; `close()`
+    stops it and takes in what was sent last."""
 
-    route = "udp"
+    route = ""
 
     def __init__(self, tracker: ProgressTracker):
         self.tracker = tracker
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        # A large receive buffer so bursts (10k tiny files chunked at once) are not dropped.
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.settimeout(0.1)
-        self.address: tuple[str, int] = self._sock.getsockname()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="progress-channel", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"progress-{self.route}",
+                                        daemon=True)
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -335,6 +331,46 @@ class ProgressChannel:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+    def _feed(self, events) -> int:
+        """Hand a list of events to the tracker; returns how many it held."""
+        count = 0
+        for event in events if isinstance(events, list) else []:
+            try:
+                self.tracker.handle(event)
+            except Exception:  # a malformed event or a failing callback must not stop us
+                log.exception("progress event dropped")
+            count += 1
+        return count
+
+    def _drain(self) -> None:
+        """What arrived after the thread stopped."""
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._drain()
+
+
+class ProgressChannel(_Channel):
+    """UDP datagrams on 127.0.0.1, for the local modes (runners.Placement.local)."""
+
+    route = "udp"
+
+    def __init__(self, tracker: ProgressTracker):
+        super().__init__(tracker)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # A large receive buffer so bursts (10k tiny files chunked at once) are not dropped.
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.settimeout(0.1)
+        self.address: tuple[str, int] = self._sock.getsockname()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -349,23 +385,69 @@ class ProgressChannel:
             self._stop.set()
             return False
         try:
-            for event in json.loads(data.decode("utf-8", "surrogateescape")):
-                self.tracker.handle(event)
-        except Exception:  # a malformed datagram or a failing callback must not stop the channel
-            log.exception("progress event dropped")
+            events = json.loads(data.decode("utf-8", "surrogateescape"))
+        except ValueError:
+            log.exception("progress datagram dropped")
+            return True
+        self._feed(events)
         return True
 
-    def close(self) -> None:
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+    def _drain(self) -> None:
         # Events sent just before the pipeline returned are still in the socket buffer.
         self._sock.setblocking(False)
         while self._drain_one():
             pass
         self._sock.close()
+
+
+class EventFileChannel(_Channel):
+    """Event files in `directory` on OUT's filesystem, for distributed runners
+    (event_files.py): listed every `interval` seconds, read once each, then deleted."""
+
+    route = "event files"
+
+    def __init__(self, tracker: ProgressTracker, directory: str,
+                 interval: float = event_files.READ_EVERY_S):
+        super().__init__(tracker)
+        self.directory = directory
+        self.interval = interval
+        self.events = 0
+        self._seen: set[str] = set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def poll(self) -> int:
+        """Read every new event object once; returns how many events it held."""
+        try:
+            names = [n for n in storage.list_names(self.directory)
+                     if n.endswith(event_files.SUFFIX) and n not in self._seen]
+        except Exception as exc:  # noqa: BLE001 - a failed listing is retried next poll
+            log.debug("listing %s failed: %s", self.directory, exc)
+            return 0
+        count, done = 0, []
+        for name in sorted(names):
+            path = storage.join(self.directory, name)
+            try:
+                events = json.loads(storage.read_bytes(path).decode("utf-8", "surrogateescape"))
+            except FileNotFoundError:
+                continue
+            except Exception as exc:  # noqa: BLE001 - a malformed or unreadable object
+                log.debug("progress events in %s dropped: %s", path, exc)
+                events = []
+            self._seen.add(name)
+            done.append(path)
+            count += self._feed(events)
+        self.events += count
+        try:
+            storage.delete_files(done)
+        except Exception as exc:  # noqa: BLE001 - what stays is deleted with the staging
+            log.debug("consumed event objects not deleted: %s", exc)
+        return count
+
+    def _drain(self) -> None:
+        self.poll()  # what the workers wrote last
 
 
 class ProgressDisplay:

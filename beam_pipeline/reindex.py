@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from . import storage
 from .commit import read_current
-from .discover import FileEntry, is_url, join_url
+from .discover import FileEntry, is_url, join_url, read_store_object
 from .faults import fault_point
 from .index import IndexReadError, shard_names
 from .schema import (
@@ -189,15 +189,11 @@ def _unchanged(entry: FileEntry, old: tuple, checksum_root: str | None) -> bool:
 
 def file_sha256(root: str, rel: str) -> str:
     """The sha256 of a source file's bytes, read in the launcher (local, or a URL root through
-    Beam's FileSystems: one GET per file)."""
-    path = join_url(root, rel) if is_url(root) else os.path.join(root, rel)
-    try:
-        with storage.open_read(path) as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest()
-    except OSError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a store client's own errors: "changed"
-        raise OSError(str(exc)) from None
+    Beam's FileSystems: one GET per file; discovery's size limit bounds it)."""
+    if is_url(root):
+        return hashlib.sha256(read_store_object(join_url(root, rel), -1)).hexdigest()
+    with open(os.path.join(root, rel), "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _path_filter(table: pa.Table, paths: set[str]) -> pa.Array:

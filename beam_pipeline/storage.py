@@ -54,6 +54,24 @@ def use_options(options: PipelineOptions | Sequence[str]) -> None:
     _options, _generation = options, _generation + 1
 
 
+def filesystem_options(options: PipelineOptions) -> dict:
+    """The run's options that Beam's filesystems read (S3's, GCS's, Azure's, HDFS's), as a
+    dict for `use_worker_options`; nothing else of the run goes to the workers this way."""
+    from apache_beam.options.pipeline_options import (
+        AzureOptions,
+        GoogleCloudOptions,
+        HadoopFileSystemOptions,
+        S3Options,
+        _BeamArgumentParser,
+    )
+
+    parser = _BeamArgumentParser()
+    for cls in (S3Options, GoogleCloudOptions, AzureOptions, HadoopFileSystemOptions):
+        cls._add_argparse_args(parser)
+    wanted = {action.dest for action in parser._actions}
+    return {k: v for k, v in options.get_all_options(drop_default=True).items() if k in wanted}
+
+
 def use_worker_options(options: dict) -> None:
     """On a worker: configure FileSystems from the run's options (a dict of
     `PipelineOptions.get_all_options(drop_default=True)`), once per process and option set.

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import logging
 import os
 import random
@@ -42,7 +41,7 @@ from pathlib import Path
 
 from beam_pipeline.cli import configure_logging
 
-from .run import machine, stdlib_corpus, versions
+from .run import stdlib_corpus, write_report
 
 DIM = 384
 BATCH = 64
@@ -443,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--request-files", type=int, default=300, metavar="N",
                         help="files of the corpus the request count indexes on S3 "
                         "(default: %(default)s)")
+    parser.add_argument("--launcher-files", type=int, default=1_000_000, metavar="N",
+                        help="files of the synthetic lists for the launcher's share "
+                        "(default: %(default)s)")
     parser.add_argument("--skip-requests", action="store_true",
                         help="skip the object-store request count (needs moto[server])")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/capacity.json"))
@@ -466,8 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         stages = stage_cpu(corpus)
         beam = beam_share(corpus, stages)
         shuffle = shuffle_bytes(corpus)
-        print("launcher at 1,000,000 files …", file=sys.stderr)
-        launcher = launcher_at_scale()
+        print(f"launcher at {args.launcher_files:,} files …", file=sys.stderr)
+        launcher = launcher_at_scale(args.launcher_files)
         carry = carry_throughput(corpus)
     per_k = 1000 / stages["files"]
     print(f"corpus: {stages['files']} files, {stages['chunks']} chunks, "
@@ -479,8 +481,8 @@ def main(argv: list[str] | None = None) -> int:
           f" s wall, of which start-up {beam['startup_cpu_s']:.1f} CPU s")
     print(f"grouping, vectors in the shuffle: {shuffle['bytes_per_chunk']:.0f} bytes per chunk")
     for name, value in launcher.items():
-        print(f"launcher, 1,000,000 files: {name}: {value:.2f}" if isinstance(value, float)
-              else f"launcher, 1,000,000 files: {name}: {value}")
+        shown = f"{value:.2f}" if isinstance(value, float) else value
+        print(f"launcher, {args.launcher_files:,} files: {name}: {shown}")
     print(f"carrying rows forward (rewrite): {carry['MB_per_s']:.0f} MB/s")
     for label, item in spill.items():
         print(f"local mode, S3 OUT, vectors via {label}: {item['wall_s']:.1f} s, "
@@ -491,13 +493,9 @@ def main(argv: list[str] | None = None) -> int:
         per_file = ", ".join(f"{k[5:]} {v / item['files']:.2f}" for k, v in sorted(data.items()))
         print(f"{label}: {item['files']} files in {item['wall_s']:.1f} s; requests per file: "
               f"{per_file}; side channels in all: {dict(sorted(side.items()))}")
-    report = {"command": [sys.executable, "-m", "benchmarks.capacity", *(argv or sys.argv[1:])],
-              "machine": machine(), "versions": versions(), "stages": stages, "beam": beam,
-              "shuffle": shuffle, "launcher_1M_files": launcher, "carry": carry,
-              "spill": spill, "requests": requests}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.json}", file=sys.stderr)
+    write_report(args.json, "benchmarks.capacity", argv, {
+        "stages": stages, "beam": beam, "shuffle": shuffle, "launcher": {"files": args.launcher_files, **launcher},
+        "carry": carry, "spill": spill, "requests": requests})
     return 0
 
 

@@ -287,6 +287,15 @@ def versions() -> dict:
     return out
 
 
+def write_report(path: Path, module: str, argv: list[str] | None, figures: dict) -> None:
+    """The JSON a benchmark leaves: its command, the machine, the versions and its figures."""
+    report = {"command": [sys.executable, "-m", module, *(argv or sys.argv[1:])],
+              "machine": machine(), "versions": versions(), **figures}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -441,10 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, result in results.items():
         if "wall_vs_full" in result:
             print(f"{name}: {100 * result['wall_vs_full']:.1f} % of the full run's wall time")
-    report = {
-        "command": [sys.executable, "-m", "benchmarks.run", *(argv or sys.argv[1:])],
-        "machine": machine(),
-        "versions": versions(),
+    write_report(args.json, "benchmarks.run", argv, {
         "corpus": {"path": str(args.corpus or "stdlib"), "files": files, "bytes": size},
         "repeat": args.repeat,
         "scenarios": results,
@@ -454,10 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         "scales": scales,
         "comparison": comparison,
         "chunk_10MB_s": big_file,
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.json}", file=sys.stderr)
+    })
     return 0
 
 

@@ -65,3 +65,25 @@ def test_the_benchmark_command_runs_and_reports_every_shape(tmp_path):
     assert data["scales"][1]["files"] == 2 * data["scales"][0]["files"]
     assert set(data["chunk_10MB_s"]) == {"code", "one line"}
     assert "hashing: best local beam / threadpool" in done.stdout
+
+
+def test_the_capacity_benchmark_runs_and_reports_every_part(tmp_path):
+    corpus = _tree(tmp_path / "corpus")
+    report = tmp_path / "capacity.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.capacity", "--corpus", str(corpus), "--repeat", "1",
+         "--request-files", "4", "--launcher-files", "20000", "--json", str(report)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(report.read_text())
+    assert data["stages"]["files"] == 7 and data["stages"]["chunks"] > 7
+    assert set(data["stages"]["seconds"]) == {
+        "discover (local walk)", "read + hash + chunk", "embed (hashing)",
+        "assemble (re-read, rows)", "write shards (zstd)"}
+    assert data["shuffle"]["bytes_per_chunk"] > 384 * 4  # the vector, and its key
+    assert data["launcher"]["files listed"] == 20000
+    assert data["launcher"]["shards rewritten, 1% clustered"] < data["launcher"]["shards"]
+    full = data["requests"]["full build"]
+    # Three of the four have chunks: each is read, then re-read at assembly.
+    assert full["files"] == 4 and full["requests"]["data GET"] >= 2 * 3
+    assert set(data["spill"]) == {"spill files in local scratch", "the shuffle"}

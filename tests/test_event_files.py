@@ -6,7 +6,13 @@ import time
 
 from beam_pipeline import event_files
 from beam_pipeline.cancel import Cancelled, CancelToken
-from beam_pipeline.progress import CHUNKED, EMBEDDED, ProgressTracker, RunLink
+from beam_pipeline.progress import (
+    CHUNKED,
+    EMBEDDED,
+    EventFileChannel,
+    ProgressTracker,
+    RunLink,
+)
 
 
 def test_events_written_by_workers_reach_the_tracker_once(tmp_path, monkeypatch):
@@ -14,7 +20,7 @@ def test_events_written_by_workers_reach_the_tracker_once(tmp_path, monkeypatch)
     folder = str(tmp_path / "_events")
     link = RunLink(None, events_dir=folder)
     tracker = ProgressTracker(total_files=2)
-    with event_files.EventFileChannel(tracker, folder, interval=0.05) as channel:
+    with EventFileChannel(tracker, folder, interval=0.05) as channel:
         link.send({"k": CHUNKED, "p": "a.py", "n": 2, "b": 10})
         link.send({"k": EMBEDDED, "p": {"a.py": 2}})
         deadline = time.monotonic() + 10
@@ -42,7 +48,7 @@ def test_a_broken_or_unreachable_event_store_never_fails_the_run(tmp_path):
     (folder / "x-00000001.json").write_text("{not json")
     (folder / "y-00000001.json").write_text('[{"k": "c", "p": "b.py", "n": 0, "b": 3}, 7]')
     tracker = ProgressTracker(total_files=1)
-    channel = event_files.EventFileChannel(tracker, str(folder))
+    channel = EventFileChannel(tracker, str(folder))
     channel.poll()
     assert tracker.files_done == 1
 

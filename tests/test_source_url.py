@@ -135,3 +135,13 @@ def test_a_url_that_holds_nothing_is_a_clear_error(tmp_path, s3, bucket, url, sa
     with pytest.raises(SourceError, match=says) as err:
         run_index(url, tmp_path / "out", pipeline_options=s3.flags)
     assert "\n" not in str(err.value)
+
+
+def test_workers_get_the_filesystem_options_and_nothing_else():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    options = PipelineOptions(["--s3_endpoint_url=http://127.0.0.1:9", "--s3_region_name=r",
+                               "--runner=PortableRunner", "--environment_type=EXTERNAL",
+                               "--job_endpoint=localhost:1"])
+    assert storage.filesystem_options(options) == {"s3_endpoint_url": "http://127.0.0.1:9",
+                                                   "s3_region_name": "r"}
