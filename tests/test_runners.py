@@ -117,9 +117,10 @@ def test_cli_multi_processing_keeps_worker_chatter_out_of_the_output(reference, 
 def test_a_portable_job_outliving_the_job_server_timeout_still_commits(tmp_path, job_endpoint):
     # Beam opens the job's state stream with --job_server_timeout as its deadline; a job that
     # runs longer must still be waited for, not failed.
-    src = make_tree(tmp_path / "src", {f"m{i:02d}.py": code_file(f"m{i}", 12) for i in range(12)})
-    stats = run_index(src, tmp_path / "out", IndexSettings.create(SlowEmbedder(0.4), batch_size=2),
+    src = make_tree(tmp_path / "src", {f"m{i:02d}.py": code_file(f"m{i}", 12) for i in range(20)})
+    # 20 calls of 0.4 s one after another: the job outlives the 3 s deadline by seconds.
+    stats = run_index(src, tmp_path / "out", IndexSettings.create(SlowEmbedder(0.4), batch_size=1),
                       pipeline_options=["--runner=PortableRunner", f"--job_endpoint={job_endpoint}",
-                                        "--environment_type=LOOPBACK", "--job_server_timeout=4"])
-    assert stats.committed and stats.files_processed == 12
-    assert stats.duration > 4
+                                        "--environment_type=LOOPBACK", "--job_server_timeout=3"])
+    assert stats.committed and stats.files_processed == 20
+    assert stats.duration > 3 + 2
