@@ -112,8 +112,16 @@ class HighThroughputProcessor:
 
     def process_files_high_throughput(self, files: Sequence[str | os.PathLike],
                                       vector_thread_count: int, batch_size: int = 50,
-                                      progress_callback: ProgressCallback | None = None
-                                      ) -> ProcessingStats:
+                                      progress_callback: ProgressCallback | None = None,
+                                      slot_tracker: object | None = None,
+                                      fts_manager: object | None = None) -> ProcessingStats:
+        """Index `files` (the rest of the live snapshot is carried forward); see the README.
+
+        `slot_tracker` and `fts_manager`, which newer callers of the replaced system pass, are
+        accepted and ignored: progress comes through `progress_callback`, and snapshots are to
+        carry their own lexical index.
+        """
+        del slot_tracker, fts_manager
         paths = [os.fspath(f) for f in files]
         with self._lock:
             self.cancelled = False

@@ -192,8 +192,8 @@ def test_failing_files_count_once_and_the_rest_is_carried_forward(tmp_path):
     assert len(set(rows["path"].to_pylist())) == 6  # the 5 unlisted files were carried forward
 
 
-@pytest.mark.parametrize("form", ["positional2", "positional3", "keywords"])
-def test_the_three_call_forms(tmp_path, form):
+@pytest.mark.parametrize("form", ["positional2", "positional3", "keywords", "newer keywords"])
+def test_the_call_forms(tmp_path, form):
     src = tree(tmp_path / "src", n=3)
     files = [str(p.relative_to(src)) for p in src.rglob("*.py")]
     processor = HighThroughputProcessor(src, tmp_path / "out")
@@ -201,9 +201,12 @@ def test_the_three_call_forms(tmp_path, form):
         stats = processor.process_files_high_throughput(files, 2)
     elif form == "positional3":
         stats = processor.process_files_high_throughput(files, 2, 10)
-    else:
+    elif form == "keywords":
         stats = processor.process_files_high_throughput(
             files=files, vector_thread_count=2, batch_size=10, progress_callback=Recorder())
+    else:  # what newer callers of the replaced system pass: accepted, and ignored
+        stats = processor.process_files_high_throughput(
+            files, 2, 10, Recorder(), slot_tracker=object(), fts_manager=object())
     assert stats.files_processed == 3 and stats.committed
 
 

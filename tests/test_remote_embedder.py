@@ -183,3 +183,28 @@ def test_a_server_that_turns_to_500s_midway_fails_only_the_files_it_touched(tmp_
     written = set(rows["path"].to_pylist())
     assert written.isdisjoint(f["path"] for f in stats.failures)
     assert verify_index(tmp_path / "out") == []  # every written file has all its chunks
+
+
+@pytest.mark.parametrize("mode", ["answer", "ignore", "refuse"])
+def test_vectors_come_as_base64_or_as_lists_whatever_the_server_does(server, mode):
+    server.base64 = mode
+    embedder = remote(server)
+    texts = [f"def f{i}(): return {i}" for i in range(5)]
+    expected = HashingEmbedder(DIM).embed(texts)
+    for _ in range(2):
+        np.testing.assert_allclose(embedder.embed(texts), expected, atol=1e-6)
+    asked = [r["encoding_format"] for r in server.requests]
+    if mode == "refuse":  # refused once, asked again without it, and never again
+        assert asked == ["base64", None, None]
+        assert embedder.take_counts().get("failures", 0) == 0
+    else:
+        assert asked == ["base64", "base64"]
+
+
+def test_a_refused_chunk_is_not_taken_for_a_refused_parameter(server):
+    embedder = remote(server)
+    with pytest.raises(EmbeddingError, match="HTTP 400"):
+        embedder.embed(["POISON here"])
+    assert [r["encoding_format"] for r in server.requests] == ["base64", None]
+    embedder.embed(["fine"])
+    assert server.requests[-1]["encoding_format"] == "base64"  # base64 is still asked for

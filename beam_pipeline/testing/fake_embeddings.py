@@ -6,6 +6,7 @@ setting attributes on `FakeEmbeddingServer` while it runs.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -30,6 +31,8 @@ class FakeEmbeddingServer:
         self.answered = 0
         self.poison = "POISON"  # an input containing it gets a 400
         self.short_by_one_above = None  # batches larger than this get one vector too few
+        # encoding_format=base64: "answer" in base64, "ignore" it (lists), "refuse" it (400)
+        self.base64 = "answer"
         self.requests: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -47,6 +50,7 @@ class FakeEmbeddingServer:
                         server.requests.append({
                             "inputs": body["input"], "model": body["model"],
                             "input_type": body.get("input_type"),
+                            "encoding_format": body.get("encoding_format"),
                             "auth": self.headers.get("Authorization"), "at": time.monotonic()})
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -71,12 +75,18 @@ class FakeEmbeddingServer:
                     time.sleep(server.hang_seconds)
                 status, headers = fault or (server.status_always, {})
                 texts = body["input"]
+                wants_base64 = body.get("encoding_format") == "base64"
                 if status is None and any(server.poison in t for t in texts):
+                    status = 400
+                if status is None and wants_base64 and server.base64 == "refuse":
                     status = 400
                 if status is not None:
                     payload = {"error": {"message": f"fake {status}"}}
                 else:
-                    vectors = server.embedder.embed(texts).tolist()
+                    matrix = server.embedder.embed(texts).astype("<f4")
+                    vectors = ([base64.b64encode(row.tobytes()).decode("ascii") for row in matrix]
+                               if wants_base64 and server.base64 == "answer"
+                               else matrix.tolist())
                     limit = server.short_by_one_above
                     if limit is not None and len(texts) > limit:
                         vectors = vectors[:-1]
