@@ -48,6 +48,7 @@ class _RemoteFlag:
         self.path = path
         self._raised = False
         self._asked = time.monotonic()
+        self.stopped = False
         threading.Thread(target=self._loop, name="cancel-flag", daemon=True).start()
 
     @property
@@ -56,7 +57,8 @@ class _RemoteFlag:
         return self._raised
 
     def _loop(self) -> None:
-        while not self._raised and time.monotonic() - self._asked < _REMOTE_IDLE_S:
+        while (not self._raised and not self.stopped
+               and time.monotonic() - self._asked < _REMOTE_IDLE_S):
             try:
                 self._raised = storage.exists(self.path)
             except Exception as exc:  # noqa: BLE001 - a failed look is retried; never fatal
@@ -77,6 +79,15 @@ def _remote_flag(path: str) -> _RemoteFlag:
         if flag is None:
             flag = _remote_flags[path] = _RemoteFlag(path)
         return flag
+
+
+def stop_watching(path: str) -> None:
+    """The run of this flag has ended: this process's watcher (an in-process worker's) makes no
+    further request."""
+    with _remote_lock:
+        flag = _remote_flags.pop(path, None)
+    if flag is not None:
+        flag.stopped = True
 
 
 class CancelCheck:
@@ -168,6 +179,11 @@ class CancelToken:
 
     def check(self) -> CancelCheck:
         return CancelCheck(self._path)
+
+    def release(self) -> None:
+        """The run has ended: stop this process's watcher of the flag, if it has one."""
+        if self._path is not None:
+            stop_watching(self._path)
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled:

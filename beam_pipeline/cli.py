@@ -139,6 +139,7 @@ def run_index_command(args, beam_flags: list[str]) -> int:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from .commit import OutputError
+    from .embedders import ConfigurationError
     from .lock import LockedError
     from .options import unknown_flags
     from .pipeline import IndexSettings, NothingCommitted, StatsMismatch, run_index
@@ -175,7 +176,8 @@ def run_index_command(args, beam_flags: list[str]) -> int:
         _write_stats(exc.stats, args.stats_json)
         print(f"beam-index: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except (OSError, OutputError, LockedError, CorruptSnapshotError, StatsMismatch) as exc:
+    except (OSError, OutputError, LockedError, CorruptSnapshotError, StatsMismatch,
+            ConfigurationError) as exc:
         print(f"beam-index: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if not args.dry_run:

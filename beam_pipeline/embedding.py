@@ -32,7 +32,7 @@ from typing import Self
 
 import numpy as np
 
-from .embedders import Embedder
+from .embedders import ConfigurationError, Embedder
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,13 @@ _PIPE_BYTES = 1 << 20
 
 def embed_isolating(embedder: Embedder, batch: list) -> tuple[list, int]:
     """One outcome per chunk — vector bytes, or the reason (str) its embedding failed — and the
-    number of embedder calls made. A failing batch is bisected down to its bad chunks."""
+    number of embedder calls made. A failing batch is bisected down to its bad chunks; a
+    ConfigurationError is raised at once."""
     try:
         vectors = checked_embed(embedder, [text for _, _, text in batch])
-    except Exception as exc:  # noqa: BLE001 - any embedder failure is isolated, never fatal
+    except ConfigurationError:
+        raise  # one mistake for the whole run: splitting the batch would only repeat it
+    except Exception as exc:  # noqa: BLE001 - any other failure is isolated, never fatal
         if len(batch) == 1:
             path, index, _ = batch[0]
             log.warning("embedding failed for %s chunk %d: %s", path, index, exc)

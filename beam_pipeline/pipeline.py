@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -48,7 +49,7 @@ from .discover import (
     list_explicit_files,
 )
 from .embed import EmbedChunks
-from .embedders import Embedder, get_embedder
+from .embedders import ConfigurationError, Embedder, get_embedder
 from .event_files import EVENTS_DIR
 from .faults import fault_point
 from .index import shard_names
@@ -310,6 +311,7 @@ def run_index(
                          f"{lock.previous_owner.get('pid')}); removing its leftovers")
         commit.clear_staging(out)
         previous = None if req.full else reindex.load_previous(out)
+        probed = learn_dim(settings.embedder, previous)
         stats.rebuild_reason = reindex.rebuild_reason(previous, settings.fingerprint(), req.full)
         base = previous if stats.rebuild_reason is None else None
         snapshot_id = commit.new_snapshot_id()
@@ -319,7 +321,7 @@ def run_index(
         scratch = Path(staging if local else tempfile.mkdtemp(prefix="beam-index-"))
         req.cancel.bind(storage.join(staging, CANCEL_FILE))
         run = _Run(root, out, staging, scratch, snapshot_id, settings, pipeline_options,
-                   placement, base, stats, req)
+                   placement, base, stats, req, probed)
         try:
             run.execute()
         except BaseException as exc:
@@ -327,17 +329,55 @@ def run_index(
                 req.cancel.cancel(wait=True)  # workers elsewhere stop too; then re-raised
                 raise
             if not req.cancel.cancelled or not isinstance(exc, Exception):
+                mistake = configuration_error(exc)
+                if mistake is not None:
+                    raise mistake from None
                 raise
             # What finished before the stop, as the progress channel saw it; nothing committed.
             stats.cancelled = True
             stats.files_processed = req.tracker.files_done
             stats.end_time = time.time()
         finally:
+            req.cancel.release()
             if not stats.committed:
                 commit.discard_staging(staging)
             if not local:
                 shutil.rmtree(scratch, ignore_errors=True)
     return stats
+
+
+_WHILE_RUNNING = re.compile(r"\s*\[while running '[^']*'\]\s*$")
+
+
+def configuration_error(exc: BaseException) -> ConfigurationError | None:
+    """The embedder's ConfigurationError that failed the pipeline, as one line: the in-process
+    runner re-raises it (naming the step), worker processes and portable runners report its
+    traceback as text."""
+    if isinstance(exc, ConfigurationError):
+        return ConfigurationError(_WHILE_RUNNING.sub("", str(exc).strip().splitlines()[0]))
+    marker = f"{ConfigurationError.__name__}: "
+    for line in reversed(str(exc).splitlines()):
+        if marker in line:
+            return ConfigurationError(_WHILE_RUNNING.sub("", line.split(marker, 1)[1]).strip())
+    return None
+
+
+def learn_dim(embedder: Embedder, previous: reindex.Previous | None) -> bool:
+    """Give an embedder of unknown dimension (`openai` without --embedding-dim) its dimension:
+    the live snapshot's when it was made with the same endpoint and model, else the answer
+    to one probe request. Returns whether the service was asked."""
+    if embedder.dim is not None:
+        return False
+    if previous is not None:
+        spec = previous.manifest.get("fingerprint", {}).get("embedder", {})
+        if ({k: spec.get(k) for k in ("name", "model")} == {"name": embedder.name,
+                                                             "model": embedder.model}
+                and previous.manifest.get("embedder_config") == embedder.config()
+                and isinstance(spec.get("dim"), int)):
+            embedder.dim = spec["dim"]
+            return False
+    embedder.dim = embedder.probe()
+    return True
 
 
 def source_root(source: str | os.PathLike) -> str:
@@ -385,6 +425,7 @@ class _Run:
     base: reindex.Previous | None
     stats: ProcessingStats
     req: RunRequest
+    probed: bool  # the embedder's service has answered once already (learn_dim)
     carried: list[dict] = field(default_factory=list, init=False)  # shards carried forward
     shards: list[dict] = field(default_factory=list, init=False)  # shards the pipeline wrote
 
@@ -396,6 +437,13 @@ class _Run:
             plan = self._plan()
             if plan is None:
                 return
+            embedder = self.settings.embedder
+            if embedder.probe_first and not self.probed:
+                # A bad key, model or dimension stops the run here, before any pipeline.
+                tracker.set_stage("asking the embedder")
+                embedder.probe()
+            stats.add_counters({f"embedder_{name}": n  # the launcher's probe is a call too
+                                for name, n in embedder.take_counts().items()})
             req.cancel.raise_if_cancelled()
             tracker.set_stage("running")
             result = self._pipeline(plan, channel)

@@ -1,6 +1,7 @@
 """The OpenAI-compatible embedder against a fake server on 127.0.0.1, through the pipeline."""
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -10,7 +11,12 @@ import pytest
 from conftest import code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
-from beam_pipeline.embedders import EmbeddingError, HashingEmbedder, OpenAIEmbedder
+from beam_pipeline.embedders import (
+    ConfigurationError,
+    EmbeddingError,
+    HashingEmbedder,
+    OpenAIEmbedder,
+)
 from beam_pipeline.index import Index
 from beam_pipeline.testing.fake_embeddings import FakeEmbeddingServer
 from beam_pipeline.verify import verify_index
@@ -48,7 +54,9 @@ def test_full_pipeline_through_the_server_gives_the_servers_vectors(tmp_path, se
     expected = HashingEmbedder(DIM).embed(table["content"].to_pylist())
     np.testing.assert_allclose(np.array(table["vector"].to_pylist()), expected, atol=1e-6)
     assert stats.counters["embedder_calls"] == len(server.requests)
-    assert stats.counters["embedder_texts"] == stats.chunks_embedded
+    # Every chunk, and the one text the launcher's probe sent before the pipeline.
+    assert stats.counters["embedder_texts"] == stats.chunks_embedded + 1
+    assert server.requests[0]["inputs"] == ["def probe():\n    return 'beam-index'\n"]
     assert {r["model"] for r in server.requests} == {"fake-embed"}
     assert stats.counters["embed_ms"] > 0
 
@@ -167,7 +175,7 @@ def test_voyage_code_models_chunk_at_4096_and_send_document_input_type(tmp_path,
 def test_each_embedder_brings_its_own_default_dimension():
     assert IndexSettings.create().embedder.dim == 384
     assert IndexSettings.create("voyage").embedder.dim == 1024
-    assert IndexSettings.create("openai").embedder.dim == 1536
+    assert IndexSettings.create("openai").embedder.dim is None  # learned: see below
     assert IndexSettings.create("openai", embedding_dim=768).embedder.dim == 768
 
 
@@ -208,3 +216,70 @@ def test_a_refused_chunk_is_not_taken_for_a_refused_parameter(server):
     assert [r["encoding_format"] for r in server.requests] == ["base64", None]
     embedder.embed(["fine"])
     assert server.requests[-1]["encoding_format"] == "base64"  # base64 is still asked for
+
+
+def test_the_dimension_is_learned_from_one_probe_then_from_the_live_snapshot(tmp_path, server):
+    small_tree(tmp_path / "src", n=3)
+
+    def run():
+        settings = IndexSettings.create(
+            "openai", chunk_size=300, batch_size=8,
+            embedder_options={"base_url": server.url, "model": "fake-embed"})
+        return run_index(tmp_path / "src", tmp_path / "out", settings)
+
+    first = run()
+    assert first.committed and Index.open(tmp_path / "out").dim == DIM
+    assert len(server.requests[0]["inputs"]) == 1  # the probe, before the pipeline
+    (tmp_path / "src" / "m0.py").write_text(code_file("changed", 4))
+    before = len(server.requests)
+    second = run()  # dim from the snapshot; one probe still answers before any embedding
+    assert second.committed and second.rebuild_reason is None and second.files_changed == 1
+    assert len(server.requests[before]["inputs"]) == 1
+    before = len(server.requests)
+    assert run().up_to_date and len(server.requests) == before  # nothing to do: no request
+
+
+def _cli(tmp_path, server, *flags):
+    small_tree(tmp_path / "src", n=3)
+    return run_cli("index", tmp_path / "src", "--output", tmp_path / "out", "-q", "--embedder",
+                   "openai", "--embedding-url", server.url, "--embedding-model", "fake-embed",
+                   *flags, timeout=60)
+
+
+@pytest.mark.parametrize("fault, says", [
+    ({"status_always": 401}, "401 Unauthorized from http"),
+    ({"status_always": 403}, "403 Forbidden from http"),
+    ({"status_always": 404}, "404 Not Found from http.*unknown model 'fake-embed'"),
+    ({"not_embeddings": True}, "does not answer embeddings"),
+])
+def test_a_configuration_error_stops_the_run_at_its_first_answer(tmp_path, server, fault, says):
+    for name, value in fault.items():
+        setattr(server, name, value)
+    done = _cli(tmp_path, server)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(says, lines[0]), done.stderr
+    assert len(server.requests) == 1 and not (tmp_path / "out" / "CURRENT").exists()
+
+
+def test_a_wrong_dimension_is_named_in_one_line_after_one_request(tmp_path, server):
+    done = _cli(tmp_path, server, "--embedding-dim", "1536")
+    assert done.returncode == 1 and len(server.requests) == 1
+    assert done.stderr.strip().splitlines() == [
+        "Full build, no previous snapshot: 3 files to index",  # the plan, then the probe
+        (f"beam-index: error: {server.url} answers vectors of {DIM} dimensions for model "
+         f"'fake-embed', but the index has 1536: give --embedding-dim {DIM}, or leave it out "
+         "to learn it")]
+
+
+@pytest.mark.parametrize("mode", [[], ["--direct_running_mode=multi_processing"]])
+def test_a_key_revoked_midway_stops_the_run_without_splitting(tmp_path, server, mode):
+    small_tree(tmp_path / "src", n=10, lines=20)
+    server.fail_after, server.fail_after_status = 3, 401
+    with pytest.raises(ConfigurationError, match="^401 Unauthorized") as err:
+        run_index(tmp_path / "src", tmp_path / "out",
+                  IndexSettings.create(remote(server), chunk_size=300, batch_size=4),
+                  pipeline_options=mode)
+    assert "\n" not in str(err.value)
+    assert len(server.requests) == 4  # three answered, then one 401: no batch was split
+    assert not (tmp_path / "out" / "CURRENT").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Embedder, EmbeddingError
+from .base import ConfigurationError, Embedder, EmbeddingError
 
 # Imported on first use: a helper process that embeds with `hashing` (embedding.py) must not
 # pay for torch's and Beam's imports, nor the CLI for providers it does not use.
@@ -41,5 +41,5 @@ def get_embedder(name: str, **params) -> Embedder:
         raise ValueError(f"embedder {name!r}: {exc}") from None
 
 
-__all__ = ["Embedder", "EmbeddingError", "HashingEmbedder", "MiniLMEmbedder", "OpenAIEmbedder", "VoyageEmbedder",
-           "get_embedder"]
+__all__ = ["ConfigurationError", "Embedder", "EmbeddingError", "HashingEmbedder", "MiniLMEmbedder",
+           "OpenAIEmbedder", "VoyageEmbedder", "get_embedder"]

@@ -11,6 +11,12 @@ class EmbeddingError(Exception):
     """An embedder could not embed a batch; the message says why."""
 
 
+class ConfigurationError(EmbeddingError):
+    """One mistake for the whole run, not a fault of a chunk: a bad key (401/403), an unknown
+    model (404), vectors of another dimension than the index's, an endpoint that does not
+    answer embeddings. Never split per chunk: the run stops, naming it."""
+
+
 class Embedder(abc.ABC):
     """Turns texts into float32 vectors.
 
@@ -32,6 +38,9 @@ class Embedder(abc.ABC):
     gil_bound: bool = False
     # Chunk size to use when none is given (None: the indexer's default).
     default_chunk_size: int | None = None
+    # A remote service: asked once (`probe`) before a run embeds anything, so that a
+    # configuration error stops the run at its first answer; its `dim` may be learned so.
+    probe_first: bool = False
 
     def use_threads(self, count: int) -> None:
         """Take the caller's thread count (`vector_thread_count`). Remote providers get it as
@@ -53,6 +62,11 @@ class Embedder(abc.ABC):
     def take_counts(self) -> dict[str, int]:
         """Counts since the last call (calls, texts, retries, failures), for Beam metrics."""
         return {}
+
+    def probe(self) -> int:
+        """Embed one short text and return its dimension (raises ConfigurationError)."""
+        self.load()
+        return int(self.embed(["def probe():\n    return 'beam-index'\n"]).shape[1])
 
     def fingerprint(self) -> dict:
         """What decides whether vectors of two runs are comparable."""

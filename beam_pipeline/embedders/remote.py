@@ -34,22 +34,25 @@ import numpy as np
 import requests
 from requests.adapters import HTTPAdapter
 
-from .base import Embedder, EmbeddingError
+from .base import ConfigurationError, Embedder, EmbeddingError
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _CHARS_PER_TOKEN = 3  # a cautious estimate for code, so requests stay under token limits
 
 
 class OpenAIEmbedder(Embedder):
+    """`dim` None: learned from the live snapshot (same endpoint and model) or from a probe."""
+
     name = "openai"
     parallel_calls = True
+    probe_first = True
 
-    def __init__(self, dim: int = 1536, *, model: str = "text-embedding-3-small",
+    def __init__(self, dim: int | None = None, *, model: str = "text-embedding-3-small",
                  base_url: str = "https://api.openai.com", api_key_env: str = "OPENAI_API_KEY",
                  max_texts: int = 256, max_tokens: int = 250_000, timeout: float = 60.0,
                  max_retries: int = 6, backoff: float = 0.5, max_backoff: float = 30.0,
                  pool_size: int = 32):
-        self.dim = int(dim)
+        self.dim = None if dim is None else int(dim)
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.api_key_env = api_key_env
@@ -149,10 +152,17 @@ class OpenAIEmbedder(Embedder):
             else:
                 if response.status_code == 200:
                     return self._parse(response, expected)
-                if response.status_code == 401:
+                if response.status_code in (401, 403):
                     self._count(failures=1)
-                    raise EmbeddingError(f"401 Unauthorized from {self.base_url}: set a valid "
-                                         f"API key in ${self.api_key_env}")
+                    what = "Unauthorized" if response.status_code == 401 else "Forbidden"
+                    raise ConfigurationError(
+                        f"{response.status_code} {what} from {self.base_url}: set a valid API "
+                        f"key (with access to model {self.model!r}) in ${self.api_key_env}")
+                if response.status_code == 404:
+                    self._count(failures=1)
+                    raise ConfigurationError(
+                        f"404 Not Found from {self.url}: unknown model {self.model!r}, or no "
+                        "embeddings endpoint at that URL")
                 if response.status_code not in _RETRY_STATUS:
                     reason = f"HTTP {response.status_code} from {self.base_url}: "
                     if "encoding_format" in payload and response.status_code in (400, 422):
@@ -174,11 +184,20 @@ class OpenAIEmbedder(Embedder):
             vectors = np.asarray([_vector(item["embedding"]) for item in data],
                                  dtype=np.float32)
         except (ValueError, KeyError, TypeError) as exc:
-            raise EmbeddingError(f"malformed response from {self.base_url}: {exc}") from None
-        if vectors.shape != (expected, self.dim):
-            raise EmbeddingError(f"{self.base_url} returned {vectors.shape[0]} vectors of "
-                                 f"dim {vectors.shape[1] if vectors.ndim == 2 else '?'}, "
-                                 f"expected {expected} of dim {self.dim}")
+            raise ConfigurationError(f"{self.url} does not answer embeddings (a response "
+                                     f"without vectors: {type(exc).__name__}: {exc})") from None
+        if vectors.ndim != 2 or not vectors.shape[1]:
+            raise ConfigurationError(f"{self.url} does not answer embeddings (no vectors)")
+        if self.dim is None:
+            self.dim = int(vectors.shape[1])  # learned: the first answer sets it
+        if vectors.shape[1] != self.dim:
+            raise ConfigurationError(
+                f"{self.base_url} answers vectors of {vectors.shape[1]} dimensions for model "
+                f"{self.model!r}, but the index has {self.dim}: give --embedding-dim "
+                f"{vectors.shape[1]}, or leave it out to learn it")
+        if vectors.shape[0] != expected:  # a fault of this batch: it is split
+            raise EmbeddingError(f"{self.base_url} returned {vectors.shape[0]} vectors for "
+                                 f"{expected} texts")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms > 0, norms, 1)
 

@@ -27,7 +27,9 @@ class FakeEmbeddingServer:
         self.hang_next = 0  # requests that sleep `hang_seconds` before answering
         self.hang_seconds = 2.0
         self.status_always: int | None = None
-        self.fail_after: int | None = None  # after this many answered requests, only 500s
+        self.fail_after: int | None = None  # after this many answered requests, only errors:
+        self.fail_after_status = 500  # … of this status
+        self.not_embeddings = False  # answer 200 with JSON that holds no vectors
         self.answered = 0
         self.poison = "POISON"  # an input containing it gets a 400
         self.short_by_one_above = None  # batches larger than this get one vector too few
@@ -56,7 +58,7 @@ class FakeEmbeddingServer:
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     fault = server.fail_next.pop(0) if server.fail_next else None
                     if server.fail_after is not None and server.answered >= server.fail_after:
-                        fault = fault or (500, {})
+                        fault = fault or (server.fail_after_status, {})
                     server.answered += 1
                     hang = server.hang_next > 0
                     server.hang_next -= hang
@@ -82,6 +84,8 @@ class FakeEmbeddingServer:
                     status = 400
                 if status is not None:
                     payload = {"error": {"message": f"fake {status}"}}
+                elif server.not_embeddings:
+                    payload, status = {"status": "ok", "hint": "not an embeddings API"}, 200
                 else:
                     matrix = server.embedder.embed(texts).astype("<f4")
                     vectors = ([base64.b64encode(row.tobytes()).decode("ascii") for row in matrix]
