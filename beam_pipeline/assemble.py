@@ -15,11 +15,11 @@ import numpy as np
 import pyarrow as pa
 
 from . import stats
-from .chunk import ChunkerConfig, FileSkipped, describe_os_error, load_chunks
 from .language import detect_language
 from .progress import ASSEMBLED, RunLink
 from .records import FileRecord
 from .schema import FAILED, SKIPPED, chunk_id, row_schema
+from .sourcefile import ChunkerConfig, FileSkipped, describe_os_error, load_chunks
 from .spill import SpillReader, block_rows
 
 ROWS = "rows"

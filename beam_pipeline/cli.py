@@ -40,11 +40,13 @@ def configure_logging(verbose: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .options import IndexOptions
+    from . import __version__
+    from .flags import add_index_flags
 
     parser = argparse.ArgumentParser(
         prog="beam-index", description="Index a code repository into Parquet vector shards "
         "with an Apache Beam pipeline.")
+    parser.add_argument("--version", action="version", version=f"beam-index {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     index = commands.add_parser(
         "index", help="index SOURCE into OUT (a new snapshot, committed atomically)",
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--verbose", "-v", action="store_true", help="log Beam's own messages")
     index.add_argument("--config", metavar="FILE",
                        help="a profile of options (configs/*.yaml); flags given here override it")
-    IndexOptions._add_argparse_args(index)
+    add_index_flags(index.add_argument_group("indexing"))
 
     search = commands.add_parser("search", help="rank the live snapshot's chunks by a query")
     search.add_argument("output", help="index folder or URL (gs://…, s3://…; Beam's "
@@ -136,20 +138,21 @@ def _write_stats(stats, path: Path | None) -> None:
 
 
 def run_index_command(args, beam_flags: list[str]) -> int:
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     from .commit import OutputError
     from .embedders import ConfigurationError
+    from .indexing import IndexSettings, NothingCommitted, StatsMismatch, run_index
     from .lock import LockedError
-    from .options import unknown_flags
-    from .pipeline import IndexSettings, NothingCommitted, StatsMismatch, run_index
     from .reindex import CorruptSnapshotError
     from .runners import RunnerRefused
 
-    unknown = unknown_flags(beam_flags)
-    if unknown:
-        print(f"beam-index: error: unknown option(s): {' '.join(unknown)}", file=sys.stderr)
-        return EXIT_USAGE
+    if beam_flags:  # only flags need Beam to be checked: a plain local run plans without it
+        from .options import unknown_flags
+
+        unknown = unknown_flags(beam_flags)
+        if unknown:
+            print(f"beam-index: error: unknown option(s): {' '.join(unknown)}",
+                  file=sys.stderr)
+            return EXIT_USAGE
     try:
         if args.keep < 1:
             raise ValueError(f"--keep must be at least 1, got {args.keep}")
@@ -157,13 +160,14 @@ def run_index_command(args, beam_flags: list[str]) -> int:
     except ValueError as exc:
         print(f"beam-index: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if not args.verbose and not any(f.startswith("--default_sdk_harness_log_level")
-                                    for f in beam_flags):
-        # Worker processes log each bundle's life at INFO; the progress line says enough.
+    if beam_flags and not args.verbose and not any(
+            f.startswith("--default_sdk_harness_log_level") for f in beam_flags):
+        # Worker processes (only flags start any) log each bundle's life at INFO; the
+        # progress line says enough.
         beam_flags = [*beam_flags, "--default_sdk_harness_log_level=WARNING"]
     try:
         stats = run_index(args.source, args.output, settings,
-                          pipeline_options=PipelineOptions(beam_flags), full=args.full,
+                          pipeline_options=beam_flags, full=args.full,
                           checksum=args.checksum, follow_symlinks=args.follow_symlinks,
                           keep=args.keep, dry_run=args.dry_run, announce=_announce,
                           quiet=args.quiet, local_paths_on_workers=args.local_paths_on_workers,

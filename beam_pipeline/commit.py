@@ -31,10 +31,10 @@ from .schema import (
     SHARD_PREFIX,
     SKIPPED,
     SNAPSHOTS_DIR,
+    STAGED_SUMMARY,
     STAGING_DIR,
     STALE,
 )
-from .write import STAGED_SUMMARY
 
 
 class OutputError(Exception):

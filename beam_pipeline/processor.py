@@ -29,7 +29,7 @@ from .cancel import CancelToken
 from .discover import DEFAULT_MAX_FILE_SIZE, is_url, relative_to_root
 from .embedders import Embedder
 from .index import Index
-from .pipeline import IndexSettings, NothingCommitted, run_index
+from .indexing import IndexSettings, NothingCommitted, run_index
 from .progress import ProgressTracker
 from .schema import INDEXED
 from .stats import ProcessingStats

@@ -41,8 +41,8 @@ from .schema import (
     SKIPPED,
     SNAPSHOTS_DIR,
     STALE,
+    write_table,
 )
-from .write import write_table
 
 _SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$")
 

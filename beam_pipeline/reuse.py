@@ -22,9 +22,9 @@ import pyarrow as pa
 
 from . import stats, storage
 from .progress import EMBEDDED, RunLink
+from .schema import REUSE_TABLE  # noqa: F401 - where the pipeline's callers find it
 
 MISSING = "missing"
-REUSE_TABLE = "_reuse.parquet"
 
 
 def text_key(text: str) -> bytes:

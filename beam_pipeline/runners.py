@@ -27,16 +27,14 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-from apache_beam.options.pipeline_options import (
-    DirectOptions,
-    PipelineOptions,
-    PortableOptions,
-    StandardOptions,
-)
+from typing import TYPE_CHECKING
 
 from . import storage
+
+if TYPE_CHECKING:
+    from apache_beam.options.pipeline_options import PipelineOptions
 
 # The DirectRunner's family: workers are threads or subprocesses of the launcher.
 _DIRECT = {"DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner", "FnApiRunner",
@@ -72,13 +70,30 @@ class Placement:
         return f"{self.runner} ({'local' if self.local else 'distributed'} workers)"
 
 
+# No flags at all: the DirectRunner's in-process engine, decided without importing Beam.
+DEFAULT = Placement("DirectRunner", local=True, in_process=True)
+
+
 def runner_name(options: PipelineOptions) -> str:
+    from apache_beam.options.pipeline_options import StandardOptions
+
     return options.view_as(StandardOptions).runner or "DirectRunner"
 
 
-def place(options: PipelineOptions) -> Placement:
-    """The run's Placement; raises RunnerRefused for runners known to lose data and for names
-    Beam cannot resolve, with a one-line reason."""
+def place(options: PipelineOptions | Sequence[str]) -> Placement:
+    """The run's Placement (from PipelineOptions, or a list of Beam flags); raises
+    RunnerRefused for runners known to lose data and for names Beam cannot resolve, with a
+    one-line reason."""
+    if isinstance(options, (list, tuple)) and not options:
+        return DEFAULT
+    from apache_beam.options.pipeline_options import (
+        DirectOptions,
+        PipelineOptions,
+        PortableOptions,
+    )
+
+    if not isinstance(options, PipelineOptions):
+        options = PipelineOptions(list(options))
     name = runner_name(options)
     lineage = _lineage(name)
     for cls_name in lineage:
@@ -98,6 +113,8 @@ def place(options: PipelineOptions) -> Placement:
 
 def _lineage(name: str) -> list[str]:
     """The runner's class name and its base classes' names, most derived first."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
     qualified = _qualified(name)
     short = qualified.rsplit(".", 1)[-1]
     for lossy in LOSES_DATA:  # refused by name, whether or not its module would import
@@ -123,6 +140,8 @@ def _lineage(name: str) -> list[str]:
 
 def _qualified(name: str) -> str:
     """Beam's own resolution of a runner name (case-insensitive, 'Runner' optional)."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
     known = {path.rsplit(".", 1)[-1].lower(): path for path in StandardOptions.ALL_KNOWN_RUNNERS}
     return known.get(name.lower(), known.get(name.lower() + "runner", name))
 
@@ -150,6 +169,8 @@ def select_runner(options: PipelineOptions):
     options to its workers (a worker process sets up its FileSystems from them, e.g. the S3
     credentials). Any other `--runner` is used as given.
     """
+    from apache_beam.options.pipeline_options import StandardOptions
+
     runner = options.view_as(StandardOptions).runner
     if runner is None or _qualified(runner).rsplit(".", 1)[-1] in ("DirectRunner", "FnApiRunner"):
         from apache_beam.portability.api import beam_provision_api_pb2

@@ -10,6 +10,8 @@ import hashlib
 
 import pyarrow as pa
 
+from . import storage
+
 FORMAT_VERSION = 1
 SCHEMA_VERSION = 1
 
@@ -19,6 +21,10 @@ STAGING_DIR = ".staging"
 MANIFEST_FILE = "manifest.json"
 FILES_TABLE = "files.parquet"
 SHARD_PREFIX = "part-"
+# In a run's staging folder (OUT/.staging/<id>/), never in a snapshot:
+STAGED_SUMMARY = "_staged.json"  # the shards the pipeline reported (successful attempts only)
+SPILL_DIR = "_spill"  # vectors on their way to the shards (local modes)
+REUSE_TABLE = "_reuse.parquet"  # previous vectors of changed files, by chunk text (re-index)
 
 # File statuses in files.parquet.
 INDEXED = "indexed"
@@ -67,3 +73,21 @@ def chunk_id(path: str, file_hash: str, chunk_index: int) -> str:
     """Deterministic row id: the same chunk of the same file content always gets the same id."""
     key = f"{path}\x00{file_hash}\x00{chunk_index}".encode("utf-8", "surrogateescape")
     return hashlib.sha256(key).hexdigest()[:32]
+
+
+# Rows are sorted by path and cut into row groups of this size, so the path statistics of a row
+# group let a reader that wants a few files (re-indexing's vector reuse) skip the rest.
+ROW_GROUP_SIZE = 8_192
+
+
+def write_table(table: pa.Table, path: str) -> int:
+    """Write a shard or a files table as the layout has them, atomically (on any FileSystems
+    scheme); returns the size in bytes.
+
+    zstd; only low-cardinality string columns are dictionary-encoded: on the vector column a
+    dictionary only grows the file and slows the write (BEAM_NOTES.md).
+    """
+    dictionary_columns = [name for name in ("path", "language", "file_hash", "status")
+                          if name in table.column_names]
+    return storage.write_parquet(table, str(path), compression="zstd",
+                                 use_dictionary=dictionary_columns, row_group_size=ROW_GROUP_SIZE)

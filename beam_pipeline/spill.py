@@ -27,7 +27,8 @@ import uuid
 
 import apache_beam as beam
 
-SPILL_DIR = "_spill"
+from .schema import SPILL_DIR  # noqa: F401 - where the pipeline's callers find it
+
 _OPEN_FILES = 64  # spill files a reader keeps open (one per embedding bundle)
 
 

@@ -14,9 +14,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from apache_beam.metrics import Metrics
-from apache_beam.metrics.metric import MetricsFilter
-
 NAMESPACE = "beam_pipeline"
 SKIP_PREFIX = "skipped_"
 
@@ -34,6 +31,8 @@ SHARDS_WRITTEN = "shards_written"
 
 
 def counter(name: str):
+    from apache_beam.metrics import Metrics  # in DoFns only: the launcher's plan needs no Beam
+
     return Metrics.counter(NAMESPACE, name)
 
 
@@ -44,6 +43,8 @@ def skip_counter(reason: str):
 def sum_counters(result) -> dict[str, int] | None:
     """Sum every counter of our namespace over all steps (committed, else attempted); None when
     the runner reports no metrics (its result raises NotImplementedError)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
     try:
         query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
     except NotImplementedError:

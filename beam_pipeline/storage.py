@@ -24,19 +24,23 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
 
-_RAW = CompressionTypes.UNCOMPRESSED  # never guess a compression from the file's suffix
+if TYPE_CHECKING:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+# Beam's own rule for a URL's scheme (FileSystems.URI_SCHEMA_PATTERN): local paths are told
+# apart without importing Beam, which costs most of a search's or a verify's time.
+_SCHEME = re.compile(r"(?P<scheme>[a-zA-Z][-a-zA-Z0-9+.]*)://.*")
 _PARALLEL_REQUESTS = 16
 
 _options: PipelineOptions | None = None  # this process's filesystem options, once given
@@ -46,8 +50,17 @@ _threads = threading.local()
 
 
 def use_options(options: PipelineOptions | Sequence[str]) -> None:
-    """Configure this process's FileSystems (credentials, endpoints: e.g. --s3_endpoint_url)."""
+    """Configure this process's FileSystems (credentials, endpoints: e.g. --s3_endpoint_url).
+
+    No flags, and Beam not imported yet: nothing to configure, and Beam stays unimported."""
     global _options, _generation
+    if isinstance(options, (list, tuple)) and not options \
+            and "apache_beam.io.filesystems" not in sys.modules:
+        _options, _generation = None, _generation + 1
+        return
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
     if not isinstance(options, PipelineOptions):
         options = PipelineOptions(list(options))
     FileSystems.set_options(options)
@@ -84,8 +97,22 @@ def use_worker_options(options: dict) -> None:
     global _applied
     key = repr(sorted(options.items()))
     if options and key != _applied:
+        from apache_beam.options.pipeline_options import PipelineOptions
+
         use_options(PipelineOptions.from_dictionary(options))
         _applied = key
+
+
+def _filesystems():
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
+
+
+def _raw():
+    from apache_beam.io.filesystem import CompressionTypes
+
+    return CompressionTypes.UNCOMPRESSED  # never guess a compression from the file's suffix
 
 
 class _Beam:
@@ -93,40 +120,40 @@ class _Beam:
 
     @staticmethod
     def exists(path: str) -> bool:
-        return FileSystems.exists(path)
+        return _filesystems().exists(path)
 
     @staticmethod
     def open(path: str) -> BinaryIO:
-        return FileSystems.open(path, compression_type=_RAW)
+        return _filesystems().open(path, compression_type=_raw())
 
     @staticmethod
     def create(path: str) -> BinaryIO:
-        return FileSystems.create(path, compression_type=_RAW)
+        return _filesystems().create(path, compression_type=_raw())
 
     @staticmethod
     def listing(prefix: str) -> list[tuple[str, int, float]]:
-        found = FileSystems.match([prefix.rstrip("/") + "/**"])[0].metadata_list
+        found = _filesystems().match([prefix.rstrip("/") + "/**"])[0].metadata_list
         return [(m.path, m.size_in_bytes, m.last_updated_in_seconds) for m in found]
 
     @staticmethod
     def stat(path: str) -> tuple[int, float] | None:
         try:
-            meta = FileSystems.metadata(path)
+            meta = _filesystems().metadata(path)
         except Exception:  # noqa: BLE001 - Beam wraps "not found" differently per scheme
             return None
         return meta.size_in_bytes, meta.last_updated_in_seconds
 
     @staticmethod
     def delete(paths: list[str]) -> None:
-        FileSystems.delete(paths)
+        _filesystems().delete(paths)
 
     @staticmethod
     def copy(sources: list[str], targets: list[str]) -> None:
-        FileSystems.copy(sources, targets)
+        _filesystems().copy(sources, targets)
 
     @staticmethod
     def rename(sources: list[str], targets: list[str]) -> None:
-        FileSystems.rename(sources, targets)
+        _filesystems().rename(sources, targets)
 
 
 class _S3:
@@ -196,17 +223,18 @@ def _remote(path: str) -> _Beam | _S3:
 
 
 def is_local(path: str) -> bool:
-    return FileSystems.get_scheme(str(path)) in (None, "file")
+    match = _SCHEME.match(str(path).strip())
+    return match is None or match["scheme"] == "file"
 
 
 def check_scheme(path: str) -> None:
     """Raise ValueError naming the missing extra when Beam has no filesystem for `path`."""
-    FileSystems.get_filesystem(str(path))
+    _filesystems().get_filesystem(str(path))
 
 
 def join(base: str, *parts: str) -> str:
     base = str(base)
-    return os.path.join(base, *parts) if is_local(base) else FileSystems.join(base, *parts)
+    return os.path.join(base, *parts) if is_local(base) else _filesystems().join(base, *parts)
 
 
 def exists(path: str) -> bool:

@@ -24,28 +24,19 @@ from . import stats, storage
 from .faults import fault_point
 from .progress import WRITTEN, RunLink
 from .records import FileRecord
-from .schema import FILES_SCHEMA, FILES_TABLE, SHARD_PREFIX, row_schema
+from .schema import (
+    FILES_SCHEMA,
+    FILES_TABLE,
+    SHARD_PREFIX,
+    STAGED_SUMMARY,
+    row_schema,
+    write_table,
+)
 
-STAGED_SUMMARY = "_staged.json"
 # Small enough that shards are written (on a thread) while later files are assembled, leaving
 # little to write after the last one: on the standard library (37,748 rows) 16,384 rather than
 # 65,536 rows a shard took the run from 6.0–6.6 s to 5.6–5.8 s.
 DEFAULT_ROWS_PER_SHARD = 16_384
-# Rows are sorted by path and cut into row groups of this size, so the path statistics of a row
-# group let a reader that wants a few files (re-indexing's vector reuse) skip the rest.
-ROW_GROUP_SIZE = 8_192
-
-
-def write_table(table: pa.Table, path: str) -> int:
-    """Write atomically (on any FileSystems scheme); returns the size in bytes.
-
-    Only low-cardinality string columns are dictionary-encoded: on the vector column a
-    dictionary only grows the file and slows the write (BEAM_NOTES.md).
-    """
-    dictionary_columns = [name for name in ("path", "language", "file_hash", "status")
-                          if name in table.column_names]
-    return storage.write_parquet(table, str(path), compression="zstd",
-                                 use_dictionary=dictionary_columns, row_group_size=ROW_GROUP_SIZE)
 
 
 class ShardBuffer:

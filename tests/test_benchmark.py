@@ -43,15 +43,21 @@ def test_baseline_shapes_write_the_pipelines_rows(tmp_path, shape, capsys):
     assert reported["first_progress_s"] is not None
 
 
-def test_the_benchmark_command_runs_and_reports_every_shape(tmp_path):
+def _benchmark(module: str, tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run `python -m module --corpus … --repeat 1 ARGS` on a small tree; its output and JSON."""
     corpus = _tree(tmp_path / "corpus")
     report = tmp_path / "report.json"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--corpus", str(corpus), "--repeat", "1",
-         "--scales", "1,2", "--compare-embedders", "hashing,fake0", "--json", str(report)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+        [sys.executable, "-m", module, "--corpus", str(corpus), "--repeat", "1", *args,
+         "--json", str(report)], cwd=ROOT, capture_output=True, text=True, timeout=600,
+        check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    data = json.loads(report.read_text())
+    return done, json.loads(report.read_text())
+
+
+def test_the_benchmark_command_runs_and_reports_every_shape(tmp_path):
+    done, data = _benchmark("benchmarks.run", tmp_path, "--scales", "1,2",
+                            "--compare-embedders", "hashing,fake0")
     rows = data["comparison"]["rows"]
     assert {(r["embedder"], r["shape"]) for r in rows} == {
         (e, s) for e in ("hashing", "fake0") for s in ("sequential", "threadpool", "beam")
@@ -68,14 +74,8 @@ def test_the_benchmark_command_runs_and_reports_every_shape(tmp_path):
 
 
 def test_the_capacity_benchmark_runs_and_reports_every_part(tmp_path):
-    corpus = _tree(tmp_path / "corpus")
-    report = tmp_path / "capacity.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.capacity", "--corpus", str(corpus), "--repeat", "1",
-         "--request-files", "4", "--launcher-files", "20000", "--json", str(report)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    data = json.loads(report.read_text())
+    _, data = _benchmark("benchmarks.capacity", tmp_path, "--request-files", "4",
+                         "--launcher-files", "20000")
     assert data["stages"]["files"] == 7 and data["stages"]["chunks"] > 7
     assert set(data["stages"]["seconds"]) == {
         "discover (local walk)", "read + hash + chunk", "embed (hashing)",

@@ -1,0 +1,527 @@
+"""run_index: one run of the indexer, from discovery to the commit.
+
+The launcher's part: discover (or list) SOURCE, plan against the live snapshot, and commit.
+Beam is imported only when there is something to embed, when Beam flags must be checked, or
+when a URL needs Beam's filesystems: an up-to-date re-index of a local tree, a dry run's plan
+or a refused runner cost no Beam start-up. The pipeline itself is `pipeline.IndexFiles`.
+
+Example::
+
+    stats = run_index("path/to/repo", "path/to/index", IndexSettings.create(batch_size=128))
+    print(stats.files_processed, stats.up_to_date)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from . import commit, reindex, runners, storage
+from . import stats as stats_mod
+from .cancel import CancelToken
+from .chunking import DEFAULT_CHUNK_SIZE, default_overlap
+from .discover import (
+    DEFAULT_MAX_FILE_SIZE,
+    FileEntry,
+    SourceError,
+    discover_to_file,
+    is_url,
+    list_explicit_files,
+)
+from .embedders import ConfigurationError, Embedder, get_embedder
+from .event_files import EVENTS_DIR
+from .faults import fault_point
+from .flags import DEFAULT_BATCH_SIZE
+from .index import shard_names
+from .lock import output_lock
+from .progress import (
+    EventFileChannel,
+    ProgressChannel,
+    ProgressDisplay,
+    ProgressTracker,
+    RunLink,
+)
+from .schema import FILES_TABLE, REUSE_TABLE, SCHEMA_VERSION, SPILL_DIR
+from .sourcefile import ChunkerConfig, FileSkipped, load_chunks
+from .stats import ProcessingStats
+
+if TYPE_CHECKING:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from .options import IndexOptions
+
+log = logging.getLogger(__name__)
+
+CANCEL_FILE = "_cancel"
+FILE_LIST = "_discovered.jsonl"
+TODO_LIST = "_todo.jsonl"
+DEFAULT_KEEP = 3
+CHUNKER_NAME = "fixed-chars"
+
+
+class StatsMismatch(Exception):
+    """The runner's metrics and the pipeline's outputs disagree: nothing may be committed."""
+
+
+class NothingCommitted(Exception):
+    """The run finished but produced nothing that may be committed (e.g. every file failed)."""
+
+    def __init__(self, message: str, stats: ProcessingStats):
+        super().__init__(message)
+        self.stats = stats
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """Everything that shapes the index; resolved from IndexOptions or keyword arguments."""
+
+    embedder: Embedder
+    chunk_size: int
+    chunk_overlap: int
+    batch_size: int
+    max_file_size: int
+    embed_concurrency: int = 1  # batches embedded at once (remote providers: requests)
+    embed_processes: int | None = None  # helper processes for a GIL-bound embedder; None: auto
+
+    def fingerprint(self) -> dict:
+        return {
+            "chunker": {"name": CHUNKER_NAME, "size": self.chunk_size,
+                        "overlap": self.chunk_overlap},
+            "embedder": self.embedder.fingerprint(),
+            "schema_version": SCHEMA_VERSION,
+        }
+
+    @classmethod
+    def from_options(cls, options: IndexOptions | argparse.Namespace) -> IndexSettings:
+        """From `PipelineOptions.view_as(IndexOptions)` or the CLI's parsed arguments."""
+        return cls.create(options.embedder, chunk_size=options.chunk_size,
+                          chunk_overlap=options.chunk_overlap, batch_size=options.batch_size,
+                          max_file_size=options.max_file_size,
+                          embedding_dim=options.embedding_dim,
+                          embed_concurrency=options.embed_concurrency,
+                          embed_processes=options.embed_processes,
+                          embedder_options={"base_url": options.embedding_url,
+                                            "model": options.embedding_model,
+                                            "api_key_env": options.api_key_env})
+
+    @classmethod
+    def create(cls, embedder: str | Embedder = "hashing", *, chunk_size: int | None = None,
+               chunk_overlap: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+               max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+               embedding_dim: int | None = None, embed_concurrency: int | None = None,
+               embed_processes: int | None = None,
+               embedder_options: dict | None = None) -> IndexSettings:
+        if isinstance(embedder, str):
+            embedder = get_embedder(embedder, dim=embedding_dim, **(embedder_options or {}))
+        # The embedder's own default (voyage-code models: 4096, as the replaced system), else 1000.
+        if chunk_size is None:
+            chunk_size = embedder.default_chunk_size or DEFAULT_CHUNK_SIZE
+        overlap = default_overlap(chunk_size) if chunk_overlap is None else chunk_overlap
+        if chunk_size < 1 or not 0 <= overlap < chunk_size:
+            raise ValueError(f"need chunk size ≥ 1 and 0 ≤ overlap < size, "
+                             f"got size {chunk_size}, overlap {overlap}")
+        if batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        if max_file_size < 0:
+            raise ValueError(f"max file size must be ≥ 0, got {max_file_size}")
+        if embed_concurrency is not None:
+            if embed_concurrency < 1:
+                raise ValueError(f"embed concurrency must be at least 1, got {embed_concurrency}")
+            # A local model's threads; left alone (all cores) when not asked for.
+            embedder.use_threads(embed_concurrency)
+        if embed_processes is not None and embed_processes < 0:
+            raise ValueError(f"embed processes must be at least 0, got {embed_processes}")
+        return cls(embedder, chunk_size, overlap, batch_size, max_file_size,
+                   embed_concurrency or 1, embed_processes)
+
+
+@dataclass
+class RunRequest:
+    """How one run is asked for, beyond what shapes the index (IndexSettings)."""
+
+    files: Sequence[str | os.PathLike] | None = None  # an explicit subset; None walks SOURCE
+    full: bool = False
+    checksum: bool = False
+    follow_symlinks: bool = False  # index what symlinks point to (loops walked once)
+    keep: int = DEFAULT_KEEP
+    dry_run: bool = False
+    announce: Callable[[str], None] = field(default=lambda message: log.info("%s", message))
+    cancel: CancelToken = field(default_factory=CancelToken)
+    tracker: ProgressTracker = field(default_factory=ProgressTracker)
+    progress_stream: TextIO | None = None
+    quiet: bool = True
+    # A distributed runner gets local SOURCE/OUT paths only when they are mounted at the same
+    # path on every worker (--local-paths-on-workers).
+    local_paths_on_workers: bool = False
+    # In the local modes vectors wait in spill files on their way to the shards; False sends
+    # them through the runner's shuffle instead (memory rather than disk; --no-spill).
+    spill: bool = True
+
+
+def run_index(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    settings: IndexSettings | None = None,
+    *,
+    pipeline_options: PipelineOptions | Sequence[str] | None = None,
+    **request,
+) -> ProcessingStats:
+    """Index `source` into `output` and commit a new snapshot; returns the run's stats.
+
+    Against an output whose live snapshot has the same fingerprint only added and changed
+    files are embedded; the rest is carried forward. Keyword arguments are RunRequest's:
+    `files` (index just these, carry the rest forward), `full` (rebuild), `checksum` (compare
+    content hashes instead of size and mtime), `follow_symlinks`, `keep`, `dry_run` (stop
+    after the plan), `announce` (receives the plan line before any embedding), `cancel` (a
+    CancelToken: the run stops, commits nothing and returns stats with `cancelled=True`),
+    `tracker`, `progress_stream` and `quiet` (the progress display), and
+    `local_paths_on_workers` (a distributed runner's workers see local paths: mounted).
+
+    `source` and `output` are local folders or URLs on any filesystem Beam has installed
+    (gs://, s3://, …; credentials come from `pipeline_options`, e.g. --s3_endpoint_url).
+
+    Raises runners.RunnerRefused for a runner that loses data or cannot see the paths,
+    NotADirectoryError or discover.SourceError for a bad source, commit.OutputError for an
+    unusable output, lock.LockedError when another run holds the output, StatsMismatch when
+    the metrics and the outputs disagree, and NothingCommitted when the run produced nothing
+    committable (its stats attached).
+    """
+    settings = settings or IndexSettings.create()
+    req = RunRequest(**request)
+    # Flags stay a list until a pipeline is built: with none, nothing here imports Beam.
+    if not _is_pipeline_options(pipeline_options):
+        pipeline_options = list(pipeline_options or [])
+    if req.keep < 1:
+        raise ValueError(f"--keep must be at least 1, got {req.keep}")
+    placement = runners.place(pipeline_options)
+    # The launcher's own reads of SOURCE and writes of OUT use the run's filesystem options.
+    storage.use_options(pipeline_options)
+    root = source_root(source)
+    out = os.fspath(output)
+    if storage.is_local(out):
+        out = str(Path(out).absolute())
+    runners.check_paths(placement, root, out, req.local_paths_on_workers)
+    stats = ProcessingStats(start_time=time.time())
+    commit.prepare_output(out)
+    with output_lock(out) as lock:
+        if lock.previous_owner:
+            req.announce(f"Taking over from an unfinished run (pid "
+                         f"{lock.previous_owner.get('pid')}); removing its leftovers")
+        commit.clear_staging(out)
+        previous = None if req.full else reindex.load_previous(out)
+        probed = learn_dim(settings.embedder, previous)
+        stats.rebuild_reason = reindex.rebuild_reason(previous, settings.fingerprint(), req.full)
+        base = previous if stats.rebuild_reason is None else None
+        snapshot_id = commit.new_snapshot_id()
+        staging = commit.create_staging(out, snapshot_id)
+        # The launcher's lists: in staging when OUT is local, else in a local temp folder.
+        local = storage.is_local(out)
+        scratch = Path(staging if local else tempfile.mkdtemp(prefix="beam-index-"))
+        req.cancel.bind(storage.join(staging, CANCEL_FILE))
+        run = _Run(root, out, staging, scratch, snapshot_id, settings, pipeline_options,
+                   placement, base, stats, req, probed)
+        try:
+            run.execute()
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                req.cancel.cancel(wait=True)  # workers elsewhere stop too; then re-raised
+                raise
+            if not req.cancel.cancelled or not isinstance(exc, Exception):
+                mistake = configuration_error(exc)
+                if mistake is not None:
+                    raise mistake from None
+                raise
+            # What finished before the stop, as the progress channel saw it; nothing committed.
+            stats.cancelled = True
+            stats.files_processed = req.tracker.files_done
+            stats.end_time = time.time()
+        finally:
+            req.cancel.release()
+            if not stats.committed:
+                commit.discard_staging(staging)
+            if not local:
+                shutil.rmtree(scratch, ignore_errors=True)
+    return stats
+
+
+_WHILE_RUNNING = re.compile(r"\s*\[while running '[^']*'\]\s*$")
+
+
+def configuration_error(exc: BaseException) -> ConfigurationError | None:
+    """The embedder's ConfigurationError that failed the pipeline, as one line: the in-process
+    runner re-raises it (naming the step), worker processes and portable runners report its
+    traceback as text."""
+    if isinstance(exc, ConfigurationError):
+        return ConfigurationError(_WHILE_RUNNING.sub("", str(exc).strip().splitlines()[0]))
+    marker = f"{ConfigurationError.__name__}: "
+    for line in reversed(str(exc).splitlines()):
+        if marker in line:
+            return ConfigurationError(_WHILE_RUNNING.sub("", line.split(marker, 1)[1]).strip())
+    return None
+
+
+def learn_dim(embedder: Embedder, previous: reindex.Previous | None) -> bool:
+    """Give an embedder of unknown dimension (`openai` without --embedding-dim) its dimension:
+    the live snapshot's when it was made with the same endpoint and model, else the answer
+    to one probe request. Returns whether the service was asked."""
+    if embedder.dim is not None:
+        return False
+    if previous is not None:
+        spec = previous.manifest.get("fingerprint", {}).get("embedder", {})
+        if ({k: spec.get(k) for k in ("name", "model")} == {"name": embedder.name,
+                                                             "model": embedder.model}
+                and previous.manifest.get("embedder_config") == embedder.config()
+                and isinstance(spec.get("dim"), int)):
+            embedder.dim = spec["dim"]
+            return False
+    embedder.dim = embedder.probe()
+    return True
+
+
+def source_root(source: str | os.PathLike) -> str:
+    """SOURCE as the pipeline names it: an absolute local folder, or a URL (no trailing /)."""
+    if is_url(source):
+        url = os.fspath(source).rstrip("/")
+        try:
+            storage.check_scheme(url)
+        except ValueError as exc:
+            raise SourceError(f"cannot read source {url}: {exc} (install the Beam extra for "
+                              "it, e.g. apache-beam[gcp] or apache-beam[aws])") from None
+        return url
+    root = Path(source).resolve()
+    if not root.is_dir():
+        raise NotADirectoryError(f"source is not a directory: {source}")
+    return str(root)
+
+
+def spill_folder(placement: runners.Placement, staging: str, scratch: str | os.PathLike,
+                 wanted: bool = True) -> str | None:
+    """Where vectors wait for the per-file grouping, or None (they travel in the shuffle).
+
+    Spill files only where every worker shares this host's disk: the local modes, decided from
+    the runner, never from OUT. With an object-store OUT they go to the launcher's local
+    scratch folder: measured faster than the shuffle (README, "Running at scale").
+    """
+    if not placement.local or not wanted:
+        return None
+    folder = staging if storage.is_local(staging) else os.fspath(scratch)
+    return storage.join(folder, SPILL_DIR)
+
+
+@dataclass
+class _Run:
+    """One run, from discovery to the commit, inside the output lock."""
+
+    root: str
+    out: str
+    staging: str
+    scratch: Path
+    snapshot_id: str
+    settings: IndexSettings
+    options: PipelineOptions | list[str]
+    placement: runners.Placement
+    base: reindex.Previous | None
+    stats: ProcessingStats
+    req: RunRequest
+    probed: bool  # the embedder's service has answered once already (learn_dim)
+    carried: list[dict] = field(default_factory=list, init=False)  # shards carried forward
+    shards: list[dict] = field(default_factory=list, init=False)  # shards the pipeline wrote
+
+    def execute(self) -> None:
+        tracker, stats, req = self.req.tracker, self.stats, self.req
+        tracker.set_stage("discovering")
+        with self._progress_channel() as channel, \
+                _display(tracker, req.progress_stream, req.quiet):
+            plan = self._plan()
+            if plan is None:
+                return
+            embedder = self.settings.embedder
+            if embedder.probe_first and not self.probed:
+                # A bad key, model or dimension stops the run here, before any pipeline.
+                tracker.set_stage("asking the embedder")
+                embedder.probe()
+            stats.add_counters({f"embedder_{name}": n  # the launcher's probe is a call too
+                                for name, n in embedder.take_counts().items()})
+            req.cancel.raise_if_cancelled()
+            tracker.set_stage("running")
+            result = self._pipeline(plan, channel)
+            channel.close()  # what the workers sent last
+            stats.progress_route, stats.progress_events = channel.route, tracker.events
+            if self.spill_dir is not None:
+                storage.delete_tree(self.spill_dir)  # the shards hold the vectors now
+            if not self.placement.local:
+                storage.delete_tree(storage.join(self.staging, EVENTS_DIR))
+            self._take_stats(result)
+            tracker.set_stage("committing")
+            self._commit(plan)
+            tracker.set_stage("done")
+
+    def _progress_channel(self):
+        """UDP on loopback in the local modes; event files on OUT's filesystem elsewhere."""
+        if self.placement.local:
+            return ProgressChannel(self.req.tracker)
+        return EventFileChannel(self.req.tracker, storage.join(self.staging, EVENTS_DIR))
+
+    @property
+    def spill_dir(self) -> str | None:
+        return spill_folder(self.placement, self.staging, self.scratch, self.req.spill)
+
+    def _plan(self) -> reindex.Plan | None:
+        """Discovery and the plan; None when the run ends here (dry run, up to date)."""
+        tracker, stats, req, base = self.req.tracker, self.stats, self.req, self.base
+        if req.files is None:
+            discovery = discover_to_file(
+                self.root, self.scratch / FILE_LIST, max_file_size=self.settings.max_file_size,
+                follow_symlinks=req.follow_symlinks,
+                on_progress=lambda found: setattr(tracker, "total_files", found))
+        else:
+            discovery = list_explicit_files(self.root, req.files, self.scratch / FILE_LIST,
+                                            self.settings.max_file_size, req.follow_symlinks)
+        plan = reindex.plan_changes(self.scratch / FILE_LIST, self.scratch / TODO_LIST, base,
+                                    checksum_root=self.root if req.checksum else None,
+                                    subset=req.files is not None)
+        stats.record_plan(plan)
+        stats.add_skips(discovery.skipped)
+        tracker.total_files = plan.to_process
+        if base is None:
+            req.announce(f"Full build, {stats.rebuild_reason}: {plan.added} files to index")
+        else:
+            req.announce(f"Re-indexing {base.snapshot_id}: {plan.describe()}")
+        fault_point("after-discovery")
+        if req.dry_run:
+            stats.chunks_to_embed = _count_chunks(self._chunker(), self.scratch / TODO_LIST)
+            req.announce(f"Dry run: {plan.to_process} files, {stats.chunks_to_embed} chunks "
+                         "to embed; nothing written")
+            stats.end_time = time.time()
+            return None
+        if base is not None and not plan.has_changes and not plan.touched:
+            stats.up_to_date = True
+            stats.snapshot_id = base.snapshot_id
+            stats.end_time = time.time()
+            req.announce(f"Index is up to date (snapshot {base.snapshot_id})")
+            return None
+        return plan
+
+    def _chunker(self) -> ChunkerConfig:
+        return ChunkerConfig(self.root, self.settings.chunk_size, self.settings.chunk_overlap,
+                             self.settings.max_file_size, self.req.follow_symlinks)
+
+    def _pipeline(self, plan: reindex.Plan, channel):
+        base, staging = self.base, self.staging
+        todo = storage.join(staging, TODO_LIST)
+        if self.scratch != Path(staging):  # workers read the list where they can reach it
+            # Never empty (a blank line is skipped): an object store takes no zero-byte upload.
+            storage.write_bytes(todo, (self.scratch / TODO_LIST).read_bytes() or b"\n")
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        from .pipeline import run_pipeline
+        from .reuse import write_reuse_table
+
+        options = self.options
+        if not isinstance(options, PipelineOptions):
+            options = PipelineOptions(options)
+        reuse = None
+        if base is not None and plan.replaceable:
+            reuse = storage.join(staging, REUSE_TABLE)
+            write_reuse_table([storage.join(base.directory, name)
+                               for name in shard_names(base.manifest)], plan.replaceable, reuse)
+        filesystems = storage.filesystem_options(options)
+        if isinstance(channel, ProgressChannel):
+            link = RunLink(channel.address, self.req.cancel.check(), filesystems=filesystems)
+        else:
+            link = RunLink(None, self.req.cancel.check(), events_dir=channel.directory,
+                           filesystems=filesystems)
+        # Unchanged files' rows are copied while the pipeline runs: pyarrow's reading and
+        # compression release the GIL, and the Beam work of a small re-index is mostly Python.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carry") as pool:
+            carrying = pool.submit(reindex.carry_rows, base, plan.carry, staging) if base else None
+            result = run_pipeline(self._chunker(), staging, todo, self.settings, options, link,
+                                  reuse, self.spill_dir, self.req.cancel)
+            self.carried = carrying.result() if carrying else []
+        return result
+
+    def _take_stats(self, result) -> None:
+        """Beam's counters, checked against the pipeline's outputs; or, from a runner with no
+        metrics, the outputs alone. A disagreement stops the run before the commit."""
+        summary = commit.staged_summary(self.staging, also_keep={s["path"] for s in self.carried})
+        records = storage.read_parquet(storage.join(self.staging, FILES_TABLE),
+                                       columns=["size", "total_chunks", "status", "error"])
+        outputs = stats_mod.output_counters(records, summary["shards"])
+        problems = stats_mod.contradictions(outputs)
+        counters = stats_mod.sum_counters(result)
+        if counters is None:
+            self.stats.stats_source = "outputs"
+            counters = outputs
+        else:
+            self.stats.stats_source = "metrics"
+            problems += stats_mod.disagreements(counters, outputs)
+        if problems:
+            raise StatsMismatch("the run's counts do not add up, nothing committed: "
+                                + "; ".join(problems))
+        self.stats.add_counters(counters)
+        self.shards = summary["shards"]
+
+    def _commit(self, plan: reindex.Plan) -> None:
+        stats, req, base, staging = self.stats, self.req, self.base, self.staging
+        shards = list(self.shards)
+        stale: dict[str, str] = {}
+        if base is not None:
+            stale = reindex.merge_files_table(staging, base, plan)
+            shards += self.carried + reindex.carry_rows(base, set(stale), staging)
+        stats.stale = [{"path": p, "reason": r} for p, r in sorted(stale.items())]
+        stats.failures = [f for f in commit.staged_failures(staging) if f["path"] not in stale]
+        stats.end_time = time.time()
+        req.cancel.raise_if_cancelled()  # the last moment a cancel can still stop the commit
+        if base is None and stats.files_processed == 0 and stats.failed_files > 0:
+            raise NothingCommitted(
+                f"every file failed ({stats.failed_files}); nothing committed", stats)
+        for name in (FILE_LIST, TODO_LIST, REUSE_TABLE):
+            storage.delete(storage.join(staging, name))
+        stats.snapshot_id = self.snapshot_id
+        fault_point("before-manifest")
+        run_stats = {k: v for k, v in stats.to_dict().items() if k not in ("failures", "stale")}
+        source = {"root": self.root, "git_commit": reindex.git_commit(self.root)}
+        manifest = commit.build_manifest(
+            self.snapshot_id, self.settings.fingerprint(), shards, commit.staged_counts(staging),
+            stats.failures, stats.stale, run_stats, source,
+            previous=base.snapshot_id if base else None,
+            embedder_config=self.settings.embedder.config())
+        commit.commit_snapshot(self.out, staging, manifest)
+        stats.committed = True
+        fault_point("after-current")
+        stats.pruned = reindex.prune_snapshots(self.out, req.keep, self.snapshot_id)
+
+
+def _is_pipeline_options(options) -> bool:
+    """Whether `options` is already a PipelineOptions (then Beam is imported anyway)."""
+    return options is not None and not isinstance(options, (list, tuple))
+
+
+def _count_chunks(config: ChunkerConfig, todo: Path) -> int:
+    """What a run would embed: the dry run chunks (no embedding) the files it would process."""
+    total = 0
+    with open(todo, encoding="ascii") as fh:
+        for line in fh:
+            try:
+                total += len(load_chunks(config, FileEntry.from_json(line).path)[2])
+            except (OSError, FileSkipped):
+                continue
+    return total
+
+
+def _display(tracker: ProgressTracker, stream: TextIO | None, quiet: bool):
+    return contextlib.nullcontext() if quiet else ProgressDisplay(tracker, stream)
+
+
+__all__ = ["IndexSettings", "NothingCommitted", "RunRequest", "StatsMismatch", "run_index"]
