@@ -42,6 +42,7 @@ def configure_logging(verbose: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .flags import add_index_flags
+    from .journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
 
     parser = argparse.ArgumentParser(
         prog="beam-index", description="Index a code repository into Parquet vector shards "
@@ -74,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--no-spill", dest="spill", action="store_false",
                        help="local runners: send the vectors through Beam's grouping in memory "
                        "instead of spill files on disk")
+    index.add_argument("--journal", choices=("auto", "always", "never"), default="auto",
+                       help="keep what is embedded in OUT/.journal until the commit, so a "
+                       "killed or failed run's vectors are reused by the next (default: auto, "
+                       "every embedder but hashing)")
+    index.add_argument("--journal-max-mb", type=int, default=DEFAULT_JOURNAL_MB, metavar="MB",
+                       help="cap of the resume journal; its oldest segments go first "
+                       "(default: %(default)s)")
+    index.add_argument("--journal-fsync", action="store_true",
+                       help="fsync the journal after every batch: a power loss keeps it too "
+                       "(a killed process keeps it without)")
     index.add_argument("--dry-run", action="store_true",
                        help="print the plan and the number of chunks to embed, then stop")
     index.add_argument("--quiet", "-q", action="store_true", help="no progress display")
@@ -171,7 +182,8 @@ def run_index_command(args, beam_flags: list[str]) -> int:
                           checksum=args.checksum, follow_symlinks=args.follow_symlinks,
                           keep=args.keep, dry_run=args.dry_run, announce=_announce,
                           quiet=args.quiet, local_paths_on_workers=args.local_paths_on_workers,
-                          spill=args.spill)
+                          spill=args.spill, journal=args.journal,
+                          journal_max_mb=args.journal_max_mb, journal_fsync=args.journal_fsync)
     except RunnerRefused as exc:
         print(f"beam-index: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

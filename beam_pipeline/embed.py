@@ -25,6 +25,7 @@ from . import stats
 from .embedders import Embedder
 from .embedding import EmbedderProcesses, timed_embed
 from .faults import fault_point
+from .journal import JournalSpec, JournalWriter, text_key
 from .progress import EMBEDDED, RunLink
 
 log = logging.getLogger(__name__)
@@ -71,14 +72,18 @@ class EmbedBatch(beam.DoFn):
     (embedding.EmbedderProcesses) so the embedder does not take turns with this worker's own
     Python work. Results are emitted as they complete, so one slow call never idles the other
     slots. Beam metrics are per thread, so counting happens here, not in the pool.
+
+    With a `journal`, each batch's vectors are appended to this worker's journal segment
+    before they are emitted (journal.py): a run that dies later has still paid for them once.
     """
 
     def __init__(self, embedder: Embedder, progress: RunLink | None = None, concurrency: int = 1,
-                 processes: int = 0):
+                 processes: int = 0, journal: JournalSpec | None = None):
         self.embedder = embedder
         self.progress = progress or RunLink(None)
         self.concurrency = concurrency
         self.processes = processes
+        self.journal = journal
         self.batches = stats.counter(stats.EMBED_BATCHES)
         self.embedded = stats.counter(stats.CHUNKS_EMBEDDED)
         self.errors = stats.counter(stats.CHUNK_ERRORS)
@@ -88,6 +93,7 @@ class EmbedBatch(beam.DoFn):
         self.progress.setup()
         self._in_flight: dict = {}  # future → its batch
         self._helpers = self._pool = None
+        self._journal = JournalWriter(self.journal) if self.journal else None
         if self.processes > 0 and self.embedder.gil_bound:
             # The helpers load their own copies. A few batches queued per helper: each starts
             # the next the moment it answers, while this thread is busy cutting chunks.
@@ -116,6 +122,8 @@ class EmbedBatch(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(output.tag, _global(output.value))
                 else:
                     yield _global(output)
+        if self._journal is not None:
+            self._journal.flush()
         self.progress.flush()
 
     def _emit_completed(self, return_when: str):
@@ -140,6 +148,11 @@ class EmbedBatch(beam.DoFn):
                 indices.append(index)
                 rows.append(outcome)
         self.embedded.inc(sum(len(indices) for indices, _ in blocks.values()))
+        if self._journal is not None:
+            kept = [(text, outcome) for (_, _, text), outcome in zip(batch, outcomes)
+                    if not isinstance(outcome, str)]
+            self._journal.append(b"".join(text_key(text) for text, _ in kept),
+                                 b"".join(outcome for _, outcome in kept), self.embedder.dim)
         # One vector block per file of the batch, not one element per chunk: the per-file
         # grouping handles a few elements per file.
         for path, (indices, rows) in blocks.items():
@@ -152,6 +165,8 @@ class EmbedBatch(beam.DoFn):
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self._helpers is not None:
             self._helpers.close()
+        if self._journal is not None:
+            self._journal.close()
         self.progress.close()
 
 
@@ -175,7 +190,7 @@ class EmbedChunks(beam.PTransform):
     """
 
     def __init__(self, embedder: Embedder, batch_size: int, progress: RunLink | None = None,
-                 concurrency: int = 1, processes: int = 0):
+                 concurrency: int = 1, processes: int = 0, journal: JournalSpec | None = None):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
@@ -188,6 +203,7 @@ class EmbedChunks(beam.PTransform):
         self.progress = progress
         self.concurrency = concurrency
         self.processes = processes
+        self.journal = journal
 
     def expand(self, chunks):
         outputs = (
@@ -195,7 +211,7 @@ class EmbedChunks(beam.PTransform):
             | "Batch" >> beam.ParDo(BatchChunks(self.batch_size))
             | "Embed" >> beam.ParDo(
                 EmbedBatch(self.embedder, self.progress, self.concurrency,
-                           self.processes)).with_outputs(
+                           self.processes, self.journal)).with_outputs(
                 ERRORS, main="vectors"
             )
         )

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import commit, reindex, runners, storage
+from . import commit, journal, reindex, runners, storage
 from . import stats as stats_mod
 from .cancel import CancelToken
 from .chunking import DEFAULT_CHUNK_SIZE, default_overlap
@@ -41,9 +41,10 @@ from .discover import (
 )
 from .embedders import ConfigurationError, Embedder, get_embedder
 from .event_files import EVENTS_DIR
-from .faults import fault_point
+from .faults import fault_point, fraction_point, kill_when
 from .flags import DEFAULT_BATCH_SIZE
 from .index import shard_names
+from .journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
 from .lock import output_lock
 from .progress import (
     EventFileChannel,
@@ -67,6 +68,7 @@ CANCEL_FILE = "_cancel"
 FILE_LIST = "_discovered.jsonl"
 TODO_LIST = "_todo.jsonl"
 DEFAULT_KEEP = 3
+JOURNAL_MODES = ("auto", "always", "never")
 CHUNKER_NAME = "fixed-chars"
 
 
@@ -167,6 +169,12 @@ class RunRequest:
     # In the local modes vectors wait in spill files on their way to the shards; False sends
     # them through the runner's shuffle instead (memory rather than disk; --no-spill).
     spill: bool = True
+    # The resume journal (journal.py): "auto" keeps one for every embedder whose calls cost
+    # something (all but hashing, whose vectors cost less to compute again than the journal
+    # costs every run to write), "always", or "never". Its size cap, and whether each batch is also fsynced (power loss).
+    journal: str = "auto"
+    journal_max_mb: int = DEFAULT_JOURNAL_MB
+    journal_fsync: bool = False
 
 
 def run_index(
@@ -204,6 +212,11 @@ def run_index(
         pipeline_options = list(pipeline_options or [])
     if req.keep < 1:
         raise ValueError(f"--keep must be at least 1, got {req.keep}")
+    if req.journal not in JOURNAL_MODES:
+        raise ValueError(f"--journal must be one of {', '.join(JOURNAL_MODES)}, "
+                         f"got {req.journal!r}")
+    if req.journal_max_mb < 1:
+        raise ValueError(f"--journal-max-mb must be at least 1, got {req.journal_max_mb}")
     placement = runners.place(pipeline_options)
     # The launcher's own reads of SOURCE and writes of OUT use the run's filesystem options.
     storage.use_options(pipeline_options)
@@ -354,6 +367,7 @@ class _Run:
             stats.add_counters({f"embedder_{name}": n  # the launcher's probe is a call too
                                 for name, n in embedder.take_counts().items()})
             req.cancel.raise_if_cancelled()
+            self._arm_fraction_fault()
             tracker.set_stage("running")
             result = self._pipeline(plan, channel)
             channel.close()  # what the workers sent last
@@ -366,6 +380,48 @@ class _Run:
             tracker.set_stage("committing")
             self._commit(plan)
             tracker.set_stage("done")
+
+    def _arm_fraction_fault(self) -> None:
+        """BEAM_INDEX_FAULT=embedded:<share>: die once that share of the chunks to embed has
+        been reported embedded (the resume tests' kill; counted like a dry run, tests only)."""
+        share = fraction_point("embedded")
+        if share is not None:
+            total = _count_chunks(self._chunker(), self.scratch / TODO_LIST)
+            tracker = self.req.tracker
+            kill_when(lambda: tracker.chunks_embedded >= share * total)
+
+    def _journal(self) -> journal.JournalSpec | None:
+        """The resume journal of this run, or None when it keeps none."""
+        mode = self.req.journal
+        if mode == "never" or (mode == "auto" and not self.settings.embedder.journal_pays):
+            return None
+        folder = journal.open_journal(self.out, self.settings.fingerprint())
+        return journal.JournalSpec(folder, self.req.journal_max_mb << 20, self.req.journal_fsync)
+
+    def _reuse_table(self, plan: reindex.Plan, spec: journal.JournalSpec | None) -> str | None:
+        """Vectors the pipeline need not embed again: the previous rows of changed files, and
+        what an unfinished run with this fingerprint journaled. None when there are none."""
+        from .reuse import write_reuse_table
+
+        base, blocks = self.base, []
+        if spec is not None:
+            dropped = journal.trim(spec.folder, spec.max_bytes)
+            if dropped:
+                log.warning("resume journal over %d MB: its %d oldest segments dropped",
+                            spec.max_bytes >> 20, len(dropped))
+            blocks = journal.read_blocks(spec.folder, self.settings.embedder.dim)
+        counted = _counting(blocks)
+        target = storage.join(self.staging, REUSE_TABLE)
+        rows = write_reuse_table(
+            target, self.settings.embedder.dim,
+            [storage.join(base.directory, name) for name in shard_names(base.manifest)]
+            if base is not None else (),
+            plan.replaceable if base is not None else frozenset(), counted)
+        self.stats.journal_vectors = counted.vectors
+        if counted.vectors:
+            self.req.announce(f"Resuming: {counted.vectors} vectors journaled by an unfinished "
+                              "run are reused")
+        return target if rows else None
 
     def _progress_channel(self):
         """UDP on loopback in the local modes; event files on OUT's filesystem elsewhere."""
@@ -426,16 +482,12 @@ class _Run:
         from apache_beam.options.pipeline_options import PipelineOptions
 
         from .pipeline import run_pipeline
-        from .reuse import write_reuse_table
 
         options = self.options
         if not isinstance(options, PipelineOptions):
             options = PipelineOptions(options)
-        reuse = None
-        if base is not None and plan.replaceable:
-            reuse = storage.join(staging, REUSE_TABLE)
-            write_reuse_table([storage.join(base.directory, name)
-                               for name in shard_names(base.manifest)], plan.replaceable, reuse)
+        spec = self._journal()
+        reuse = self._reuse_table(plan, spec)
         filesystems = storage.filesystem_options(options)
         if isinstance(channel, ProgressChannel):
             link = RunLink(channel.address, self.req.cancel.check(), filesystems=filesystems)
@@ -447,7 +499,7 @@ class _Run:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carry") as pool:
             carrying = pool.submit(reindex.carry_rows, base, plan.carry, staging) if base else None
             result = run_pipeline(self._chunker(), staging, todo, self.settings, options, link,
-                                  reuse, self.spill_dir, self.req.cancel)
+                                  reuse, self.spill_dir, self.req.cancel, spec)
             self.carried = carrying.result() if carrying else []
         return result
 
@@ -499,6 +551,7 @@ class _Run:
             embedder_config=self.settings.embedder.config())
         commit.commit_snapshot(self.out, staging, manifest)
         stats.committed = True
+        journal.clear(self.out)  # the snapshot holds what an unfinished run journaled
         fault_point("after-current")
         stats.pruned = reindex.prune_snapshots(self.out, req.keep, self.snapshot_id)
 
@@ -518,6 +571,19 @@ def _count_chunks(config: ChunkerConfig, todo: Path) -> int:
             except (OSError, FileSkipped):
                 continue
     return total
+
+
+class _counting:
+    """Passes journal blocks through, counting their vectors."""
+
+    def __init__(self, blocks):
+        self._blocks = blocks
+        self.vectors = 0
+
+    def __iter__(self):
+        for keys, rows in self._blocks:
+            self.vectors += len(keys) // journal.KEY_BYTES
+            yield keys, rows
 
 
 def _display(tracker: ProgressTracker, stream: TextIO | None, quiet: bool):

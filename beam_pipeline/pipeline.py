@@ -38,6 +38,7 @@ from .indexing import (  # noqa: F401 - the pipeline's API, importable from here
     run_index,
     spill_folder,
 )
+from .journal import JournalSpec
 from .options import IndexOptions, embed_processes
 from .progress import RunLink
 from .reuse import MISSING, ReuseKnownVectors
@@ -91,7 +92,8 @@ class IndexFiles(beam.PTransform):
     def __init__(self, config: ChunkerConfig, embedder: Embedder, batch_size: int,
                  staging_dir: str, progress: RunLink | None = None,
                  reuse_table: str | None = None, embed_concurrency: int = 1,
-                 embed_processes: int = 0, spill_dir: str | None = None):
+                 embed_processes: int = 0, spill_dir: str | None = None,
+                 journal: JournalSpec | None = None):
         super().__init__()
         self.config = config
         self.embedder = embedder
@@ -104,6 +106,7 @@ class IndexFiles(beam.PTransform):
         # A folder on a disk every worker shares (the local modes only), or None: the vectors
         # then travel in the runner's shuffle.
         self.spill_dir = spill_dir
+        self.journal = journal  # the resume journal the embedding workers append to
 
     def expand(self, entries):
         dim = self.embedder.dim
@@ -115,7 +118,7 @@ class IndexFiles(beam.PTransform):
             vectors.append(known["vectors"])
         embedded = to_embed | "Embed" >> EmbedChunks(
             self.embedder, self.batch_size, self.progress, self.embed_concurrency,
-            self.embed_processes)
+            self.embed_processes, self.journal)
         vectors.append(embedded["vectors"])
         blocks = vectors[0] if len(vectors) == 1 else vectors | "AllVectors" >> beam.Flatten()
         if self.spill_dir is not None:
@@ -132,7 +135,7 @@ class IndexFiles(beam.PTransform):
 
 def run_pipeline(config: ChunkerConfig, staging: str, todo: str, settings: IndexSettings,
                  options: PipelineOptions, progress: RunLink, reuse: str | None,
-                 spill_dir: str | None, cancel: CancelToken):
+                 spill_dir: str | None, cancel: CancelToken, journal: JournalSpec | None = None):
     """Build and run the pipeline over the `todo` list into `staging`; its result once done
     (raises when it failed, or when a cancel stopped it)."""
     pipeline = beam.Pipeline(runner=runners.select_runner(options), options=options)
@@ -145,7 +148,7 @@ def run_pipeline(config: ChunkerConfig, staging: str, todo: str, settings: Index
                                      embed_processes=embed_processes(
                                          options, settings.embed_processes,
                                          settings.embedder.gil_bound),
-                                     spill_dir=spill_dir)
+                                     spill_dir=spill_dir, journal=journal)
     )
     # The in-process engine returns from run() when it is done; other runners return at once,
     # and a cancel then also asks the runner to cancel the job.

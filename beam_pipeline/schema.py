@@ -21,6 +21,7 @@ STAGING_DIR = ".staging"
 MANIFEST_FILE = "manifest.json"
 FILES_TABLE = "files.parquet"
 SHARD_PREFIX = "part-"
+JOURNAL_DIR = ".journal"  # OUT/.journal/: the resume journal, outside every snapshot (journal.py)
 # In a run's staging folder (OUT/.staging/<id>/), never in a snapshot:
 STAGED_SUMMARY = "_staged.json"  # the shards the pipeline reported (successful attempts only)
 SPILL_DIR = "_spill"  # vectors on their way to the shards (local modes)

@@ -121,6 +121,7 @@ class ProcessingStats:
     legacy_encoding_files: int = 0
     chunks_embedded: int = 0
     chunks_reused: int = 0
+    journal_vectors: int = 0  # vectors an unfinished run had journaled, offered for reuse
     chunk_errors: int = 0
     embed_batches: int = 0
     rows_written: int = 0

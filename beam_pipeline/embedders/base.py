@@ -41,6 +41,9 @@ class Embedder(abc.ABC):
     # A remote service: asked once (`probe`) before a run embeds anything, so that a
     # configuration error stops the run at its first answer; its `dim` may be learned so.
     probe_first: bool = False
+    # Is a vector worth keeping in the resume journal (journal.py) when a run may die? Calls
+    # that cost time or money: yes. An embedder faster than reading the journal back: no.
+    journal_pays: bool = True
 
     def use_threads(self, count: int) -> None:
         """Take the caller's thread count (`vector_thread_count`). Remote providers get it as

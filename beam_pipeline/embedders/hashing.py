@@ -56,6 +56,8 @@ class HashingEmbedder(Embedder):
     # Thread-safe (a lock guards the shared token cache), but pure Python under the GIL:
     # calls at once on threads would only contend; helper processes do run at once.
     gil_bound = True
+    # Cheap to compute again: a journal would cost every run to save little on a crash.
+    journal_pays = False
 
     def __init__(self, dim: int = 384):
         if dim < 8:
