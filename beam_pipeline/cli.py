@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rebuild from scratch instead of re-indexing what changed")
     index.add_argument("--checksum", action="store_true",
                        help="decide what changed by content hash instead of size and mtime")
+    index.add_argument("--no-git", dest="git", action="store_false",
+                       help="decide what changed by size and mtime even in a git work tree "
+                       "(default: git's blob ids for tracked, unmodified files)")
     index.add_argument("--keep", type=int, default=3, metavar="N",
                        help="snapshots to keep; older ones are pruned after a commit "
                        "(default: %(default)s)")
@@ -182,7 +185,7 @@ def run_index_command(args, beam_flags: list[str]) -> int:
                           checksum=args.checksum, follow_symlinks=args.follow_symlinks,
                           keep=args.keep, dry_run=args.dry_run, announce=_announce,
                           quiet=args.quiet, local_paths_on_workers=args.local_paths_on_workers,
-                          spill=args.spill, journal=args.journal,
+                          spill=args.spill, git=args.git, journal=args.journal,
                           journal_max_mb=args.journal_max_mb, journal_fsync=args.journal_fsync)
     except RunnerRefused as exc:
         print(f"beam-index: error: {exc}", file=sys.stderr)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import commit, journal, reindex, runners, storage
+from . import commit, gitindex, journal, reindex, runners, storage
 from . import stats as stats_mod
 from .cancel import CancelToken
 from .chunking import DEFAULT_CHUNK_SIZE, default_overlap
@@ -173,6 +173,9 @@ class RunRequest:
     # something (all but hashing, whose vectors cost less to compute again than the journal
     # costs every run to write), "always", or "never". Its size cap, and whether each batch is also fsynced (power loss).
     journal: str = "auto"
+    # A git work tree's plan takes git's blob ids for tracked, unmodified files (gitindex.py);
+    # False decides by size and mtime only (--no-git).
+    git: bool = True
     journal_max_mb: int = DEFAULT_JOURNAL_MB
     journal_fsync: bool = False
 
@@ -348,6 +351,7 @@ class _Run:
     stats: ProcessingStats
     req: RunRequest
     probed: bool  # the embedder's service has answered once already (learn_dim)
+    git: gitindex.GitState | None = field(default=None, init=False)  # SOURCE's git, if any
     carried: list[dict] = field(default_factory=list, init=False)  # shards carried forward
     shards: list[dict] = field(default_factory=list, init=False)  # shards the pipeline wrote
 
@@ -444,9 +448,11 @@ class _Run:
         else:
             discovery = list_explicit_files(self.root, req.files, self.scratch / FILE_LIST,
                                             self.settings.max_file_size, req.follow_symlinks)
+        if req.git:
+            self.git = gitindex.read_git_state(self.root)
         plan = reindex.plan_changes(self.scratch / FILE_LIST, self.scratch / TODO_LIST, base,
                                     checksum_root=self.root if req.checksum else None,
-                                    subset=req.files is not None)
+                                    subset=req.files is not None, git=self.git)
         stats.record_plan(plan)
         stats.add_skips(discovery.skipped)
         tracker.total_files = plan.to_process
@@ -527,9 +533,8 @@ class _Run:
     def _commit(self, plan: reindex.Plan) -> None:
         stats, req, base, staging = self.stats, self.req, self.base, self.staging
         shards = list(self.shards)
-        stale: dict[str, str] = {}
+        stale = reindex.merge_files_table(staging, base, plan, self.git)
         if base is not None:
-            stale = reindex.merge_files_table(staging, base, plan)
             shards += self.carried + reindex.carry_rows(base, set(stale), staging)
         stats.stale = [{"path": p, "reason": r} for p, r in sorted(stale.items())]
         stats.failures = [f for f in commit.staged_failures(staging) if f["path"] not in stale]
@@ -543,7 +548,8 @@ class _Run:
         stats.snapshot_id = self.snapshot_id
         fault_point("before-manifest")
         run_stats = {k: v for k, v in stats.to_dict().items() if k not in ("failures", "stale")}
-        source = {"root": self.root, "git_commit": reindex.git_commit(self.root)}
+        source = {"root": self.root, "git_commit": self.git.commit if self.git else
+                  gitindex.git_commit(self.root)}
         manifest = commit.build_manifest(
             self.snapshot_id, self.settings.fingerprint(), shards, commit.staged_counts(staging),
             stats.failures, stats.stale, run_stats, source,

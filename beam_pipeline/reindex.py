@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +31,11 @@ from . import storage
 from .commit import read_current
 from .discover import FileEntry, is_url, join_url, read_store_object
 from .faults import fault_point
+from .gitindex import GitState
 from .index import IndexReadError, shard_names
 from .schema import (
     FILES_TABLE,
+    GIT_BLOB,
     INDEXED,
     MANIFEST_FILE,
     SHARD_PREFIX,
@@ -56,8 +57,8 @@ class Previous:
     snapshot_id: str
     directory: str
     manifest: dict
-    # path → (size, mtime_ns, status, file_hash) of every file the snapshot knows
-    files: dict[str, tuple[int, int, str, str | None]]
+    # path → (size, mtime_ns, status, file_hash, git_blob) of every file the snapshot knows
+    files: dict[str, tuple[int, int, str, str | None, str | None]]
 
 
 def load_previous(out: str) -> Previous | None:
@@ -67,8 +68,7 @@ def load_previous(out: str) -> Previous | None:
     directory = storage.join(out, SNAPSHOTS_DIR, snapshot_id)
     try:
         manifest = json.loads(storage.read_bytes(storage.join(directory, MANIFEST_FILE)))
-        table = storage.read_parquet(storage.join(directory, FILES_TABLE),
-                                     columns=["path", "size", "mtime_ns", "status", "file_hash"])
+        table = _with_git_column(storage.read_parquet(storage.join(directory, FILES_TABLE)))
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise CorruptSnapshotError(f"live snapshot {snapshot_id} is unreadable ({exc}); "
                                    "run with --full to rebuild") from exc
@@ -77,14 +77,16 @@ def load_previous(out: str) -> Previous | None:
     except IndexReadError as exc:
         raise CorruptSnapshotError(f"snapshot {snapshot_id}: {exc}; run with --full to "
                                    "rebuild") from None
-    files = {
-        path: (size, mtime, status, file_hash)
-        for path, size, mtime, status, file_hash in zip(
-            table["path"].to_pylist(), table["size"].to_pylist(),
-            table["mtime_ns"].to_pylist(), table["status"].to_pylist(),
-            table["file_hash"].to_pylist())
-    }
-    return Previous(snapshot_id, directory, manifest, files)
+    columns = ("path", "size", "mtime_ns", "status", "file_hash", GIT_BLOB)
+    path, *record = (table[name].to_pylist() for name in columns)
+    return Previous(snapshot_id, directory, manifest, dict(zip(path, zip(*record))))
+
+
+def _with_git_column(table: pa.Table) -> pa.Table:
+    """A files table of an older snapshot gets its (null) git_blob column."""
+    if GIT_BLOB in table.column_names:
+        return table
+    return table.append_column(GIT_BLOB, pa.nulls(table.num_rows, pa.string()))
 
 
 def rebuild_reason(previous: Previous | None, fingerprint: dict, full: bool) -> str | None:
@@ -138,13 +140,15 @@ class Plan:
 
 
 def plan_changes(discovered: Path, todo: Path, previous: Previous | None,
-                 checksum_root: str | None = None, subset: bool = False) -> Plan:
+                 checksum_root: str | None = None, subset: bool = False,
+                 git: GitState | None = None) -> Plan:
     """Stream the discovered list; write the files to (re)process to `todo`.
 
-    A file is unchanged when its size and mtime equal the recorded ones, or — with
-    `checksum_root` (`--checksum`) — when its size and sha256 do. With `subset` the list is
-    an explicit selection: every listed file is re-indexed and every other file the previous
-    snapshot knows is carried forward (nothing counts as deleted).
+    A file is unchanged when git vouches for its content (`git`: the blob id in git's index
+    equals the recorded one, no file read); else when its size and mtime equal the recorded
+    ones, or — with `checksum_root` (`--checksum`) — when its size and sha256 do. With
+    `subset` the list is an explicit selection: every listed file is re-indexed and every other
+    file the previous snapshot knows is carried forward (nothing counts as deleted).
     """
     plan = Plan()
     seen: set[str] = set()
@@ -157,7 +161,7 @@ def plan_changes(discovered: Path, todo: Path, previous: Previous | None,
                 plan.added += 1
             # A file that failed last time is retried even when unchanged.
             elif (not subset and old[2] in (INDEXED, SKIPPED)
-                  and _unchanged(entry, old, checksum_root)):
+                  and _unchanged(entry, old, checksum_root, git)):
                 plan.unchanged += 1
                 plan.carry.add(entry.path)
                 if old[1] != entry.mtime_ns:
@@ -176,7 +180,11 @@ def plan_changes(discovered: Path, todo: Path, previous: Previous | None,
     return plan
 
 
-def _unchanged(entry: FileEntry, old: tuple, checksum_root: str | None) -> bool:
+def _unchanged(entry: FileEntry, old: tuple, checksum_root: str | None,
+               git: GitState | None) -> bool:
+    said = git.unchanged(entry.path, old[4]) if git is not None else None
+    if said is not None:
+        return said
     if checksum_root is None:
         return old[:2] == (entry.size, entry.mtime_ns)
     if old[0] != entry.size or old[3] is None:
@@ -225,17 +233,24 @@ def carry_rows(previous: Previous, paths: set[str], staging: str) -> list[dict]:
     return shards
 
 
-def merge_files_table(staging: str, previous: Previous, plan: Plan) -> dict[str, str]:
+def merge_files_table(staging: str, previous: Previous | None, plan: Plan,
+                      git: GitState | None = None) -> dict[str, str]:
     """Rewrite staging's files.parquet as the whole tree's; returns the stale files' reasons.
 
     Records of unchanged files come from the previous snapshot; a changed file whose
     re-embedding failed keeps its previous record, with status `stale` and the new reason.
+    Every other record gets git's blob id of this run (null where git vouched for nothing).
+    Without a previous snapshot only the blob ids are filled in.
     """
     new = storage.read_parquet(storage.join(staging, FILES_TABLE))
+    if previous is None:
+        if git is not None:
+            write_table(_set_git_blobs(new, git), storage.join(staging, FILES_TABLE))
+        return {}
     failed = new.filter(pc.equal(new["status"], "failed"))
     stale = {p: e for p, e in zip(failed["path"].to_pylist(), failed["error"].to_pylist())
              if p in plan.replaceable}
-    old = storage.read_parquet(storage.join(previous.directory, FILES_TABLE))
+    old = _with_git_column(storage.read_parquet(storage.join(previous.directory, FILES_TABLE)))
     carried = old.filter(_path_filter(old, plan.carry))
     if plan.touched:
         mtimes = [plan.touched.get(p, m) for p, m in zip(carried["path"].to_pylist(),
@@ -249,9 +264,18 @@ def merge_files_table(staging: str, previous: Previous, plan: Plan) -> dict[str,
                                        pa.array([STALE] * kept_old.num_rows, pa.string()))
         kept_old = kept_old.set_column(kept_old.schema.get_field_index("error"), "error", errors)
     fresh = new.filter(pc.invert(_path_filter(new, set(stale))))
-    merged = pa.concat_tables([fresh, carried.cast(new.schema), kept_old.cast(new.schema)])
+    current = pa.concat_tables([fresh, carried.cast(new.schema)])
+    if git is not None:
+        current = _set_git_blobs(current, git)
+    merged = pa.concat_tables([current, kept_old.cast(new.schema)])
     write_table(merged.sort_by("path"), storage.join(staging, FILES_TABLE))
     return stale
+
+
+def _set_git_blobs(table: pa.Table, git: GitState) -> pa.Table:
+    blobs = [git.blobs.get(path) for path in table["path"].to_pylist()]
+    return table.set_column(table.schema.get_field_index(GIT_BLOB), GIT_BLOB,
+                            pa.array(blobs, pa.string()))
 
 
 def prune_snapshots(out: str, keep: int, live: str) -> list[str]:
@@ -264,15 +288,3 @@ def prune_snapshots(out: str, keep: int, live: str) -> list[str]:
         storage.delete_tree(storage.join(root, snapshot_id))
         fault_point("mid-prune")
     return doomed
-
-
-def git_commit(root: str) -> str | None:
-    """HEAD of the git work tree at `root`, if it is one (and git is installed)."""
-    if is_url(root):
-        return None
-    try:
-        proc = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "HEAD"],
-                              capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() if proc.returncode == 0 else None

@@ -33,6 +33,8 @@ FAILED = "failed"
 SKIPPED = "skipped"
 STALE = "stale"  # re-embedding failed; the previous rows are kept until a retry succeeds
 
+GIT_BLOB = "git_blob"
+
 # Beam names a list's child "item", pyarrow "element"; we keep pyarrow's default everywhere.
 VECTOR_FIELD = "vector"
 
@@ -66,6 +68,9 @@ FILES_SCHEMA = pa.schema(
         pa.field("total_chunks", pa.int32(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
         pa.field("error", pa.string()),
+        # git's blob id of the content, when SOURCE is a git work tree and git vouched for the
+        # file at this run (tracked, unmodified); else null. Absent from older snapshots.
+        pa.field(GIT_BLOB, pa.string()),
     ]
 )
 

@@ -27,6 +27,7 @@ from .records import FileRecord
 from .schema import (
     FILES_SCHEMA,
     FILES_TABLE,
+    GIT_BLOB,
     SHARD_PREFIX,
     STAGED_SUMMARY,
     row_schema,
@@ -159,6 +160,7 @@ def files_table(records: list[FileRecord]) -> pa.Table:
             "total_chunks": [r.total_chunks for r in records],
             "status": [r.status for r in records],
             "error": [r.error for r in records],
+            GIT_BLOB: [None] * len(records),  # the launcher knows git's blob ids (gitindex)
         },
         schema=FILES_SCHEMA,
     )
