@@ -329,13 +329,13 @@ def launcher_at_scale(files: int = 1_000_000, per_shard_files: int = 780) -> dic
                           for i, path in enumerate(paths))
         table = pa.table({"path": paths, "size": [1000] * files, "mtime_ns": [1] * files,
                           "file_hash": ["0" * 64] * files, "total_chunks": [3] * files,
-                          "status": ["indexed"] * files, "error": [None] * files},
-                         schema=FILES_SCHEMA)
+                          "status": ["indexed"] * files, "error": [None] * files,
+                          "git_blob": [None] * files}, schema=FILES_SCHEMA)
         (tmp / "prev").mkdir()
         write_table(table, str(tmp / "prev" / "files.parquet"))
         start = time.perf_counter()
         previous = Previous("prev", str(tmp / "prev"), {"shards": []},
-                            {p: (1000, 1, "indexed", "0" * 64) for p in paths})
+                            {p: (1000, 1, "indexed", "0" * 64, None) for p in paths})
         out["load previous files (s)"] = time.perf_counter() - start
         start = time.perf_counter()
         plan = plan_changes(tmp / "discovered.jsonl", tmp / "todo.jsonl", previous)

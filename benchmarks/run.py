@@ -35,6 +35,7 @@ from pathlib import Path
 from beam_pipeline.cli import configure_logging
 
 from .compare import EMBEDDERS, compare, first_files_holding
+from .costs import costs, print_costs
 
 
 @dataclass(frozen=True)
@@ -374,6 +375,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-rows", type=int, default=0, metavar="N",
                         help="also time search over a synthetic snapshot of N rows "
                         "(e.g. 1000000); 0 skips it")
+    parser.add_argument("--costs", action="store_true",
+                        help="also what a run costs beyond embedding (benchmarks/costs.py): "
+                        "search, up-to-date and 1 %% re-index walls against a bare "
+                        "numpy+pyarrow import, with and without git, on the corpus, ×8 and a "
+                        "tree of many small files; remote per-call cost; resume after a kill")
+    parser.add_argument("--costs-scale", type=int, default=8, metavar="F",
+                        help="--costs: the larger tree is the corpus ×F (default: %(default)s)")
+    parser.add_argument("--small-files", type=int, default=100_000, metavar="N",
+                        help="--costs: files of the many-small-files tree (default: "
+                        "%(default)s; 0 skips it)")
     args, extra = parser.parse_known_args(argv)
     configure_logging(verbose=False)  # hide Beam's import-time noise in the search benchmark
 
@@ -415,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         big_file = chunk_big_file(corpus)
         # In-process, so after the child-process scenarios (a fork inherits the parent's RSS).
         face = face_benchmark(corpus) if args.face else None
+        cost_figures = (costs(corpus, args.repeat, args.costs_scale, args.small_files, _log)
+                        if args.costs else None)
         embedders = None
         if args.embedders:
             embedders = {"remote_100ms": remote_benchmark(corpus, 0.1, 16, (1, 4, 8), 10_000)}
@@ -423,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
         print_comparison(comparison)
     if results:
         print_table(results)
+    if cost_figures:
+        print_costs(cost_figures)
     for label, fig in (face or {}).items():
         print(f"face ({label}): {fig['files']} files, first Queued after "
               f"{fig['first_queued_s'] * 1000:.1f} ms, all queued after "
@@ -460,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         "scales": scales,
         "comparison": comparison,
         "chunk_10MB_s": big_file,
+        "costs": cost_figures,
     })
     return 0
 

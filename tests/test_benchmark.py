@@ -87,3 +87,18 @@ def test_the_capacity_benchmark_runs_and_reports_every_part(tmp_path):
     # Three of the four have chunks: each is read, then re-read at assembly.
     assert full["files"] == 4 and full["requests"]["data GET"] >= 2 * 3
     assert set(data["spill"]) == {"spill files in local scratch", "the shuffle"}
+
+
+def test_the_costs_benchmark_reports_every_figure(tmp_path):
+    done, data = _benchmark("benchmarks.run", tmp_path, "--no-compare", "--scales", "",
+                            "--costs", "--costs-scale", "2", "--small-files", "300")
+    costs = data["costs"]
+    assert set(costs) == {"x1", "x2", "many_files", "remote", "resume", "journal_write"}
+    for tree in ("x1", "x2", "many_files"):
+        for key in ("search", "up_to_date_git", "up_to_date_no_git", "one_percent_git",
+                    "one_percent_no_git", "one_file"):
+            assert costs[tree][key]["wall_s"] > 0 and costs[tree][key]["baseline_s"] > 0
+    assert costs["many_files"]["files"] == 300
+    assert costs["remote"]["calls"] >= 1 and costs["remote"]["per_call_s"] >= 0.1
+    assert 0 < costs["resume"]["share_embedded_again"] <= 0.45
+    assert "resume: killed at 60 %" in done.stdout
