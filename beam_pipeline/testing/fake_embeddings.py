@@ -1,6 +1,7 @@
 """A fake OpenAI-compatible embeddings server on 127.0.0.1 for tests (no internet).
 
-Vectors are the hashing embedder's, so results can be compared. Faults are injected by
+Vectors are the hashing embedder's, so results can be compared (or, for benchmarks, rows of one
+fixed block, so that the server's own work stays out of the measurement). Faults are injected by
 setting attributes on `FakeEmbeddingServer` while it runs.
 """
 
@@ -13,14 +14,25 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
+import numpy as np
+
 from beam_pipeline.embedders import HashingEmbedder
 
 
 class FakeEmbeddingServer:
-    def __init__(self, dim: int = 64, keep_requests: bool = True):
-        """`keep_requests=False` keeps no record of the inputs (benchmarks: memory stays flat)."""
+    def __init__(self, dim: int = 64, keep_requests: bool = True, fixed_vectors: bool = False):
+        """`keep_requests=False` keeps no record of the inputs (benchmarks: memory stays flat).
+        `fixed_vectors=True` answers rows of one precomputed block instead of each text's
+        hashing vector: a real server computes on its own machine, and on this one its work
+        would take the cores the client under measurement needs (benchmarks only)."""
         self.dim = dim
         self.keep_requests = keep_requests
+        self.fixed_block = None
+        if fixed_vectors:
+            block = np.random.default_rng(0).standard_normal((256, dim)).astype("<f4")
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
+            self.fixed_block = (block, [base64.b64encode(r.tobytes()).decode("ascii")
+                                        for r in block])
         self.embedder = HashingEmbedder(dim)
         self.latency = 0.0
         self.fail_next: list[tuple[int, dict]] = []  # (status, headers) for the next requests
@@ -87,10 +99,7 @@ class FakeEmbeddingServer:
                 elif server.not_embeddings:
                     payload, status = {"status": "ok", "hint": "not an embeddings API"}, 200
                 else:
-                    matrix = server.embedder.embed(texts).astype("<f4")
-                    vectors = ([base64.b64encode(row.tobytes()).decode("ascii") for row in matrix]
-                               if wants_base64 and server.base64 == "answer"
-                               else matrix.tolist())
+                    vectors = self._vectors(texts, wants_base64 and server.base64 == "answer")
                     limit = server.short_by_one_above
                     if limit is not None and len(texts) > limit:
                         vectors = vectors[:-1]
@@ -101,6 +110,17 @@ class FakeEmbeddingServer:
                 raw = json.dumps(payload).encode()
                 time.sleep(max(0.0, deadline - time.monotonic()))
                 self._send(status, raw, headers)
+
+            def _vectors(self, texts: list[str], as_base64: bool) -> list:
+                if server.fixed_block is not None:
+                    block, encoded = server.fixed_block
+                    if as_base64:
+                        return [encoded[i % len(encoded)] for i in range(len(texts))]
+                    return [block[i % len(block)].tolist() for i in range(len(texts))]
+                matrix = server.embedder.embed(texts).astype("<f4")
+                if as_base64:
+                    return [base64.b64encode(row.tobytes()).decode("ascii") for row in matrix]
+                return matrix.tolist()
 
             def _send(self, status, raw: bytes, headers=None):
                 self.send_response(status)
