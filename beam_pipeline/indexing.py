@@ -169,13 +169,14 @@ class RunRequest:
     # In the local modes vectors wait in spill files on their way to the shards; False sends
     # them through the runner's shuffle instead (memory rather than disk; --no-spill).
     spill: bool = True
-    # The resume journal (journal.py): "auto" keeps one for every embedder whose calls cost
-    # something (all but hashing, whose vectors cost less to compute again than the journal
-    # costs every run to write), "always", or "never". Its size cap, and whether each batch is also fsynced (power loss).
-    journal: str = "auto"
     # A git work tree's plan takes git's blob ids for tracked, unmodified files (gitindex.py);
     # False decides by size and mtime only (--no-git).
     git: bool = True
+    # The resume journal (journal.py): "auto" keeps one for every embedder whose calls cost
+    # something (all but hashing, whose vectors cost less to compute again than the journal
+    # costs every run to write), "always", or "never"; its size cap, and whether each batch
+    # is also fsynced (power loss).
+    journal: str = "auto"
     journal_max_mb: int = DEFAULT_JOURNAL_MB
     journal_fsync: bool = False
 

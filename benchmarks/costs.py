@@ -124,6 +124,13 @@ def many_files(target: Path, count: int) -> None:
         (folder / f"m{i}.py").write_text(f"def f{i}(x):\n    return x + {i}\n")
 
 
+def remote_flags(url: str, dim: int, batch: int, in_flight: int) -> list[str]:
+    """`beam-index index` flags for the fake server at `url`."""
+    return ["--embedder", "openai", "--embedding-url", url, "--embedding-model", "fake",
+            "--embedding-dim", str(dim), "--batch-size", str(batch), "--embed-concurrency",
+            str(in_flight)]
+
+
 def remote_call_cost(corpus: Path, chunks: int, log: Callable[[str], None]) -> dict:
     """At 100 ms a call, 1024-d, 8 in flight: per-call cost, and the run's wall beyond the fixed
     cost of a run (the same command on one small file) against the latency limit."""
@@ -145,9 +152,7 @@ def remote_call_cost(corpus: Path, chunks: int, log: Callable[[str], None]) -> d
 
         def index(tree: Path, out: str) -> float:
             return wall([*INDEX, str(tree), "--output", str(Path(tmp) / out), "-q",
-                         "--embedder", "openai", "--embedding-url", server.url,
-                         "--embedding-model", "fake", "--embedding-dim", str(dim),
-                         "--batch-size", str(batch), "--embed-concurrency", str(in_flight),
+                         *remote_flags(server.url, dim, batch, in_flight),
                          "--stats-json", str(stats_path)])
 
         fixed = statistics.median(index(tiny, f"tiny{i}") for i in range(3))
@@ -188,10 +193,8 @@ def resume_share(corpus: Path, chunks: int, log: Callable[[str], None]) -> dict:
               "--stats-json", str(stats_path)])
         # At least 20 batches, so that 60 % falls between two of them.
         batch = max(1, min(32, json.loads(stats_path.read_text())["chunks_to_embed"] // 20))
-        cmd = [*INDEX, str(sample), "--output", str(Path(tmp) / "out"), "-q", "--embedder",
-               "openai", "--embedding-url", server.url, "--embedding-model", "fake",
-               "--embedding-dim", "384", "--batch-size", str(batch), "--embed-concurrency", "2",
-               "--stats-json", str(stats_path)]
+        cmd = [*INDEX, str(sample), "--output", str(Path(tmp) / "out"), "-q",
+               *remote_flags(server.url, 384, batch, 2), "--stats-json", str(stats_path)]
         killed = subprocess.run(cmd, env={**os.environ, "BEAM_INDEX_FAULT": "embedded:0.6"},
                                 capture_output=True, check=False)
         if killed.returncode != -signal.SIGKILL:
