@@ -1,6 +1,7 @@
 """Property: whatever a manifest holds, the readers answer with IndexReadError or a list of
 problems — never another exception, never a file outside the snapshot folder."""
 
+import atexit
 import json
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ hostile_names = st.sampled_from(["../files.parquet", "/etc/passwd", "..", "", "p
 @cache
 def _built() -> tuple[Path, dict]:
     root = Path(tempfile.mkdtemp(prefix="beam-fuzz-"))
+    atexit.register(shutil.rmtree, root, True)  # built once per session, shared by examples
     src = make_tree(root / "src", {f"m{i}.py": code_file(f"m{i}", 15) for i in range(3)})
     run_index(src, root / "out", IndexSettings.create(embedding_dim=16))
     index = Index.open(root / "out")
@@ -45,16 +47,18 @@ def _with_manifest(manifest) -> Path:
 
 
 def _readers_are_safe(out: Path) -> None:
-    problems = verify_index(out)
-    assert isinstance(problems, list)
     try:
-        index = Index.open(out)
-    except IndexReadError:
-        assert problems
-        return
-    for name in index.shards:
-        assert Path(index.shard_path(name)).parent == Path(index.directory)
-    shutil.rmtree(out.parent, ignore_errors=True)
+        problems = verify_index(out)
+        assert isinstance(problems, list)
+        try:
+            index = Index.open(out)
+        except IndexReadError:
+            assert problems
+            return
+        for name in index.shards:
+            assert Path(index.shard_path(name)).parent == Path(index.directory)
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -70,7 +74,7 @@ def test_any_value_under_a_manifest_key(key, value):
 def test_shard_entries_naming_anything(name, rows):
     _, manifest = _built()
     out = _with_manifest({**manifest, "shards": [{"path": name, "rows": rows}]})
-    problems = verify_index(out)
+    problems = verify_index(out)  # _readers_are_safe removes the copy
     if not (isinstance(name, str) and name.startswith("part-") and "/" not in name
             and name.endswith(".parquet") and "\x00" not in name):
         assert problems and "invalid shard path" in problems[0]
