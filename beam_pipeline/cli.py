@@ -100,7 +100,30 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("output", help="index folder or URL (gs://…, s3://…; Beam's "
                         "filesystem flags such as --s3_endpoint_url are accepted)")
     search.add_argument("query", help="text or code to search for")
-    search.add_argument("-k", type=int, default=10, help="hits to show (default: %(default)s)")
+    search.add_argument("-k", "--limit", dest="k", type=int, default=10,
+                        help="hits to show (default: %(default)s)")
+    modes = search.add_mutually_exclusive_group()
+    modes.add_argument("--fts", dest="mode", action="store_const", const="fts",
+                       help="lexical only: BM25 over code-aware terms")
+    modes.add_argument("--semantic", dest="mode", action="store_const", const="semantic",
+                       help="vectors only: cosine similarity")
+    search.set_defaults(mode="hybrid")
+    search.add_argument("--regex", action="store_true",
+                        help="with --fts: QUERY is a regular expression (RE2) over the text")
+    search.add_argument("--case-sensitive", action="store_true", help="with --fts")
+    search.add_argument("--fuzzy", action="store_true",
+                        help="with --fts: also words one or two edits away")
+    search.add_argument("--language", action="append", default=[], metavar="LANG",
+                        help="only these languages (repeatable), e.g. python")
+    search.add_argument("--exclude-language", action="append", default=[], metavar="LANG")
+    search.add_argument("--path-filter", action="append", default=[], metavar="GLOB",
+                        help="only paths matching (repeatable; .gitignore syntax: ** crosses "
+                        "folders, a pattern without / matches a name at any depth)")
+    search.add_argument("--exclude-path", action="append", default=[], metavar="GLOB")
+    search.add_argument("--min-score", type=float, metavar="S",
+                        help="cosine for --semantic and hybrid, BM25 for --fts, matches "
+                        "for --regex")
+    search.add_argument("--files-only", action="store_true", help="each file once, best first")
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
 
     verify = commands.add_parser("verify", help="check the live snapshot against its manifest")
@@ -213,21 +236,51 @@ def _announce(message: str) -> None:
 
 def search_command(args) -> int:
     from .index import Index, IndexReadError
+    from .search import SearchError, SearchRequest
 
     try:
-        hits = Index.open(args.output).search(args.query, args.k)
-    except IndexReadError as exc:
+        request = SearchRequest(
+            args.query, args.k, args.mode, languages=args.language,
+            exclude_languages=args.exclude_language, path_filters=args.path_filter,
+            exclude_paths=args.exclude_path, min_score=args.min_score, regex=args.regex,
+            case_sensitive=args.case_sensitive, fuzzy=args.fuzzy, files_only=args.files_only)
+        hits = Index.open(args.output).search_request(request)
+    except (IndexReadError, SearchError) as exc:
         print(f"beam-index: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    for note in request.notes:
+        print(f"beam-index: note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(hits, indent=2, ensure_ascii=False))
-        return EXIT_OK
+    elif args.files_only:
+        for hit in hits:
+            print(f"{hit['path']}  {hit['score']:.3f}")
+    else:
+        print_hits(hits, args.query, sys.stdout.isatty())
+    return EXIT_OK
+
+
+SNIPPET_LINES = 8
+
+
+def print_hits(hits: list[dict], query: str, colour: bool) -> None:
+    """Each hit as `path:lines  score`, then its snippet's first lines, numbered; on a
+    terminal the query's words are highlighted."""
+    import re
+
+    words = sorted({w for w in re.findall(r"\w{2,}", query)}, key=len, reverse=True)
+    pattern = re.compile("|".join(map(re.escape, words)), re.IGNORECASE) if words else None
     for hit in hits:
         print(f"{hit['path']}:{hit['line_start']}-{hit['line_end']}  {hit['score']:.3f}")
-        snippet = [line for line in hit["content"].splitlines() if line.strip()][:3]
-        for line in snippet:
-            print(f"    {line[:100]}")
-    return EXIT_OK
+        lines = hit["snippet"].split("\n")
+        width = len(str(hit["line_start"] + len(lines)))
+        for number, line in enumerate(lines[:SNIPPET_LINES], start=hit["line_start"]):
+            line = line[:160]
+            if colour and pattern is not None:
+                line = pattern.sub(lambda m: f"\x1b[1;33m{m.group(0)}\x1b[0m", line)
+            print(f"  {number:>{width}} │ {line}")
+        if len(lines) > SNIPPET_LINES:
+            print(f"  {'':>{width}} │ … {len(lines) - SNIPPET_LINES} more lines")
 
 
 def verify_command(args) -> int:

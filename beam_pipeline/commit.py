@@ -91,9 +91,9 @@ def read_current(out: str) -> str | None:
 
 def build_manifest(snapshot_id: str, fingerprint: dict, shards: list[dict], counts: dict,
                    failures: list[dict], stale: list[dict], stats: dict, source: dict,
-                   previous: str | None = None, embedder_config: dict | None = None
-                   ) -> dict[str, Any]:
-    return {
+                   previous: str | None = None, embedder_config: dict | None = None,
+                   lexical: dict | None = None) -> dict[str, Any]:
+    manifest = {
         "format_version": FORMAT_VERSION,
         "schema_version": SCHEMA_VERSION,
         "snapshot_id": snapshot_id,
@@ -109,6 +109,9 @@ def build_manifest(snapshot_id: str, fingerprint: dict, shards: list[dict], coun
         "stale": stale,
         "stats": stats,
     }
+    if lexical is not None:
+        manifest["lexical"] = lexical
+    return manifest
 
 
 def staged_counts(staging: str) -> dict[str, int]:

@@ -21,10 +21,13 @@ from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import storage
 from .embedders import Embedder, get_embedder
+from .lexical import LexicalError, LexicalIndex
 from .schema import CURRENT_FILE, FILES_TABLE, FORMAT_VERSION, MANIFEST_FILE, SNAPSHOTS_DIR
+from .search import Piece, SearchError, SearchRequest, allowed_paths, fuse, whole_lines
 
 _SHARD_NAME = re.compile(r"^part-[0-9A-Za-z_-]+\.parquet$")
 _SNAPSHOT_NAME = re.compile(r"^[0-9A-Za-z._-]+$")
@@ -117,18 +120,18 @@ class Index:
 
     @cached_property
     def _rows(self) -> tuple[np.ndarray, pa.Table]:
-        """All vectors as one contiguous float32 matrix, and the columns a hit shows.
+        """All vectors as one contiguous float32 matrix, and the columns hits and filters use.
 
         The matrix is cached in the snapshot folder (`_vectors.npy`, memory-mapped on later
         opens) when the folder is writable; snapshots never change, so the cache stays valid.
         """
-        metas = [storage.read_parquet(self.shard_path(name),
-                                      columns=["path", "line_start", "line_end"])
+        metas = [storage.read_parquet(self.shard_path(name), columns=list(_META_COLUMNS))
                  for name in self.shards]
         counts = [m.num_rows for m in metas]
         shard_ids = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
         rows = np.concatenate([np.arange(n, dtype=np.int64) for n in counts]) if counts else []
-        meta = (pa.concat_tables(metas) if metas else pa.table({"path": pa.array([], pa.string())}))
+        meta = (pa.concat_tables(metas) if metas else pa.schema(
+            [(name, _META_COLUMNS[name]) for name in _META_COLUMNS]).empty_table())
         meta = meta.append_column("shard", _int_array(shard_ids))
         meta = meta.append_column("row", _int_array(np.asarray(rows, np.int64)))
         return self._matrix(sum(counts)), meta
@@ -161,26 +164,194 @@ class Index:
                 storage.delete(tmp)  # a read-only index is searched without a cache
         return matrix
 
-    def search(self, text: str, k: int = 10) -> list[dict]:
-        """The k rows most similar to `text` (cosine), best first."""
-        matrix, meta = self._rows
-        if k < 1 or not len(matrix):
+    @cached_property
+    def lexicon(self) -> LexicalIndex | None:
+        """The snapshot's lexical index, or None when it has none (an older snapshot)."""
+        entry = self.manifest.get("lexical")
+        if entry is None:
+            return None
+        try:
+            return LexicalIndex.open(self.directory, entry)
+        except LexicalError as exc:
+            raise IndexReadError(f"snapshot {self.snapshot_id}: {exc}") from None
+
+    def search(self, text: str, k: int = 10, **options) -> list[dict]:
+        """The k best rows for `text`, best first; `options` are SearchRequest's (mode,
+        languages, exclude_languages, path_filters, exclude_paths, min_score, regex,
+        case_sensitive, fuzzy, files_only). See search.py for the modes and their scores."""
+        return self.search_request(SearchRequest(text, k, **options))
+
+    def search_request(self, request: SearchRequest) -> list[dict]:
+        if request.k < 1 or not self.shards:
             return []
-        query = self.embedder().embed([text])[0]
+        allowed = self._allowed(request)
+        mode = request.mode
+        if mode != "semantic" and self.lexicon is None:
+            if mode == "fts":
+                raise IndexReadError(f"snapshot {self.snapshot_id} has no lexical index (made "
+                                     "by an older version); the next `beam-index index` adds one")
+            request.notes.append("this snapshot has no lexical index (an older version made "
+                                 "it): vector ranking only; the next run adds one")
+            mode = "semantic"
+        if mode == "semantic":
+            ranked = self._semantic(request, allowed)
+            scores = dict(ranked)
+            return self._hits(request, [row for row, _ in ranked], scores)
+        if mode == "fts":
+            ranked = self._regex(request, allowed) if request.regex else \
+                self._lexical(request, allowed)
+            return self._hits(request, [row for row, _ in ranked], dict(ranked))
+        semantic, lexical = self._semantic(request, allowed), self._lexical(request, allowed)
+        fused = fuse([[row for row, _ in lexical], [row for row, _ in semantic]])
+        ranks = {"fts": {row: i for i, (row, _) in enumerate(lexical, 1)},
+                 "semantic": {row: i for i, (row, _) in enumerate(semantic, 1)}}
+        return self._hits(request, [row for row, _ in fused], dict(fused), ranks)
+
+    def _allowed(self, request: SearchRequest) -> np.ndarray | None:
+        """A mask of the rows the filters let through, or None when there are none."""
+        if not request.filtered:
+            return None
+        _, meta = self._rows
+        mask = np.ones(meta.num_rows, dtype=bool)
+        language = meta["language"]
+        if request.languages:
+            mask &= _mask(pc.is_in(language, value_set=_string_array(request.languages)))
+        if request.exclude_languages:
+            mask &= ~_mask(pc.is_in(language, value_set=_string_array(
+                request.exclude_languages)))
+        paths = allowed_paths(self._paths, request)
+        if paths is not None:
+            mask &= _mask(pc.is_in(meta["path"], value_set=_string_array(sorted(paths))))
+        return mask
+
+    @cached_property
+    def _paths(self) -> list[str]:
+        return pc.unique(self._rows[1]["path"]).to_pylist()
+
+    def _semantic(self, request: SearchRequest, allowed: np.ndarray | None):
+        matrix, _ = self._rows
+        query = self.embedder().embed([request.query])[0]
         scores = matrix @ query
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
+        if allowed is not None:
+            scores = np.where(allowed, scores, -np.inf)
+        if request.min_score is not None:
+            scores = np.where(scores >= request.min_score, scores, -np.inf)
+        candidates = int(np.count_nonzero(scores > -np.inf))
+        n = min(request.fetch if request.mode == "hybrid" else
+                (request.fetch if request.files_only else request.k), candidates)
+        if n == 0:
+            return []
+        top = np.argpartition(-scores, n - 1)[:n]
         top = top[np.argsort(-scores[top], kind="stable")]
-        hits = meta.take(_int_array(np.asarray(top, np.int64)))
-        shards = [self.shards[i] for i in hits["shard"].to_pylist()]
-        contents = self._contents(shards, hits["row"].to_pylist())
-        return [
-            {"path": path, "line_start": start, "line_end": end, "score": float(scores[i]),
-             "content": content}
-            for i, path, start, end, content in zip(
-                top, hits["path"].to_pylist(), hits["line_start"].to_pylist(),
-                hits["line_end"].to_pylist(), contents)
-        ]
+        return [(int(row), float(scores[row])) for row in top]
+
+    def _lexical(self, request: SearchRequest, allowed: np.ndarray | None):
+        """BM25 ranking with the filters in the query; a case-sensitive search pages through
+        the case-blind ranking (the same scores) and keeps rows whose text has the term."""
+        _, meta = self._rows
+        paths = allowed_paths(self._paths, request)
+        want = request.fetch if request.mode == "hybrid" or request.files_only else request.k
+        limit = want if not request.case_sensitive else max(4 * want, 200)
+        needles = terms_in_text(request.query) if request.case_sensitive else None
+        while True:
+            found = self.lexicon.search(
+                request.query, limit, fuzzy=request.fuzzy,
+                require_identifier=request.mode == "fts", languages=request.languages,
+                exclude_languages=request.exclude_languages,
+                paths=None if paths is None else sorted(paths))
+            rows = self._rows_of([row_id for row_id, _ in found])
+            ranked = [(row, score) for row, (_, score) in zip(rows, found) if row >= 0]
+            if request.min_score is not None and request.mode == "fts":
+                ranked = [(row, score) for row, score in ranked if score >= request.min_score]
+            if needles is not None:
+                texts = self._texts(meta, [row for row, _ in ranked])
+                ranked = [(row, score) for (row, score), text in zip(ranked, texts)
+                          if any(needle in text for needle in needles)]
+            if needles is None or len(ranked) >= want or len(found) < limit:
+                return ranked[:want]
+            limit *= 4
+
+    def _regex(self, request: SearchRequest, allowed: np.ndarray | None):
+        """Rows whose raw text matches the pattern (RE2 syntax), by number of matches."""
+        counts = []
+        for name in self.shards:
+            content = storage.read_parquet(self.shard_path(name), columns=["content"])["content"]
+            try:
+                counts.append(_numpy(pc.count_substring_regex(
+                    content, request.query, ignore_case=not request.case_sensitive)))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SearchError(f"bad regular expression: {exc}") from None
+        matches = np.concatenate(counts).astype(np.float64) if counts else np.zeros(0)
+        if allowed is not None:
+            matches = np.where(allowed, matches, 0)
+        if request.min_score is not None:
+            matches = np.where(matches >= request.min_score, matches, 0)
+        hits = np.flatnonzero(matches)
+        order = hits[np.argsort(-matches[hits], kind="stable")]
+        want = request.fetch if request.files_only else request.k
+        return [(int(row), float(matches[row])) for row in order[:want]]
+
+    def _rows_of(self, ids: list[str]) -> list[int]:
+        """The global row numbers of row ids (-1 for an id the shards do not hold)."""
+        if not ids:
+            return []
+        _, meta = self._rows
+        found = pc.index_in(_string_array(ids), value_set=meta["id"])
+        return [-1 if i is None else i for i in found.to_pylist()]
+
+    def _texts(self, meta: pa.Table, rows: list[int]) -> list[str]:
+        picked = meta.take(_int_array(np.asarray(rows, np.int64)))
+        shards = [self.shards[i] for i in picked["shard"].to_pylist()]
+        return self._contents(shards, picked["row"].to_pylist())
+
+    def _hits(self, request: SearchRequest, rows: list[int], scores: dict[int, float],
+              ranks: dict[str, dict[int, int]] | None = None) -> list[dict]:
+        _, meta = self._rows
+        if request.files_only:
+            first = {}
+            for row in rows:
+                first.setdefault(meta["path"][row].as_py(), row)
+            rows = list(first.values())
+        rows = rows[:request.k]
+        if not rows:
+            return []
+        picked = meta.take(_int_array(np.asarray(rows, np.int64)))
+        shards = [self.shards[i] for i in picked["shard"].to_pylist()]
+        pieces = self._pieces(shards, picked["row"].to_pylist())
+        hits = []
+        for row, path, start, end, language, (piece, snippet) in zip(
+                rows, picked["path"].to_pylist(), picked["line_start"].to_pylist(),
+                picked["line_end"].to_pylist(), picked["language"].to_pylist(), pieces):
+            hit = {"path": path, "line_start": start, "line_end": end,
+                   "score": float(scores[row]), "language": language, "content": piece.text,
+                   "snippet": snippet, "mode": request.mode}
+            if ranks is not None:
+                hit["ranks"] = {name: ranked.get(row) for name, ranked in ranks.items()}
+            hits.append(hit)
+        return hits
+
+    def _pieces(self, shards: list[str], rows: list[int]) -> list[tuple[Piece, str]]:
+        """Each row's chunk and its whole-line snippet, from the row and its neighbours in
+        the shard (a shard holds whole files, in chunk order)."""
+        by_shard: dict[str, set[int]] = {}
+        for shard, row in zip(shards, rows):
+            by_shard.setdefault(shard, set()).update((row - 1, row, row + 1))
+        found: dict[tuple[str, int], tuple[str, Piece]] = {}
+        for shard, wanted in by_shard.items():
+            table = storage.read_parquet(self.shard_path(shard), columns=list(_PIECE_COLUMNS))
+            wanted = sorted(r for r in wanted if 0 <= r < table.num_rows)
+            picked = table.take(_int_array(np.asarray(wanted, np.int64)))
+            for row, path, start, end, text in zip(wanted, *(picked[c].to_pylist()
+                                                             for c in _PIECE_COLUMNS)):
+                found[(shard, row)] = (path, Piece(start, end, text))
+        out = []
+        for shard, row in zip(shards, rows):
+            path, piece = found[(shard, row)]
+            before, after = (found.get((shard, row + step)) for step in (-1, 1))
+            out.append((piece, whole_lines(
+                piece, before[1] if before and before[0] == path else None,
+                after[1] if after and after[0] == path else None)))
+        return out
 
     def _contents(self, shards: list[str], rows: list[int]) -> list[str]:
         by_shard: dict[str, list[int]] = {}
@@ -192,6 +363,46 @@ class Index:
             for row, text in zip(wanted, column.take(_int_array(np.asarray(wanted, np.int64))).to_pylist()):
                 found[(shard, row)] = text
         return [found[(s, r)] for s, r in zip(shards, rows)]
+
+
+_META_COLUMNS = {"id": pa.string(), "path": pa.string(), "language": pa.string(),
+                 "line_start": pa.int32(), "line_end": pa.int32()}
+_PIECE_COLUMNS = ("path", "char_start", "char_end", "content")
+
+
+def terms_in_text(query: str) -> list[str]:
+    """The words of a query as they must appear, case kept (a case-sensitive search)."""
+    return list(dict.fromkeys(re.findall(r"[^\W\d]\w+", query))) or [query]
+
+
+def _string_array(values: Sequence[str]) -> pa.Array:
+    """A string array over one bytes buffer, without pa.array()'s pandas import (_int_array)."""
+    data = [value.encode("utf-8", "surrogatepass") for value in values]
+    offsets = np.zeros(len(data) + 1, dtype=np.int32)
+    np.cumsum([len(item) for item in data], out=offsets[1:])
+    return pa.Array.from_buffers(pa.string(), len(data),
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+
+
+def _mask(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return _numpy(values).astype(bool)
+
+
+def _numpy(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A boolean or signed integer column without nulls as numpy, from its buffers (Arrow's
+    to_numpy() imports pandas, see _int_array)."""
+    parts = []
+    for chunk in values.chunks if isinstance(values, pa.ChunkedArray) else [values]:
+        if chunk.null_count:
+            raise ValueError("nulls in a column read as numpy")
+        data, end = chunk.buffers()[1], chunk.offset + len(chunk)
+        if pa.types.is_boolean(chunk.type):
+            bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
+            parts.append(bits[chunk.offset:end])
+        else:
+            parts.append(np.frombuffer(data, np.dtype(f"int{chunk.type.bit_width}"))
+                         [chunk.offset:end])
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def _int_array(values: np.ndarray) -> pa.Array:

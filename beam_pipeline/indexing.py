@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import commit, gitindex, journal, reindex, runners, storage
+from . import commit, gitindex, journal, lexical, reindex, runners, storage
 from . import stats as stats_mod
 from .cancel import CancelToken
 from .chunking import DEFAULT_CHUNK_SIZE, default_overlap
@@ -355,8 +355,20 @@ class _Run:
     git: gitindex.GitState | None = field(default=None, init=False)  # SOURCE's git, if any
     carried: list[dict] = field(default_factory=list, init=False)  # shards carried forward
     shards: list[dict] = field(default_factory=list, init=False)  # shards the pipeline wrote
+    # The new snapshot's lexical index, built while the pipeline runs (lexical.py).
+    lexicon: lexical.LexicalBuilder | None = field(default=None, init=False)
+    follower: lexical.ShardFollower | None = field(default=None, init=False)
 
     def execute(self) -> None:
+        try:
+            self._execute()
+        finally:
+            if self.follower is not None:
+                self.follower.stop()
+            if self.lexicon is not None:
+                self.lexicon.close()
+
+    def _execute(self) -> None:
         tracker, stats, req = self.req.tracker, self.stats, self.req
         tracker.set_stage("discovering")
         with self._progress_channel() as channel, \
@@ -469,6 +481,9 @@ class _Run:
             stats.end_time = time.time()
             return None
         if base is not None and not plan.has_changes and not plan.touched:
+            if not self.base_lexicon:
+                req.announce(f"Snapshot {base.snapshot_id} has no lexical index: adding one")
+                return plan
             stats.up_to_date = True
             stats.snapshot_id = base.snapshot_id
             stats.end_time = time.time()
@@ -501,14 +516,47 @@ class _Run:
         else:
             link = RunLink(None, self.req.cancel.check(), events_dir=channel.directory,
                            filesystems=filesystems)
+        self._start_lexicon(plan)
         # Unchanged files' rows are copied while the pipeline runs: pyarrow's reading and
         # compression release the GIL, and the Beam work of a small re-index is mostly Python.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carry") as pool:
-            carrying = pool.submit(reindex.carry_rows, base, plan.carry, staging) if base else None
+            carrying = pool.submit(reindex.carry_rows, base, plan.carry, staging,
+                                   self._lexicon_claim) if base else None
             result = run_pipeline(self._chunker(), staging, todo, self.settings, options, link,
                                   reuse, self.spill_dir, self.req.cancel, spec)
             self.carried = carrying.result() if carrying else []
         return result
+
+    @property
+    def base_lexicon(self) -> bool:
+        """Whether the base snapshot's lexical index can be carried forward."""
+        return self.base is not None and lexical.usable(self.base.manifest.get("lexical"))
+
+    @property
+    def _lexicon_claim(self) -> Callable[[str], None] | None:
+        """Carried rows are in a carried-forward lexical index already: their shards are
+        not added again."""
+        return self.follower.claim if self.base_lexicon else None
+
+    def _start_lexicon(self, plan: reindex.Plan) -> None:
+        base = self.base
+        if self.base_lexicon:
+            self.lexicon = lexical.LexicalBuilder((base.directory, base.manifest["lexical"]))
+            # Before any new row is added: a delete drops only the documents before it.
+            # Stale files (re-embedding failed) get their previous rows back at the commit.
+            self.lexicon.delete_paths(set(base.files) - plan.carry)
+        else:
+            self.lexicon = lexical.LexicalBuilder()
+        self.follower = lexical.ShardFollower(self.lexicon, self.staging).start()
+
+    def _finish_lexicon(self, shards: list[dict], carried: list[dict]) -> dict:
+        """The lexical index of exactly the committed shards, saved into staging."""
+        committed = {s["path"] for s in shards}
+        if self.base_lexicon:
+            committed -= {s["path"] for s in carried}
+        self.follower.finish(committed)
+        self.req.tracker.set_stage("lexical index")
+        return self.lexicon.save_to(self.staging)
 
     def _take_stats(self, result) -> None:
         """Beam's counters, checked against the pipeline's outputs; or, from a runner with no
@@ -537,6 +585,7 @@ class _Run:
         stale = reindex.merge_files_table(staging, base, plan, self.git)
         if base is not None:
             shards += self.carried + reindex.carry_rows(base, set(stale), staging)
+        lexicon = self._finish_lexicon(shards, self.carried)
         stats.stale = [{"path": p, "reason": r} for p, r in sorted(stale.items())]
         stats.failures = [f for f in commit.staged_failures(staging) if f["path"] not in stale]
         stats.end_time = time.time()
@@ -555,7 +604,7 @@ class _Run:
             self.snapshot_id, self.settings.fingerprint(), shards, commit.staged_counts(staging),
             stats.failures, stats.stale, run_stats, source,
             previous=base.snapshot_id if base else None,
-            embedder_config=self.settings.embedder.config())
+            embedder_config=self.settings.embedder.config(), lexical=lexicon)
         commit.commit_snapshot(self.out, staging, manifest)
         stats.committed = True
         journal.clear(self.out)  # the snapshot holds what an unfinished run journaled

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,8 +209,12 @@ def _path_filter(table: pa.Table, paths: set[str]) -> pa.Array:
     return pc.is_in(table["path"], value_set=pa.array(sorted(paths), pa.string()))
 
 
-def carry_rows(previous: Previous, paths: set[str], staging: str) -> list[dict]:
-    """Copy the rows of `paths` from the previous snapshot's shards into `staging`."""
+def carry_rows(previous: Previous, paths: set[str], staging: str,
+               claim: Callable[[str], None] | None = None) -> list[dict]:
+    """Copy the rows of `paths` from the previous snapshot's shards into `staging`.
+
+    `claim` hears each new shard's name before the shard exists (the lexical index skips
+    rows it already holds)."""
     if not paths:
         return []
     shards = []
@@ -221,6 +226,8 @@ def carry_rows(previous: Previous, paths: set[str], staging: str) -> list[dict]:
         if kept_rows == 0:
             continue
         name = f"{SHARD_PREFIX}{uuid.uuid4().hex}.parquet"
+        if claim is not None:
+            claim(name)
         target = storage.join(staging, name)
         if kept_rows == shard_paths.num_rows:
             storage.link_or_copy(source, target)

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import storage
+from . import lexical, storage
 from .discover import DEFAULT_MAX_FILE_SIZE, iter_source_files
 from .index import Index, IndexReadError
 from .schema import INDEXED, STALE, chunk_id, row_schema
@@ -62,8 +62,46 @@ def verify_index(out: str | Path, source: str | Path | None = None,
             and len(tables) == len(index.shards):
         problems.append(f"{rows.num_rows} rows in shards, manifest counts {manifest_rows}")
     problems += _check_rows(rows, files)
+    if "lexical" in index.manifest:
+        problems += _check_lexical(index, rows)
     if source is not None:
         problems += _check_source(files, source, max_file_size)
+    return problems
+
+
+def _check_lexical(index: Index, rows: pa.Table) -> list[str]:
+    """The lexical index's files are those the manifest lists, and it holds one document
+    per row, by row id."""
+    entry = index.manifest["lexical"]
+    if not lexical.usable(entry):
+        return [f"lexical index: not one this version reads ({str(entry)[:80]})"]
+    problems = []
+    try:
+        names = lexical.file_names(entry)
+    except lexical.LexicalError as exc:
+        return [f"lexical index: {exc}"]
+    for name, item in zip(names, entry["files"]):
+        try:
+            size = storage.size(storage.join(index.directory, lexical.LEXICAL_DIR, name))
+        except OSError:
+            problems.append(f"lexical index: {name} is missing")
+            continue
+        if size != item.get("bytes"):
+            problems.append(f"lexical index: {name} has {size} bytes, manifest says "
+                            f"{item.get('bytes')}")
+    if problems:
+        return problems
+    try:
+        ids = index.lexicon.all_ids()
+    except (IndexReadError, lexical.LexicalError, ValueError, OSError) as exc:
+        return [f"lexical index: unreadable ({_first_line(exc)})"]
+    expected = set(rows["id"].to_pylist())
+    if len(ids) != len(set(ids)):
+        problems.append(f"lexical index: {len(ids) - len(set(ids))} duplicated documents")
+    missing, extra = expected - set(ids), set(ids) - expected
+    if missing or extra:
+        problems.append(f"lexical index: {len(missing)} rows without a document, "
+                        f"{len(extra)} documents without a row")
     return problems
 
 

@@ -1,0 +1,424 @@
+"""The lexical index of a snapshot: BM25 over code-aware terms, kept by tantivy.
+
+Beside its shards, a snapshot holds `lexical/`: tantivy's own index files (`meta.json` and
+segment files; plain files, nothing in them is executed), listed in the manifest under
+`"lexical"`. One document per row:
+
+- `id` (stored): the row's id, which joins a hit to its row;
+- `path`, `language`: whole values, for filters and for deleting a file's documents;
+- `shard`: the staged shard the row came from, so rows of a shard that is not committed (a
+  retried bundle's) can be dropped;
+- `words`: identifiers and words of two or more characters, whole and lowercased
+  (`read_config`, `readconfig`);
+- `parts`: the pieces of identifiers, split at snake_case and camelCase (`readConfig` →
+  `read`, `config`; `HTTPServer` stays whole), lowercased.
+
+Tokenising runs in tantivy's Rust analyzers, at index time and for queries alike, so a query
+term is cut exactly as the content was. Case is not indexed: a case-sensitive search checks
+the candidates' text.
+
+A re-index carries the index forward instead of rebuilding it: the previous snapshot's files
+are copied, the documents of files whose rows are not carried are deleted, the new rows are
+added, and tantivy merges segments as it sees fit. BM25's statistics are the index's own.
+
+Example::
+
+    with LexicalBuilder() as builder:
+        builder.add_shard("staging/part-1.parquet", "part-1.parquet")
+        entry = builder.save_to("snapshots/X")  # lexical/… written through storage
+    lexicon = LexicalIndex.open("snapshots/X", manifest["lexical"])
+    for row_id, score in lexicon.search("read config", 10):
+        ...
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Self
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import storage
+
+LEXICAL_DIR = "lexical"
+ENGINE = "tantivy"
+# Bump when fields or analyzers change: an index of another layout is rebuilt, not reused.
+LAYOUT = 1
+_WORD = r"[^\W\d]\w+"
+# Upper-case runs with their lower-case tail, lower-case runs, digit runs, and letters of
+# scripts without case. The Rust regex crate has no look-ahead, so an acronym followed by a
+# word (HTTPServer) stays one part; its whole identifier is still in `words`.
+_PART = r"\p{Lu}+\p{Ll}*|\p{Ll}+|\p{Nd}+|[^\W\d_\p{Lu}\p{Ll}]+"
+_LONGEST_TERM = 100  # longer "words" are hashes and blobs, no one searches them
+ROWS_COLUMNS = ["id", "path", "language", "content"]
+_WRITER_HEAP = 128 << 20
+PART_WEIGHT = 0.5
+FUZZY_MIN_LENGTH = 3  # shorter words have too many neighbours one edit away
+
+
+class LexicalError(Exception):
+    """The lexical index is missing, unreadable or of another layout."""
+
+
+def _analyzers():
+    import tantivy
+
+    def analyzer(pattern: str, lowercase: bool):
+        builder = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(pattern))
+        builder = builder.filter(tantivy.Filter.remove_long(_LONGEST_TERM))
+        if lowercase:
+            builder = builder.filter(tantivy.Filter.lowercase())
+        return builder.build()
+
+    return {"words": analyzer(_WORD, True), "parts": analyzer(_PART, True)}
+
+
+def _schema():
+    import tantivy
+
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("id", stored=True, tokenizer_name="raw")
+    builder.add_text_field("path", stored=False, tokenizer_name="raw")
+    builder.add_text_field("language", stored=False, tokenizer_name="raw")
+    builder.add_text_field("shard", stored=False, tokenizer_name="raw")
+    for name in ("words", "parts"):
+        builder.add_text_field(name, stored=False, tokenizer_name=f"code_{name}",
+                               index_option="freq")
+    return builder.build()
+
+
+def _open(directory: str, create: bool):
+    import tantivy
+
+    index = tantivy.Index(_schema(), path=directory, reuse=not create)
+    for name, analyzer in _analyzers().items():
+        index.register_tokenizer(f"code_{name}", analyzer)
+    return index
+
+
+def manifest_entry(files: list[dict], docs: int) -> dict:
+    return {"engine": ENGINE, "layout": LAYOUT, "docs": docs, "files": files}
+
+
+def usable(entry) -> bool:
+    """Whether a manifest's "lexical" entry is an index this installation reads."""
+    return (isinstance(entry, dict) and entry.get("engine") == ENGINE
+            and entry.get("layout") == LAYOUT and isinstance(entry.get("files"), list))
+
+
+def file_names(entry: dict) -> list[str]:
+    """The entry's file names, refusing any that could leave the lexical folder."""
+    names = []
+    for item in entry.get("files", []):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name \
+                or name in (".", "..") or "\x00" in name:
+            raise LexicalError(f"manifest names an invalid lexical file {name!r}")
+        names.append(name)
+    return names
+
+
+class LexicalBuilder:
+    """A lexical index being written in a local scratch folder, then saved into a snapshot.
+
+    `base` is a previous snapshot's folder and its manifest entry: its index is copied and
+    updated rather than rebuilt.
+    """
+
+    def __init__(self, base: tuple[str, dict] | None = None):
+        self._dir = tempfile.mkdtemp(prefix="beam-index-lexical-")
+        if base is not None:
+            _fetch(base[0], base[1], self._dir)
+        self._index = _open(self._dir, create=base is None)
+        self._writer = self._index.writer(heap_size=_WRITER_HEAP,
+                                          num_threads=min(4, os.cpu_count() or 1))
+        self.added = 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def delete_paths(self, paths: Iterable[str]) -> None:
+        """Drop every document of these files."""
+        for path in paths:
+            self._writer.delete_documents_by_term("path", path)
+
+    def add_rows(self, table: pa.Table | pa.RecordBatch, shard: str) -> None:
+        """One document per row of a table with columns id, path, language, content."""
+        import tantivy
+
+        add, document = self._writer.add_document, tantivy.Document
+        for row_id, path, language, content in zip(*(table.column(name).to_pylist()
+                                                     for name in ROWS_COLUMNS)):
+            add(document(id=row_id, path=path, language=language, shard=shard, words=content,
+                         parts=content))
+        self.added += table.num_rows
+
+    def add_shard(self, path: str, name: str) -> None:
+        """The rows of one shard, a row group at a time (a shard's text is never all held)."""
+        with storage.open_read(path) as fh:
+            reader = pq.ParquetFile(fh)
+            for group in range(reader.num_row_groups):
+                self.add_rows(reader.read_row_group(group, columns=ROWS_COLUMNS), name)
+
+    def drop_shards(self, names: Iterable[str]) -> None:
+        """Drop the documents added from these shards."""
+        for name in names:
+            self._writer.delete_documents_by_term("shard", name)
+
+    def save_to(self, snapshot_dir: str) -> dict:
+        """Commit, then write the index files into `snapshot_dir`/lexical/; the manifest entry."""
+        self._writer.commit()
+        self._writer.wait_merging_threads()
+        self._index.reload()
+        docs = self._index.searcher().num_docs
+        self._writer = None
+        self._garbage_collect()
+        files = []
+        for name in sorted(os.listdir(self._dir)):
+            source = os.path.join(self._dir, name)
+            if not os.path.isfile(source) or name.startswith("."):
+                continue  # tantivy's lock files
+            target = storage.join(snapshot_dir, LEXICAL_DIR, name)
+            if storage.is_local(target):
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.copyfile(source, target)
+            else:
+                with open(source, "rb") as fh:
+                    storage.write_bytes(target, fh.read())
+            files.append({"name": name, "bytes": os.path.getsize(source)})
+        return manifest_entry(files, docs)
+
+    def _garbage_collect(self) -> None:
+        # Files of merged-away segments stay until a writer collects them; a fresh writer
+        # on the committed index does.
+        writer = self._index.writer(heap_size=15_000_000, num_threads=1)
+        writer.garbage_collect_files()
+        writer.wait_merging_threads()
+
+    def close(self) -> None:
+        self._writer = self._index = None
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+_SHARD_NAME = re.compile(r"^part-[0-9A-Za-z_-]+\.parquet$")
+_POLL_S = 0.5
+
+
+class ShardFollower:
+    """Adds the pipeline's shards to a LexicalBuilder as they appear in the staging folder.
+
+    Shards are renamed into place whole (write.py), so a listed shard is complete. The
+    lexical index is built while the pipeline still assembles and writes (tantivy tokenises
+    on its own threads, without the GIL) instead of after it. Names passed to `claim` (rows
+    carried from a snapshot whose index already holds them) are skipped; `finish` adds what
+    the last listing missed and drops the shards that were not committed.
+
+    Example::
+
+        follower = ShardFollower(builder, staging).start()
+        ...                                     # the pipeline runs
+        follower.finish(staged_names)
+    """
+
+    def __init__(self, builder: LexicalBuilder, staging: str):
+        self.builder = builder
+        self.staging = staging
+        self._claimed: set[str] = set()
+        self._added: set[str] = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # one shard at a time into the builder
+        self._thread = threading.Thread(target=self._follow, name="lexical", daemon=True)
+        self._error: BaseException | None = None
+
+    def start(self) -> ShardFollower:
+        self._thread.start()
+        return self
+
+    def claim(self, name: str) -> None:
+        """A shard that must not be added (call before it exists)."""
+        self._claimed.add(name)
+
+    def _follow(self) -> None:
+        try:
+            while not self._stop.wait(_POLL_S):
+                self._add_new(None)
+        except Exception as exc:  # noqa: BLE001 - re-raised by finish(), in the caller
+            self._error = exc
+
+    def _add_new(self, only: set[str] | None) -> None:
+        names = [name for name in storage.list_names(self.staging) if _SHARD_NAME.match(name)]
+        for name in names:
+            if self._stop.is_set() and only is None:
+                return
+            with self._lock:
+                if name in self._added or name in self._claimed or \
+                        (only is not None and name not in only):
+                    continue
+                self.builder.add_shard(storage.join(self.staging, name), name)
+                self._added.add(name)
+
+    def finish(self, committed: set[str]) -> None:
+        """Stop following; the builder then holds exactly the `committed` shards' rows."""
+        self._stop.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        self._add_new(committed)
+        missing = committed - self._added - self._claimed
+        if missing:
+            raise LexicalError(f"staged shards not found for the lexical index: "
+                               f"{sorted(missing)[:3]}")
+        self.builder.drop_shards(self._added - committed)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _fetch(snapshot_dir: str, entry: dict, target: str) -> None:
+    """Copy a snapshot's lexical files into a local folder."""
+    for name in file_names(entry):
+        source = storage.join(snapshot_dir, LEXICAL_DIR, name)
+        if storage.is_local(source):
+            shutil.copyfile(source, os.path.join(target, name))
+        else:
+            with open(os.path.join(target, name), "wb") as fh:
+                fh.write(storage.read_bytes(source))
+
+
+@dataclass(frozen=True)
+class Terms:
+    """A query cut into the index's terms."""
+
+    words: list[str]  # lowercased whole words and identifiers, in query order, unique
+    parts: list[str]  # lowercased pieces of the identifiers
+
+    @property
+    def identifier(self) -> bool:
+        """One identifier made of pieces (`readConfig`, `read_config`): a name, not prose."""
+        return len(self.words) == 1 and len(self.parts) > 1
+
+
+class LexicalIndex:
+    """A snapshot's lexical index, opened for search.
+
+    A remote snapshot's files are copied into a local temporary folder first (tantivy reads
+    local files only).
+    """
+
+    def __init__(self, directory: str, temporary: bool):
+        self._dir = directory
+        self._temporary = temporary
+        self._index = _open(directory, create=False)
+        self._searcher = self._index.searcher()
+        self._analyzers = _analyzers()
+        self._schema = self._index.schema
+
+    @classmethod
+    def open(cls, snapshot_dir: str, entry) -> LexicalIndex:
+        if not usable(entry):
+            raise LexicalError("the snapshot has no lexical index this version reads")
+        folder = storage.join(snapshot_dir, LEXICAL_DIR)
+        if storage.is_local(folder):
+            try:
+                return cls(folder, temporary=False)
+            except (OSError, ValueError):
+                pass  # e.g. a read-only folder: tantivy's reader wants its lock file there
+        local = tempfile.mkdtemp(prefix="beam-index-lexical-")
+        try:
+            _fetch(snapshot_dir, entry, local)
+            return cls(local, temporary=True)
+        except (OSError, ValueError, LexicalError) as exc:
+            shutil.rmtree(local, ignore_errors=True)
+            raise LexicalError(f"unreadable lexical index ({exc})") from None
+
+    @property
+    def docs(self) -> int:
+        return self._searcher.num_docs
+
+    def terms(self, text: str) -> Terms:
+        def cut(name: str) -> list[str]:
+            return list(dict.fromkeys(self._analyzers[name].analyze(text)))
+
+        return Terms(cut("words"), cut("parts"))
+
+    def search(self, text: str, limit: int, *, fuzzy: bool = False,
+               require_identifier: bool = True,
+               languages: Sequence[str] = (), exclude_languages: Sequence[str] = (),
+               paths: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """Row ids and BM25 scores, best first, of rows that hold a term of `text`.
+
+        Filters are part of the query, so they apply before ranking. `paths` (when not None)
+        is the set of files a hit may come from. A query of one identifier with pieces
+        (`readConfig`, `read_config`) with `require_identifier` matches that identifier only,
+        not rows that merely share a piece.
+        """
+        query = self._match_query(self.terms(text), fuzzy, require_identifier)
+        if query is None:
+            return []
+        query = self._filtered(query, languages, exclude_languages, paths)
+        result = self._searcher.search(query, limit)
+        doc = self._searcher.doc
+        return [(doc(address)["id"][0], float(score)) for score, address in result.hits]
+
+    def _match_query(self, terms: Terms, fuzzy: bool, require_identifier: bool):
+        import tantivy
+
+        Query, Occur = tantivy.Query, tantivy.Occur
+        schema = self._schema
+        if not terms.words and not terms.parts:
+            return None
+
+        def word_query(word: str):
+            if fuzzy and len(word) > FUZZY_MIN_LENGTH:
+                return Query.fuzzy_term_query(schema, "words", word,
+                                              distance=1 if len(word) < 8 else 2)
+            return Query.term_query(schema, "words", word)
+
+        clauses = [(Occur.Should, word_query(word)) for word in terms.words]
+        if terms.identifier and require_identifier:
+            return clauses[0][1]
+        # Pieces widen a natural-language query (`config` finds `read_config`); they weigh
+        # less than whole words, which say more.
+        clauses += [(Occur.Should, Query.boost_query(Query.term_query(schema, "parts", part),
+                                                     PART_WEIGHT))
+                    for part in terms.parts]
+        return Query.boolean_query(clauses)
+
+    def _filtered(self, query, languages, exclude_languages, paths):
+        import tantivy
+
+        Query, Occur = tantivy.Query, tantivy.Occur
+        schema = self._schema
+        clauses = [(Occur.Must, query)]
+        if languages:
+            clauses.append((Occur.Must, Query.term_set_query(schema, "language",
+                                                             list(languages))))
+        if exclude_languages:
+            clauses.append((Occur.MustNot, Query.term_set_query(schema, "language",
+                                                                list(exclude_languages))))
+        if paths is not None:
+            clauses.append((Occur.Must, Query.term_set_query(schema, "path", list(paths))))
+        return query if len(clauses) == 1 else Query.boolean_query(clauses)
+
+    def all_ids(self) -> list[str]:
+        """The row id of every document (verify)."""
+        import tantivy
+
+        result = self._searcher.search(tantivy.Query.all_query(), max(1, self.docs))
+        return [self._searcher.doc(address)["id"][0] for _, address in result.hits]
+
+    def close(self) -> None:
+        self._searcher = self._index = None
+        if self._temporary:
+            shutil.rmtree(self._dir, ignore_errors=True)

@@ -1,0 +1,133 @@
+"""What a search asks for, and the pure parts of answering it: filters, fusion and snippets.
+
+Modes and their scores (what `min_score` compares):
+
+- `semantic`: cosine similarity of the query's vector and the row's, in [-1, 1].
+- `fts`: BM25 over the lexical index's terms (0 and up, unbounded; it grows with rare terms
+  and repeats). With `regex`, the number of matches of the pattern in the row's text.
+- `hybrid` (the default): reciprocal-rank fusion of both lists, sum of 1 / (60 + rank) over
+  the lists a row is in (at most 2/61 ≈ 0.033). `min_score` applies to the cosine of the
+  semantic list before fusion: the fused number says little on its own.
+
+Filters select rows before any ranking, so a filtered search still returns `k` hits when `k`
+rows pass the filters. Path globs use .gitignore's syntax (gitwildmatch): `**` crosses
+folders, `*` does not, and a pattern without `/` matches a file name at any depth
+(`*.py`, `test_*`); `src/**/*.py` is anchored at the root.
+
+Example::
+
+    request = SearchRequest("parse config", k=5, languages=("python",),
+                            exclude_paths=("tests/**",))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+MODES = ("hybrid", "fts", "semantic")
+RRF_K = 60  # the usual constant of reciprocal-rank fusion (Cormack et al.)
+
+
+class SearchError(ValueError):
+    """A search request that cannot be answered as asked (bad pattern, mode, …)."""
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    query: str
+    k: int = 10
+    mode: str = "hybrid"
+    languages: tuple[str, ...] = ()
+    exclude_languages: tuple[str, ...] = ()
+    path_filters: tuple[str, ...] = ()
+    exclude_paths: tuple[str, ...] = ()
+    min_score: float | None = None
+    regex: bool = False
+    case_sensitive: bool = False
+    fuzzy: bool = False
+    files_only: bool = False
+    notes: list[str] = field(default_factory=list, compare=False)
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise SearchError(f"unknown search mode {self.mode!r} (one of {', '.join(MODES)})")
+        if (self.regex or self.case_sensitive or self.fuzzy) and self.mode != "fts":
+            raise SearchError("--regex, --case-sensitive and --fuzzy need --fts")
+        if self.regex and self.fuzzy:
+            raise SearchError("--regex and --fuzzy cannot be combined")
+        for name in ("languages", "exclude_languages", "path_filters", "exclude_paths"):
+            object.__setattr__(self, name, tuple(getattr(self, name) or ()))
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.languages or self.exclude_languages or self.path_filters
+                    or self.exclude_paths)
+
+    @property
+    def fetch(self) -> int:
+        """How many candidates each ranked list brings to fusion or to per-file folding."""
+        return max(50, 5 * self.k) * (4 if self.files_only else 1)
+
+
+def path_matcher(patterns: Sequence[str]):
+    """A gitwildmatch matcher of relative posix paths, or None for no patterns."""
+    if not patterns:
+        return None
+    import pathspec
+
+    try:
+        spec = pathspec.PathSpec.from_lines("gitwildmatch", patterns)
+    except (ValueError, TypeError) as exc:
+        raise SearchError(f"bad path pattern: {exc}") from None
+    return spec.match_file
+
+
+def allowed_paths(paths: Iterable[str], request: SearchRequest) -> set[str] | None:
+    """The paths the path filters let through, or None when there are no path filters."""
+    include, exclude = path_matcher(request.path_filters), path_matcher(request.exclude_paths)
+    if include is None and exclude is None:
+        return None
+    return {path for path in paths
+            if (include is None or include(path)) and (exclude is None or not exclude(path))}
+
+
+def fuse(lists: Sequence[Sequence[int]]) -> list[tuple[int, float]]:
+    """Reciprocal-rank fusion of ranked lists of row numbers; (row, score), best first.
+
+    Ties keep the order in which rows first appear (the first list wins)."""
+    scores: dict[int, float] = {}
+    for ranked in lists:
+        for rank, row in enumerate(ranked, start=1):
+            scores[row] = scores.get(row, 0.0) + 1.0 / (RRF_K + rank)
+    order = {row: i for i, row in enumerate(dict.fromkeys(r for ranked in lists for r in ranked))}
+    return sorted(scores.items(), key=lambda item: (-item[1], order[item[0]]))
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One chunk of a file: its character span in the file and its text."""
+
+    char_start: int
+    char_end: int
+    text: str
+
+
+def whole_lines(hit: Piece, before: Piece | None, after: Piece | None) -> str:
+    """The hit's text widened to whole lines, with its neighbours' text (chunks overlap or
+    touch, so the file's text around the hit is theirs). Lines longer than a chunk stay cut
+    where the neighbours end."""
+    prefix = ""
+    if before is not None and before.char_start < hit.char_start <= before.char_end:
+        prefix = before.text[:hit.char_start - before.char_start]
+    suffix = ""
+    if after is not None and after.char_start <= hit.char_end < after.char_end:
+        suffix = after.text[hit.char_end - after.char_start:]
+    start = 0 if hit.char_start == 0 or not prefix else prefix.rfind("\n") + 1
+    head = prefix[start:] if hit.char_start else ""
+    if hit.text.endswith("\n"):
+        tail = ""
+    else:
+        newline = suffix.find("\n")
+        tail = suffix if newline < 0 else suffix[:newline]
+    return (head + hit.text + tail).rstrip("\n")
