@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import storage
+from . import lexical, storage
 from .embedders import Embedder, get_embedder
 from .lexical import LexicalError, LexicalIndex
 from .schema import CURRENT_FILE, FILES_TABLE, FORMAT_VERSION, MANIFEST_FILE, SNAPSHOTS_DIR
@@ -168,7 +168,7 @@ class Index:
     def lexicon(self) -> LexicalIndex | None:
         """The snapshot's lexical index, or None when it has none (an older snapshot)."""
         entry = self.manifest.get("lexical")
-        if entry is None:
+        if not lexical.usable(entry):  # none, or another version's layout
             return None
         try:
             return LexicalIndex.open(self.directory, entry)
@@ -202,7 +202,9 @@ class Index:
                 self._lexical(request, allowed)
             return self._hits(request, [row for row, _ in ranked], dict(ranked))
         semantic, lexical = self._semantic(request, allowed), self._lexical(request, allowed)
-        fused = fuse([[row for row, _ in lexical], [row for row, _ in semantic]])
+        name = self.lexicon.terms(request.query).identifier
+        fused = fuse([[row for row, _ in lexical], [row for row, _ in semantic]],
+                     [1.0, 0.0 if name else 1.0])
         ranks = {"fts": {row: i for i, (row, _) in enumerate(lexical, 1)},
                  "semantic": {row: i for i, (row, _) in enumerate(semantic, 1)}}
         return self._hits(request, [row for row, _ in fused], dict(fused), ranks)
@@ -256,7 +258,7 @@ class Index:
         while True:
             found = self.lexicon.search(
                 request.query, limit, fuzzy=request.fuzzy,
-                require_identifier=request.mode == "fts", languages=request.languages,
+                languages=request.languages,
                 exclude_languages=request.exclude_languages,
                 paths=None if paths is None else sorted(paths))
             rows = self._rows_of([row_id for row_id, _ in found])

@@ -1,0 +1,63 @@
+"""The pure parts of search: fusion, path globs, whole-line snippets, query terms."""
+
+import pytest
+
+from beam_pipeline.search import (
+    Piece,
+    SearchError,
+    SearchRequest,
+    allowed_paths,
+    fuse,
+    whole_lines,
+)
+
+PATHS = ["setup.py", "src/pkg/mod.py", "src/pkg/sub/deep.py", "tests/test_mod.py",
+         "docs/index.md", "README.md"]
+
+
+def test_fusion_sums_reciprocal_ranks_and_a_zero_weight_list_only_appends():
+    fused = fuse([[1, 2, 3], [3, 1, 4]])
+    assert [row for row, _ in fused] == [1, 3, 2, 4]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+    led = fuse([[1, 2], [3, 2, 4]], [1.0, 0.0])
+    assert [row for row, _ in led] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("include, exclude, expected", [
+    (["*.py"], [], {"setup.py", "src/pkg/mod.py", "src/pkg/sub/deep.py", "tests/test_mod.py"}),
+    (["src/**"], ["deep.py"], {"src/pkg/mod.py"}),
+    (["src/*.py"], [], set()),  # * does not cross folders, and the pattern is anchored
+    (["src/**/*.py"], [], {"src/pkg/mod.py", "src/pkg/sub/deep.py"}),
+    ([], ["*.md", "tests/"], {"setup.py", "src/pkg/mod.py", "src/pkg/sub/deep.py"}),
+])
+def test_path_globs_are_gitwildmatch(include, exclude, expected):
+    request = SearchRequest("q", path_filters=include, exclude_paths=exclude)
+    assert allowed_paths(PATHS, request) == expected
+
+
+def test_no_path_filters_means_every_path():
+    assert allowed_paths(PATHS, SearchRequest("q")) is None
+
+
+def test_whole_lines_come_from_the_neighbouring_chunks():
+    text = "alpha = 1\nbeta = 2\ngamma = 3\ndelta = 4\n"
+    pieces = [Piece(0, 14, text[0:14]), Piece(12, 27, text[12:27]), Piece(25, 40, text[25:40])]
+    assert whole_lines(pieces[1], pieces[0], pieces[2]) == "beta = 2\ngamma = 3"
+    assert whole_lines(pieces[0], None, pieces[1]) == "alpha = 1\nbeta = 2"
+    assert whole_lines(pieces[2], pieces[1], None) == "gamma = 3\ndelta = 4"
+
+
+def test_a_line_longer_than_the_neighbours_stays_cut_where_they_end():
+    text = "x" * 30 + "\n"
+    hit, before = Piece(20, 31, text[20:31]), Piece(10, 22, text[10:22])
+    assert whole_lines(hit, before, None) == "x" * 20
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"mode": "fuzzy"}, "unknown search mode"),
+    ({"regex": True}, "need --fts"),
+    ({"mode": "fts", "regex": True, "fuzzy": True}, "cannot be combined"),
+])
+def test_requests_that_cannot_be_answered(options, message):
+    with pytest.raises(SearchError, match=message):
+        SearchRequest("q", **options)
