@@ -6,8 +6,8 @@ Modes and their scores (what `min_score` compares):
 - `fts`: BM25 over the lexical index's terms (0 and up, unbounded; it grows with rare terms
   and repeats). With `regex`, the number of matches of the pattern in the row's text.
 - `hybrid` (the default): reciprocal-rank fusion of both lists, sum of 1 / (60 + rank) over
-  the lists a row is in (at most 2/61 ≈ 0.033). A query that is one identifier with pieces
-  (`readConfig`, `read_config`) asks for a name, which the lexical list answers exactly: its
+  the lists a row is in (at most 2/61 ≈ 0.033). A query that is one identifier with a capital,
+  an underscore or a digit (`readConfig`, `read_config`, `HTTPServer`) asks for a name, which the lexical list answers exactly: its
   order leads, and the semantic list only adds rows after it (its weight is 0; on the
   quality set this took MRR@10 from 0.52 to 0.61 at equal recall). `min_score` applies to
   the cosine of the semantic list before fusion: the fused number says little on its own.

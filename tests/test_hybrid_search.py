@@ -24,7 +24,7 @@ def config_module() -> str:
 
 TREE = {
     "pkg/config.py": config_module(),
-    "pkg/server.py": ("import socket\n\n\nclass HttpServer:\n    def handle_request(self, sock):\n"
+    "pkg/server.py": ("import socket\n\n\nclass EchoServer:\n    def handle_request(self, sock):\n"
                       "        sock.sendall(sock.recv(4096))\n"),
     "pkg/filler.py": code_file("filler", 80),
     "web/app.js": ("function readconfig(url) {\n  return fetch(url).then(r => r.json());\n}\n"
@@ -69,8 +69,8 @@ def test_fts_with_an_identifier_returns_only_rows_holding_it(index):
 
 
 def test_fts_words_find_the_pieces_of_identifiers(index):
-    # "request" is only ever part of handle_request; "http" only of HttpServer.
-    for word, path in (("request", "pkg/server.py"), ("http", "pkg/server.py")):
+    # "request" is only ever part of handle_request; "echo" only of EchoServer.
+    for word, path in (("request", "pkg/server.py"), ("echo", "pkg/server.py")):
         hits = index.search(word, 5, mode="fts")
         assert hits and hits[0]["path"] == path
         assert all(word in hit["content"].lower() for hit in hits)
@@ -99,8 +99,8 @@ def test_regex_matches_raw_text(index):
     hits = index.search(r"def \w+\(path\)", 10, mode="fts", regex=True)
     assert {hit["path"] for hit in hits} == {"pkg/config.py"}
     assert all(re.search(r"def \w+\(path\)", hit["content"]) for hit in hits)
-    assert index.search(r"HTTPSERVER", 5, mode="fts", regex=True, case_sensitive=True) == []
-    assert index.search(r"HTTPSERVER", 5, mode="fts", regex=True)[0]["path"] == "pkg/server.py"
+    assert index.search(r"ECHOSERVER", 5, mode="fts", regex=True, case_sensitive=True) == []
+    assert index.search(r"ECHOSERVER", 5, mode="fts", regex=True)[0]["path"] == "pkg/server.py"
     with pytest.raises(SearchError, match="regular expression"):
         index.search("(unclosed", 5, mode="fts", regex=True)
 
@@ -183,7 +183,7 @@ def test_a_re_index_carries_the_lexical_index_forward(tmp_path):
     index = Index.open(out)
     assert verify_index(out) == []
     assert index.search("GopherServer", 5, mode="fts")[0]["path"] == "pkg/server.py"
-    assert index.search("HttpServer", 5, mode="fts") == []
+    assert index.search("EchoServer", 5, mode="fts") == []
     assert index.search("guide", 5, mode="fts") == []
     assert index.search("brand_new_function", 5, mode="fts")[0]["path"] == "pkg/new.py"
     assert index.search("readConfigFile", 5, mode="fts")[0]["path"] == "pkg/config.py"
@@ -207,8 +207,8 @@ def test_cli_modes_filters_and_json(built):
     hits = json.loads(proc.stdout)
     assert hits and all(hit["path"].startswith("tests/") for hit in hits)
     assert all(hit["mode"] == "fts" and "snippet" in hit for hit in hits)
-    text = run_cli("search", out, "HttpServer", "--fts", "-k", "1").stdout
-    assert text.startswith("pkg/server.py:") and "│ class HttpServer:" in text
+    text = run_cli("search", out, "EchoServer", "--fts", "-k", "1").stdout
+    assert text.startswith("pkg/server.py:") and "│ class EchoServer:" in text
     files = run_cli("search", out, "config", "--files-only", "--limit", "3").stdout.split("\n")
     assert len([line for line in files if line]) == 3
     bad = run_cli("search", out, "x", "--regex")

@@ -61,3 +61,26 @@ def test_a_line_longer_than_the_neighbours_stays_cut_where_they_end():
 def test_requests_that_cannot_be_answered(options, message):
     with pytest.raises(SearchError, match=message):
         SearchRequest("q", **options)
+
+
+@pytest.mark.parametrize("query, name", [
+    ("readConfig", True), ("read_config", True), ("HTTPServer", True), ("utf8", True),
+    ("Sessions", True), ("config", False), ("read config", False), ("__init__", False),
+    ("x", False),
+])
+def test_what_counts_as_a_name(query, name):
+    from beam_pipeline.lexical import looks_like_a_name
+
+    assert looks_like_a_name(query) is name
+
+
+def test_query_terms_are_cut_as_the_content_is():
+    from beam_pipeline import lexical
+
+    parts = lexical._analyzers()["parts"]
+    assert parts.analyze("readConfigFile") == ["read", "config", "file"]
+    assert parts.analyze("handle_request") == ["handle", "request"]
+    # Not every piece is a known sub-word: the identifier then stays whole.
+    assert parts.analyze("xyzzyPlugh") == ["xyzzyplugh"]
+    assert lexical._analyzers()["words"].analyze("read_config(x) readConfig") == \
+        ["read_config", "readconfig"]
