@@ -21,7 +21,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from . import stats
+from . import faults, stats
 from .embedders import Embedder
 from .embedding import EmbedderProcesses, timed_embed
 from .faults import fault_point
@@ -159,6 +159,7 @@ class EmbedBatch(beam.DoFn):
             yield path, (indices, b"".join(rows))
         self.progress.send({"k": EMBEDDED, "p": dict(done)})
         fault_point("mid-embedding")
+        faults.embedded(sum(done.values()))
 
     def teardown(self):
         if self._pool is not None:

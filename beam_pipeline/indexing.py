@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import re
 import shutil
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import commit, gitindex, journal, lexical, reindex, runners, storage
+from . import commit, faults, gitindex, journal, lexical, reindex, runners, storage
 from . import stats as stats_mod
 from .cancel import CancelToken
 from .chunking import DEFAULT_CHUNK_SIZE, default_overlap
@@ -41,7 +42,7 @@ from .discover import (
 )
 from .embedders import ConfigurationError, Embedder, get_embedder
 from .event_files import EVENTS_DIR
-from .faults import fault_point, fraction_point, kill_when
+from .faults import fault_point, fraction_point
 from .flags import DEFAULT_BATCH_SIZE
 from .index import shard_names
 from .journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
@@ -400,12 +401,11 @@ class _Run:
 
     def _arm_fraction_fault(self) -> None:
         """BEAM_INDEX_FAULT=embedded:<share>: die once that share of the chunks to embed has
-        been reported embedded (the resume tests' kill; counted like a dry run, tests only)."""
+        been embedded (the resume tests' kill; counted like a dry run, tests only)."""
         share = fraction_point("embedded")
         if share is not None:
             total = _count_chunks(self._chunker(), self.scratch / TODO_LIST)
-            tracker = self.req.tracker
-            kill_when(lambda: tracker.chunks_embedded >= share * total)
+            faults.arm_embedded(math.ceil(share * total))
 
     def _journal(self) -> journal.JournalSpec | None:
         """The resume journal of this run, or None when it keeps none."""
