@@ -18,8 +18,10 @@ from .sourcefile import (  # noqa: F401 - ChunkerConfig and load_chunks are foun
     ChunkerConfig,
     FileSkipped,
     OutsideRootError,
+    cut,
     describe_os_error,
     load_chunks,
+    load_text,
     read_source,
 )
 
@@ -42,7 +44,8 @@ class ChunkFile(beam.DoFn):
         record = FileRecord(entry.path, entry.size, entry.mtime_ns)
         chunks = []
         try:
-            digest, decoded, chunks = load_chunks(self.config, entry.path)
+            digest, decoded = load_text(self.config, entry.path)
+            chunks, fallback = cut(self.config, entry.path, decoded.text)
         except FileSkipped as exc:
             record = record.skipped(exc.reason)
         except OSError as exc:
@@ -51,6 +54,8 @@ class ChunkFile(beam.DoFn):
             record = FileRecord(entry.path, entry.size, entry.mtime_ns, digest, len(chunks))
             if decoded.legacy:
                 self.legacy.inc()
+            if fallback is not None:
+                stats.fallback_counter(fallback).inc()
         self.progress.send({"k": CHUNKED, "p": entry.path, "n": len(chunks), "b": entry.size})
         yield entry.path, record
         if chunks:

@@ -159,6 +159,10 @@ def print_summary(stats, stream=sys.stderr) -> None:
     ]
     if stats.legacy_encoding_files:
         lines.append(f"  legacy encoding {stats.legacy_encoding_files} files (cp1252/latin-1)")
+    if stats.fixed_chunks_by_reason:
+        reasons = ", ".join(f"{k}: {v}" for k, v in stats.fixed_chunks_by_reason.items())
+        lines.append(f"  fixed chunks    {sum(stats.fixed_chunks_by_reason.values())} files "
+                     f"({reasons})")
     for item in stats.stale[:20]:
         lines.append(f"  STALE {item['path']}: {item['reason']} (previous rows kept; retried "
                      "next run)")

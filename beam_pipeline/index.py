@@ -198,10 +198,9 @@ class Index:
             scores = dict(ranked)
             return self._hits(request, [row for row, _ in ranked], scores)
         if mode == "fts":
-            ranked = self._regex(request, allowed) if request.regex else \
-                self._lexical(request, allowed)
+            ranked = self._regex(request, allowed) if request.regex else self._lexical(request)
             return self._hits(request, [row for row, _ in ranked], dict(ranked))
-        semantic, lexical = self._semantic(request, allowed), self._lexical(request, allowed)
+        semantic, lexical = self._semantic(request, allowed), self._lexical(request)
         name = self.lexicon.terms(request.query).identifier
         fused = fuse([[row for row, _ in lexical], [row for row, _ in semantic]],
                      [1.0, 0.0 if name else 1.0])
@@ -247,8 +246,9 @@ class Index:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(row), float(scores[row])) for row in top]
 
-    def _lexical(self, request: SearchRequest, allowed: np.ndarray | None):
-        """BM25 ranking with the filters in the query; a case-sensitive search pages through
+    def _lexical(self, request: SearchRequest):
+        """BM25 ranking with the filters in the query (tantivy's clauses, not the row mask); a
+        case-sensitive search pages through
         the case-blind ranking (the same scores) and keeps rows whose text has the term."""
         _, meta = self._rows
         paths = allowed_paths(self._paths, request)
@@ -303,8 +303,10 @@ class Index:
 
     def _texts(self, meta: pa.Table, rows: list[int]) -> list[str]:
         picked = meta.take(_int_array(np.asarray(rows, np.int64)))
-        shards = [self.shards[i] for i in picked["shard"].to_pylist()]
-        return self._contents(shards, picked["row"].to_pylist())
+        places = list(zip((self.shards[i] for i in picked["shard"].to_pylist()),
+                          picked["row"].to_pylist()))
+        found = self._read_rows(places, ("content",))
+        return [found[place][0] for place in places]
 
     def _hits(self, request: SearchRequest, rows: list[int], scores: dict[int, float],
               ranks: dict[str, dict[int, int]] | None = None) -> list[dict]:
@@ -335,36 +337,35 @@ class Index:
     def _pieces(self, shards: list[str], rows: list[int]) -> list[tuple[Piece, str]]:
         """Each row's chunk and its whole-line snippet, from the row and its neighbours in
         the shard (a shard holds whole files, in chunk order)."""
-        by_shard: dict[str, set[int]] = {}
-        for shard, row in zip(shards, rows):
-            by_shard.setdefault(shard, set()).update((row - 1, row, row + 1))
-        found: dict[tuple[str, int], tuple[str, Piece]] = {}
-        for shard, wanted in by_shard.items():
-            table = storage.read_parquet(self.shard_path(shard), columns=list(_PIECE_COLUMNS))
-            wanted = sorted(r for r in wanted if 0 <= r < table.num_rows)
-            picked = table.take(_int_array(np.asarray(wanted, np.int64)))
-            for row, path, start, end, text in zip(wanted, *(picked[c].to_pylist()
-                                                             for c in _PIECE_COLUMNS)):
-                found[(shard, row)] = (path, Piece(start, end, text))
+        places = list(zip(shards, rows))
+        found = self._read_rows([(shard, row + step) for shard, row in places
+                                 for step in (-1, 0, 1)], _PIECE_COLUMNS)
+        def neighbour(path: str, place: tuple[str, int]) -> Piece | None:
+            values = found.get(place)
+            return Piece(*values[1:]) if values and values[0] == path else None
+
         out = []
-        for shard, row in zip(shards, rows):
-            path, piece = found[(shard, row)]
-            before, after = (found.get((shard, row + step)) for step in (-1, 1))
-            out.append((piece, whole_lines(
-                piece, before[1] if before and before[0] == path else None,
-                after[1] if after and after[0] == path else None)))
+        for shard, row in places:
+            path, *values = found[(shard, row)]
+            piece = Piece(*values)
+            out.append((piece, whole_lines(piece, neighbour(path, (shard, row - 1)),
+                                           neighbour(path, (shard, row + 1)))))
         return out
 
-    def _contents(self, shards: list[str], rows: list[int]) -> list[str]:
-        by_shard: dict[str, list[int]] = {}
-        for shard, row in zip(shards, rows):
-            by_shard.setdefault(shard, []).append(row)
+    def _read_rows(self, places: list[tuple[str, int]], columns: Sequence[str]) -> dict:
+        """(shard, row) → that row's `columns` as a list, for the places that exist; each
+        shard is read once, for those columns only."""
+        by_shard: dict[str, set[int]] = {}
+        for shard, row in places:
+            by_shard.setdefault(shard, set()).add(row)
         found = {}
         for shard, wanted in by_shard.items():
-            column = storage.read_parquet(self.shard_path(shard), columns=["content"])["content"]
-            for row, text in zip(wanted, column.take(_int_array(np.asarray(wanted, np.int64))).to_pylist()):
-                found[(shard, row)] = text
-        return [found[(s, r)] for s, r in zip(shards, rows)]
+            table = storage.read_parquet(self.shard_path(shard), columns=list(columns))
+            kept = sorted(r for r in wanted if 0 <= r < table.num_rows)
+            picked = table.take(_int_array(np.asarray(kept, np.int64)))
+            for row, *values in zip(kept, *(picked[c].to_pylist() for c in columns)):
+                found[(shard, row)] = values
+        return found
 
 
 _META_COLUMNS = {"id": pa.string(), "path": pa.string(), "language": pa.string(),

@@ -55,7 +55,15 @@ from .progress import (
     RunLink,
 )
 from .schema import FILES_TABLE, REUSE_TABLE, SCHEMA_VERSION, SPILL_DIR
-from .sourcefile import ChunkerConfig, FileSkipped, load_chunks
+from .sourcefile import (
+    CHUNKERS,
+    DEFAULT_CHUNKER,
+    FIXED,
+    SYNTAX,
+    ChunkerConfig,
+    FileSkipped,
+    load_chunks,
+)
 from .stats import ProcessingStats
 
 if TYPE_CHECKING:
@@ -70,7 +78,9 @@ FILE_LIST = "_discovered.jsonl"
 TODO_LIST = "_todo.jsonl"
 DEFAULT_KEEP = 3
 JOURNAL_MODES = ("auto", "always", "never")
-CHUNKER_NAME = "fixed-chars"
+# The chunkers' names in the fingerprint; SYNTAX_VERSION moves when its cuts change.
+CHUNKER_NAMES = {FIXED: "fixed-chars", SYNTAX: "syntax"}
+SYNTAX_VERSION = 1
 
 
 class StatsMismatch(Exception):
@@ -96,11 +106,15 @@ class IndexSettings:
     max_file_size: int
     embed_concurrency: int = 1  # batches embedded at once (remote providers: requests)
     embed_processes: int | None = None  # helper processes for a GIL-bound embedder; None: auto
+    chunker: str = DEFAULT_CHUNKER
 
     def fingerprint(self) -> dict:
+        chunker = {"name": CHUNKER_NAMES[self.chunker], "size": self.chunk_size,
+                   "overlap": self.chunk_overlap}
+        if self.chunker == SYNTAX:
+            chunker["version"] = SYNTAX_VERSION
         return {
-            "chunker": {"name": CHUNKER_NAME, "size": self.chunk_size,
-                        "overlap": self.chunk_overlap},
+            "chunker": chunker,
             "embedder": self.embedder.fingerprint(),
             "schema_version": SCHEMA_VERSION,
         }
@@ -113,7 +127,7 @@ class IndexSettings:
                           max_file_size=options.max_file_size,
                           embedding_dim=options.embedding_dim,
                           embed_concurrency=options.embed_concurrency,
-                          embed_processes=options.embed_processes,
+                          embed_processes=options.embed_processes, chunker=options.chunker,
                           embedder_options={"base_url": options.embedding_url,
                                             "model": options.embedding_model,
                                             "api_key_env": options.api_key_env})
@@ -123,7 +137,7 @@ class IndexSettings:
                chunk_overlap: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                max_file_size: int = DEFAULT_MAX_FILE_SIZE,
                embedding_dim: int | None = None, embed_concurrency: int | None = None,
-               embed_processes: int | None = None,
+               embed_processes: int | None = None, chunker: str = DEFAULT_CHUNKER,
                embedder_options: dict | None = None) -> IndexSettings:
         if isinstance(embedder, str):
             embedder = get_embedder(embedder, dim=embedding_dim, **(embedder_options or {}))
@@ -145,8 +159,10 @@ class IndexSettings:
             embedder.use_threads(embed_concurrency)
         if embed_processes is not None and embed_processes < 0:
             raise ValueError(f"embed processes must be at least 0, got {embed_processes}")
+        if chunker not in CHUNKERS:
+            raise ValueError(f"unknown chunker {chunker!r}; choose from {', '.join(CHUNKERS)}")
         return cls(embedder, chunk_size, overlap, batch_size, max_file_size,
-                   embed_concurrency or 1, embed_processes)
+                   embed_concurrency or 1, embed_processes, chunker)
 
 
 @dataclass
@@ -493,7 +509,8 @@ class _Run:
 
     def _chunker(self) -> ChunkerConfig:
         return ChunkerConfig(self.root, self.settings.chunk_size, self.settings.chunk_overlap,
-                             self.settings.max_file_size, self.req.follow_symlinks)
+                             self.settings.max_file_size, self.req.follow_symlinks,
+                             self.settings.chunker)
 
     def _pipeline(self, plan: reindex.Plan, channel):
         base, staging = self.base, self.staging

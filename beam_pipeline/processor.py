@@ -32,6 +32,7 @@ from .index import Index
 from .indexing import IndexSettings, NothingCommitted, run_index
 from .progress import ProgressTracker
 from .schema import INDEXED
+from .sourcefile import DEFAULT_CHUNKER
 from .stats import ProcessingStats
 
 log = logging.getLogger(__name__)
@@ -80,13 +81,15 @@ class HighThroughputProcessor:
     """Index files of `codebase_dir` into `output_dir` with the Beam pipeline (local folders,
     or URLs on a filesystem Beam has installed, whose flags go in `pipeline_args`).
 
-    Options: `chunk_size`, `chunk_overlap`, `max_file_size`, `embedding_dim`, `keep`,
+    Options: `chunk_size`, `chunk_overlap`, `chunker` ("fixed" or "syntax"), `max_file_size`,
+    `embedding_dim`, `keep`,
     `pipeline_args` (Beam flags, e.g. ["--direct_running_mode=multi_processing"]).
     """
 
     def __init__(self, codebase_dir: str | os.PathLike, output_dir: str | os.PathLike,
                  embedder: str | Embedder = "hashing", *, chunk_size: int | None = None,
-                 chunk_overlap: int | None = None, max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+                 chunk_overlap: int | None = None, chunker: str = DEFAULT_CHUNKER,
+                 max_file_size: int = DEFAULT_MAX_FILE_SIZE,
                  embedding_dim: int | None = None, keep: int = 3, pipeline_args: Sequence[str] = ()):
         # Local folders as Paths, as the replaced system had them; URLs (s3://…) as given.
         self.codebase_dir = (os.fspath(codebase_dir) if is_url(codebase_dir)
@@ -95,6 +98,7 @@ class HighThroughputProcessor:
         self.embedder = embedder
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
+        self.chunker = chunker
         self.max_file_size = max_file_size
         self.embedding_dim = embedding_dim
         self.keep = keep
@@ -118,8 +122,8 @@ class HighThroughputProcessor:
         """Index `files` (the rest of the live snapshot is carried forward); see the README.
 
         `slot_tracker` and `fts_manager`, which newer callers of the replaced system pass, are
-        accepted and ignored: progress comes through `progress_callback`, and snapshots are to
-        carry their own lexical index.
+        accepted and ignored: progress comes through `progress_callback`, and snapshots
+        carry their own lexical index (built by the pipeline).
         """
         del slot_tracker, fts_manager
         paths = [os.fspath(f) for f in files]
@@ -135,6 +139,7 @@ class HighThroughputProcessor:
         tracker = ProgressTracker(total_files=len(paths), on_file_done=events.put)
         settings = IndexSettings.create(
             self.embedder, chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap,
+            chunker=self.chunker,
             batch_size=batch_size, max_file_size=self.max_file_size,
             embedding_dim=self.embedding_dim, embed_concurrency=max(1, vector_thread_count))
         outcome: dict = {}

@@ -4,7 +4,8 @@ with it on the workers, and the launcher's dry run and the benchmarks do too.
 
 Example::
 
-    config = ChunkerConfig("repo", chunk_size=1000, overlap=150, max_file_size=1 << 20)
+    config = ChunkerConfig("repo", chunk_size=1000, overlap=150, max_file_size=1 << 20,
+                           chunker="syntax")
     digest, decoded, chunks = load_chunks(config, "pkg/mod.py")
 """
 
@@ -15,8 +16,12 @@ import os
 import stat
 from dataclasses import dataclass
 
-from .chunking import UndecodableError, chunk_text, decode_source, is_binary
+from .chunking import Chunk, Decoded, UndecodableError, chunk_text, decode_source, is_binary
 from .discover import is_url, join_url, read_store_object
+
+FIXED, SYNTAX = "fixed", "syntax"
+CHUNKERS = (FIXED, SYNTAX)
+DEFAULT_CHUNKER = FIXED
 
 
 class FileSkipped(Exception):
@@ -34,6 +39,7 @@ class ChunkerConfig:
     overlap: int
     max_file_size: int
     follow_symlinks: bool = False  # --follow-symlinks: read what a listed symlink points to
+    chunker: str = FIXED  # or SYNTAX: cut code at definitions, fixed-size for the rest
 
 
 class OutsideRootError(OSError):
@@ -65,8 +71,8 @@ def read_source(root: str, rel: str, max_size: int, follow_symlinks: bool = Fals
     return data
 
 
-def load_chunks(config: ChunkerConfig, rel: str):
-    """Bytes → (sha256 hex, Decoded, chunks). Raises OSError or FileSkipped."""
+def load_text(config: ChunkerConfig, rel: str) -> tuple[str, Decoded]:
+    """Bytes → (sha256 hex, Decoded). Raises OSError or FileSkipped."""
     data = read_source(config.root, rel, config.max_file_size, config.follow_symlinks)
     digest = hashlib.sha256(data).hexdigest()
     if is_binary(data):
@@ -75,7 +81,26 @@ def load_chunks(config: ChunkerConfig, rel: str):
         decoded = decode_source(data)
     except UndecodableError as exc:
         raise FileSkipped("undecodable") from exc
-    return digest, decoded, chunk_text(decoded.text, config.chunk_size, config.overlap)
+    return digest, decoded
+
+
+def cut(config: ChunkerConfig, rel: str, text: str) -> tuple[list[Chunk], str | None]:
+    """The chunks of `text` (the file `rel`) and, when the syntax chunker fell back to the
+    fixed-size one for this file, why."""
+    if config.chunker == SYNTAX:
+        from .syntax import NoSyntax, syntax_chunks  # tree-sitter loads only when asked for
+
+        try:
+            return syntax_chunks(text, rel, config.chunk_size, config.overlap), None
+        except NoSyntax as exc:
+            return chunk_text(text, config.chunk_size, config.overlap), exc.reason
+    return chunk_text(text, config.chunk_size, config.overlap), None
+
+
+def load_chunks(config: ChunkerConfig, rel: str) -> tuple[str, Decoded, list[Chunk]]:
+    """Bytes → (sha256 hex, Decoded, chunks). Raises OSError or FileSkipped."""
+    digest, decoded = load_text(config, rel)
+    return digest, decoded, cut(config, rel, decoded.text)[0]
 
 
 def describe_os_error(exc: OSError) -> str:

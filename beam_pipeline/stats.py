@@ -16,6 +16,7 @@ from typing import Any
 
 NAMESPACE = "beam_pipeline"
 SKIP_PREFIX = "skipped_"
+FALLBACK_PREFIX = "fixed_chunks_"  # files the syntax chunker left to the fixed one, by reason
 
 FILES_PROCESSED = "files_processed"
 FAILED_FILES = "failed_files"
@@ -38,6 +39,10 @@ def counter(name: str):
 
 def skip_counter(reason: str):
     return counter(SKIP_PREFIX + reason)
+
+
+def fallback_counter(reason: str):
+    return counter(FALLBACK_PREFIX + reason)
 
 
 def sum_counters(result) -> dict[str, int] | None:
@@ -119,6 +124,8 @@ class ProcessingStats:
     skipped_files: int = 0
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     legacy_encoding_files: int = 0
+    # --chunker syntax: files cut by the fixed-size chunker instead, by reason.
+    fixed_chunks_by_reason: dict[str, int] = field(default_factory=dict)
     chunks_embedded: int = 0
     chunks_reused: int = 0
     journal_vectors: int = 0  # vectors an unfinished run had journaled, offered for reuse
@@ -172,6 +179,10 @@ class ProcessingStats:
         self.add_skips(
             {k[len(SKIP_PREFIX):]: v for k, v in counters.items() if k.startswith(SKIP_PREFIX)}
         )
+        fallbacks = Counter(self.fixed_chunks_by_reason)
+        fallbacks.update({k[len(FALLBACK_PREFIX):]: v for k, v in counters.items()
+                          if k.startswith(FALLBACK_PREFIX) and v})
+        self.fixed_chunks_by_reason = dict(sorted(fallbacks.items()))
 
     def record_plan(self, plan) -> None:
         self.files_added, self.files_changed = plan.added, plan.changed

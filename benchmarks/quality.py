@@ -1,6 +1,7 @@
 """Search quality on a real tree nobody here wrote: the installed apache_beam package.
 
-    python -m benchmarks.quality [--embedders hashing,minilm] [--minilm-files N]
+    python -m benchmarks.quality [--embedders hashing,minilm] [--chunkers fixed,syntax]
+                                 [--minilm-files N]
 
 The queries (benchmarks/data/quality_queries.json) are natural-language questions and exact
 identifiers, each with the file that answers it. For every embedder, chunker and search mode:
@@ -25,7 +26,7 @@ from pathlib import Path
 
 DATA = Path(__file__).parent / "data" / "quality_queries.json"
 MODES = ("semantic", "fts", "hybrid")
-CHUNKERS = ("fixed",)
+from beam_pipeline.sourcefile import CHUNKERS, DEFAULT_CHUNKER
 
 
 def load_queries() -> list[dict]:
@@ -88,7 +89,8 @@ def score(index, queries: list[dict], mode: str) -> dict:
             "missed": [q["query"] for r, q in pairs if r is None]}
 
 
-def measure(embedders: tuple[str, ...], minilm_files: int, log=print) -> dict:
+def measure(embedders: tuple[str, ...], minilm_files: int, chunkers: tuple[str, ...] = CHUNKERS,
+            log=print) -> dict:
     from beam_pipeline import IndexSettings, run_index
     from beam_pipeline.index import Index
 
@@ -101,17 +103,21 @@ def measure(embedders: tuple[str, ...], minilm_files: int, log=print) -> dict:
             corpus = Path(tmp) / f"corpus-{embedder}"
             files = beam_corpus(corpus, sample, answers)
             check_answers(corpus, queries)
-            for chunker in CHUNKERS:
+            for chunker in chunkers:
                 out = Path(tmp) / f"out-{embedder}-{chunker}"
                 started = time.perf_counter()
-                stats = run_index(corpus, out, IndexSettings.create(embedder), quiet=True)
+                stats = run_index(corpus, out, IndexSettings.create(embedder, chunker=chunker),
+                                  quiet=True)
+                seconds = time.perf_counter() - started
                 log(f"  {embedder}/{chunker}: {files} files, {stats.chunks_created} chunks "
-                    f"indexed in {time.perf_counter() - started:.0f} s")
+                    f"indexed in {seconds:.0f} s")
                 index = Index.open(out)
                 for mode in MODES:
                     rows.append({"embedder": embedder, "chunker": chunker, "mode": mode,
                                  "files": files, "sample": sample is not None,
-                                 "chunks": stats.chunks_created, **score(index, queries, mode)})
+                                 "chunks": stats.chunks_created, "index_s": seconds,
+                                 "fixed_chunk_files": stats.fixed_chunks_by_reason,
+                                 **score(index, queries, mode)})
     return {"queries": len(queries), "rows": rows,
             "targets": {"hybrid recall@10 (hashing)": 0.92, "hybrid MRR@10 (hashing)": 0.6}}
 
@@ -132,8 +138,13 @@ def print_quality(result: dict) -> None:
               f" {row['ms_per_query']:>6.0f}")
     if any(row["sample"] for row in result["rows"]):
         print("* a sample: the answer files and the first files in path order")
+    builds = {(r["embedder"], r["chunker"]): r for r in result["rows"]}
+    for (embedder, chunker), row in builds.items():
+        print(f"{embedder}/{chunker}: {row['chunks']} chunks, indexed in {row['index_s']:.1f} s"
+              + (f"; fixed-size for {row['fixed_chunk_files']}" if row["fixed_chunk_files"]
+                 else ""))
     hybrid = next((r for r in result["rows"] if (r["embedder"], r["chunker"], r["mode"])
-                   == ("hashing", "fixed", "hybrid")), None)
+                   == ("hashing", DEFAULT_CHUNKER, "hybrid")), None)  # the targets' row
     if hybrid is not None:
         for name, value, target in (("recall@10", hybrid["recall_at_10"], 0.92),
                                     ("MRR@10", hybrid["mrr_at_10"], 0.6)):
@@ -149,11 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedders", default="hashing", metavar="E,E,…",
                         help="embedders to measure (default: %(default)s; minilm needs the "
                         "minilm extra)")
+    parser.add_argument("--chunkers", default=",".join(CHUNKERS), metavar="C,C,…",
+                        help="chunkers to measure (default: %(default)s)")
     parser.add_argument("--minilm-files", type=int, default=600, metavar="N")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/quality.json"))
     args = parser.parse_args(argv)
     result = measure(tuple(args.embedders.split(",")), args.minilm_files,
-                     log=lambda line: print(line, file=sys.stderr))
+                     tuple(args.chunkers.split(",")), log=lambda line: print(line, file=sys.stderr))
     print_quality(result)
     write_report(args.json, "benchmarks.quality", argv, result)
     return 0
