@@ -248,8 +248,8 @@ class Index:
 
     def _lexical(self, request: SearchRequest):
         """BM25 ranking with the filters in the query (tantivy's clauses, not the row mask); a
-        case-sensitive search pages through
-        the case-blind ranking (the same scores) and keeps rows whose text has the term."""
+        case-sensitive search pages through the case-blind ranking (the same scores) and keeps
+        rows whose text has the term."""
         _, meta = self._rows
         paths = allowed_paths(self._paths, request)
         want = request.fetch if request.mode == "hybrid" or request.files_only else request.k
@@ -340,6 +340,7 @@ class Index:
         places = list(zip(shards, rows))
         found = self._read_rows([(shard, row + step) for shard, row in places
                                  for step in (-1, 0, 1)], _PIECE_COLUMNS)
+
         def neighbour(path: str, place: tuple[str, int]) -> Piece | None:
             values = found.get(place)
             return Piece(*values[1:]) if values and values[0] == path else None

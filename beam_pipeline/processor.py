@@ -82,8 +82,8 @@ class HighThroughputProcessor:
     or URLs on a filesystem Beam has installed, whose flags go in `pipeline_args`).
 
     Options: `chunk_size`, `chunk_overlap`, `chunker` ("fixed" or "syntax"), `max_file_size`,
-    `embedding_dim`, `keep`,
-    `pipeline_args` (Beam flags, e.g. ["--direct_running_mode=multi_processing"]).
+    `embedding_dim`, `keep`, `pipeline_args` (Beam flags, e.g.
+    ["--direct_running_mode=multi_processing"]).
     """
 
     def __init__(self, codebase_dir: str | os.PathLike, output_dir: str | os.PathLike,
@@ -123,7 +123,7 @@ class HighThroughputProcessor:
 
         `slot_tracker` and `fts_manager`, which newer callers of the replaced system pass, are
         accepted and ignored: progress comes through `progress_callback`, and snapshots
-        carry their own lexical index (built by the pipeline).
+        carry their own lexical index (built with each snapshot).
         """
         del slot_tracker, fts_manager
         paths = [os.fspath(f) for f in files]

@@ -176,26 +176,32 @@ class ProcessingStats:
         self.legacy_encoding_files += counters.get(LEGACY_ENCODING, 0)
         self.rows_written += counters.get(ROWS_WRITTEN, 0)
         self.shards_written += counters.get(SHARDS_WRITTEN, 0)
-        self.add_skips(
-            {k[len(SKIP_PREFIX):]: v for k, v in counters.items() if k.startswith(SKIP_PREFIX)}
-        )
-        fallbacks = Counter(self.fixed_chunks_by_reason)
-        fallbacks.update({k[len(FALLBACK_PREFIX):]: v for k, v in counters.items()
-                          if k.startswith(FALLBACK_PREFIX) and v})
-        self.fixed_chunks_by_reason = dict(sorted(fallbacks.items()))
+        self.add_skips(_by_reason(counters, SKIP_PREFIX))
+        self.fixed_chunks_by_reason = _merged(self.fixed_chunks_by_reason,
+                                              _by_reason(counters, FALLBACK_PREFIX))
 
     def record_plan(self, plan) -> None:
         self.files_added, self.files_changed = plan.added, plan.changed
         self.files_unchanged, self.files_deleted = plan.unchanged, plan.deleted
 
     def add_skips(self, skips: dict[str, int]) -> None:
-        merged = Counter(self.skipped_by_reason)
-        merged.update({k: v for k, v in skips.items() if v})
-        self.skipped_by_reason = dict(sorted(merged.items()))
-        self.skipped_files = sum(merged.values())
+        self.skipped_by_reason = _merged(self.skipped_by_reason, skips)
+        self.skipped_files = sum(self.skipped_by_reason.values())
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["duration"] = round(self.duration, 3)
         data["files_per_second"] = round(self.files_per_second, 3)
         return data
+
+
+def _by_reason(counters: dict[str, int], prefix: str) -> dict[str, int]:
+    """The counters named `prefix<reason>`, by reason."""
+    return {k[len(prefix):]: v for k, v in counters.items() if k.startswith(prefix)}
+
+
+def _merged(counts: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    """Counts by reason plus more of them, sorted by reason, without zeros."""
+    merged = Counter(counts)
+    merged.update({k: v for k, v in more.items() if v})
+    return dict(sorted(merged.items()))

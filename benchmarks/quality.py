@@ -24,9 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from beam_pipeline.sourcefile import CHUNKERS, DEFAULT_CHUNKER
+
 DATA = Path(__file__).parent / "data" / "quality_queries.json"
 MODES = ("semantic", "fts", "hybrid")
-from beam_pipeline.sourcefile import CHUNKERS, DEFAULT_CHUNKER
 
 
 def load_queries() -> list[dict]:
