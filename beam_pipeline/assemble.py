@@ -2,24 +2,28 @@
 
 The file's record, its vector blocks and its chunk errors meet in one CoGroupByKey by path.
 No chunk text crosses the grouping (its input is buffered in memory by the FnApiRunner), and on
-a local staging folder no vectors either, only references into spill files (spill.py); chunk
-text is re-cut from the file after checking its hash, which also catches a file that changed
-during the run. A file becomes rows only when every chunk is present and embedded; otherwise
+a local staging folder no vectors either, only references into spill files (spill.py); the
+file is read again and, after checking its hash (which also catches a file that changed during
+the run), sliced at the spans ChunkFile recorded (a few bytes a chunk in the record): no chunker
+runs twice. A file becomes rows only when every chunk is present and embedded; otherwise
 it becomes one failure record with the reason.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
 from . import stats
+from .chunking import cut_at
 from .language import detect_language
 from .progress import ASSEMBLED, RunLink
 from .records import FileRecord
 from .schema import FAILED, SKIPPED, chunk_id, row_schema
-from .sourcefile import ChunkerConfig, FileSkipped, describe_os_error, load_chunks
+from .sourcefile import ChunkerConfig, FileSkipped, describe_os_error, load_text
 from .spill import SpillReader, block_rows
 
 ROWS = "rows"
@@ -89,6 +93,7 @@ class AssembleFile(beam.DoFn):
             raise ValueError(f"no file record for {path!r}")
         record, rows = self._assemble(records[0], list(groups["vectors"]),
                                       list(groups["errors"]))
+        record = replace(record, spans=None)  # files.parquet's rows are gathered: keep them small
         if record.status == SKIPPED:
             stats.skip_counter(record.error).inc()
         elif record.status == FAILED:
@@ -119,13 +124,14 @@ class AssembleFile(beam.DoFn):
         if record.total_chunks == 0:
             return record, None
         try:
-            digest, _, chunks = load_chunks(self.config, record.path)
+            digest, decoded = load_text(self.config, record.path)
         except OSError as exc:
             return record.failed(f"unreadable at assembly: {describe_os_error(exc)}"), None
         except FileSkipped as exc:
             return record.failed(f"file changed during indexing ({exc.reason})"), None
-        if digest != record.file_hash or len(chunks) != record.total_chunks:
+        if digest != record.file_hash:
             return record.failed("file changed during indexing"), None
+        chunks = cut_at(decoded.text, record.spans)
         matrix = gather_vectors(blocks, record.total_chunks, self.dim, self._spilled)
         return record, build_rows(record, chunks, matrix, self.dim)
 

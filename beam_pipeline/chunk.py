@@ -11,6 +11,7 @@ from __future__ import annotations
 import apache_beam as beam
 
 from . import stats
+from .chunking import spans_of
 from .discover import FileEntry
 from .progress import CHUNKED, RunLink
 from .records import FileRecord
@@ -51,7 +52,8 @@ class ChunkFile(beam.DoFn):
         except OSError as exc:
             record = record.failed(describe_os_error(exc))
         else:
-            record = FileRecord(entry.path, entry.size, entry.mtime_ns, digest, len(chunks))
+            record = FileRecord(entry.path, entry.size, entry.mtime_ns, digest, len(chunks),
+                                spans=spans_of(chunks))
             if decoded.legacy:
                 self.legacy.inc()
             if fallback is not None:

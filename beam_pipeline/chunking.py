@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from array import array
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -115,6 +116,20 @@ def chunk_spans(length: int, size: int, overlap: int) -> list[tuple[int, int]]:
             break
         start += step
     return spans
+
+
+def spans_of(chunks: list[Chunk]) -> bytes:
+    """The chunks' spans and lines, packed: what assembly needs to cut the file again
+    without the chunker (a syntax chunker's parse costs more than reading the file)."""
+    return array("q", [v for c in chunks for v in c[1:5]]).tobytes()
+
+
+def cut_at(text: str, spans: bytes) -> list[Chunk]:
+    """The chunks of `text` that `spans_of` described."""
+    values = array("q")
+    values.frombytes(spans)
+    return [Chunk(i, start, end, first, last, text[start:end])
+            for i, (start, end, first, last) in enumerate(zip(*[iter(values)] * 4))]
 
 
 def chunk_text(text: str, size: int = DEFAULT_CHUNK_SIZE, overlap: int | None = None) -> list[Chunk]:

@@ -14,7 +14,7 @@ import argparse
 
 from .chunking import DEFAULT_CHUNK_SIZE
 from .discover import DEFAULT_MAX_FILE_SIZE
-from .sourcefile import CHUNKERS, DEFAULT_CHUNKER
+from .sourcefile import AUTO, CHUNKERS
 
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_DIM = 384
@@ -43,9 +43,10 @@ def add_index_flags(group: argparse._ActionsContainer) -> None:
     group.add_argument("--chunk-overlap", "--chunk_overlap", dest="chunk_overlap", type=int,
                        default=None, help="characters shared by neighbouring chunks "
                        "(default: 15%% of the chunk size)")
-    group.add_argument("--chunker", choices=CHUNKERS, default=DEFAULT_CHUNKER,
-                       help="fixed: chunks of a fixed size; syntax: code cut at its functions "
-                       "and classes with tree-sitter (other files: fixed) (default: %(default)s)")
+    group.add_argument("--chunker", choices=(AUTO, *CHUNKERS), default=AUTO,
+                       help="syntax: code cut at its functions and classes with tree-sitter, "
+                       "other files by size; fixed: chunks of a fixed size (default: auto, "
+                       "the live snapshot's chunker, syntax for a new index or --full)")
     group.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int,
                        default=DEFAULT_BATCH_SIZE,
                        help="chunks per embedder call; batches span files "

@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -56,6 +56,7 @@ from .progress import (
 )
 from .schema import FILES_TABLE, REUSE_TABLE, SCHEMA_VERSION, SPILL_DIR
 from .sourcefile import (
+    AUTO,
     CHUNKERS,
     DEFAULT_CHUNKER,
     FIXED,
@@ -106,7 +107,7 @@ class IndexSettings:
     max_file_size: int
     embed_concurrency: int = 1  # batches embedded at once (remote providers: requests)
     embed_processes: int | None = None  # helper processes for a GIL-bound embedder; None: auto
-    chunker: str = DEFAULT_CHUNKER
+    chunker: str = AUTO  # resolved by `for_previous` before anything is chunked
 
     def fingerprint(self) -> dict:
         chunker = {"name": CHUNKER_NAMES[self.chunker], "size": self.chunk_size,
@@ -137,7 +138,7 @@ class IndexSettings:
                chunk_overlap: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                max_file_size: int = DEFAULT_MAX_FILE_SIZE,
                embedding_dim: int | None = None, embed_concurrency: int | None = None,
-               embed_processes: int | None = None, chunker: str = DEFAULT_CHUNKER,
+               embed_processes: int | None = None, chunker: str = AUTO,
                embedder_options: dict | None = None) -> IndexSettings:
         if isinstance(embedder, str):
             embedder = get_embedder(embedder, dim=embedding_dim, **(embedder_options or {}))
@@ -159,10 +160,22 @@ class IndexSettings:
             embedder.use_threads(embed_concurrency)
         if embed_processes is not None and embed_processes < 0:
             raise ValueError(f"embed processes must be at least 0, got {embed_processes}")
-        if chunker not in CHUNKERS:
-            raise ValueError(f"unknown chunker {chunker!r}; choose from {', '.join(CHUNKERS)}")
+        if chunker not in (AUTO, *CHUNKERS):
+            raise ValueError(f"unknown chunker {chunker!r}; choose from "
+                             f"{', '.join((AUTO, *CHUNKERS))}")
         return cls(embedder, chunk_size, overlap, batch_size, max_file_size,
                    embed_concurrency or 1, embed_processes, chunker)
+
+    def for_previous(self, previous: reindex.Previous | None) -> IndexSettings:
+        """With chunker "auto": the live snapshot's chunker (another would re-embed every
+        file), or the default for a new index or a --full rebuild (`previous` None)."""
+        if self.chunker != AUTO:
+            return self
+        spec = (previous.manifest.get("fingerprint") or {}).get("chunker") if previous else None
+        name = spec.get("name") if isinstance(spec, dict) else None
+        chunker = next((key for key, value in CHUNKER_NAMES.items() if value == name),
+                       DEFAULT_CHUNKER)
+        return replace(self, chunker=chunker)
 
 
 @dataclass
@@ -254,6 +267,7 @@ def run_index(
                          f"{lock.previous_owner.get('pid')}); removing its leftovers")
         commit.clear_staging(out)
         previous = None if req.full else reindex.load_previous(out)
+        settings = settings.for_previous(previous)
         probed = learn_dim(settings.embedder, previous)
         stats.rebuild_reason = reindex.rebuild_reason(previous, settings.fingerprint(), req.full)
         base = previous if stats.rebuild_reason is None else None

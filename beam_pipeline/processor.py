@@ -32,7 +32,7 @@ from .index import Index
 from .indexing import IndexSettings, NothingCommitted, run_index
 from .progress import ProgressTracker
 from .schema import INDEXED
-from .sourcefile import DEFAULT_CHUNKER
+from .sourcefile import AUTO
 from .stats import ProcessingStats
 
 log = logging.getLogger(__name__)
@@ -81,14 +81,14 @@ class HighThroughputProcessor:
     """Index files of `codebase_dir` into `output_dir` with the Beam pipeline (local folders,
     or URLs on a filesystem Beam has installed, whose flags go in `pipeline_args`).
 
-    Options: `chunk_size`, `chunk_overlap`, `chunker` ("fixed" or "syntax"), `max_file_size`,
-    `embedding_dim`, `keep`, `pipeline_args` (Beam flags, e.g.
+    Options: `chunk_size`, `chunk_overlap`, `chunker` ("auto", "syntax" or "fixed"),
+    `max_file_size`, `embedding_dim`, `keep`, `pipeline_args` (Beam flags, e.g.
     ["--direct_running_mode=multi_processing"]).
     """
 
     def __init__(self, codebase_dir: str | os.PathLike, output_dir: str | os.PathLike,
                  embedder: str | Embedder = "hashing", *, chunk_size: int | None = None,
-                 chunk_overlap: int | None = None, chunker: str = DEFAULT_CHUNKER,
+                 chunk_overlap: int | None = None, chunker: str = AUTO,
                  max_file_size: int = DEFAULT_MAX_FILE_SIZE,
                  embedding_dim: int | None = None, keep: int = 3, pipeline_args: Sequence[str] = ()):
         # Local folders as Paths, as the replaced system had them; URLs (s3://…) as given.

@@ -25,6 +25,9 @@ class FileRecord:
     total_chunks: int = 0
     status: str = INDEXED
     error: str | None = None
+    # The chunks' spans (chunking.spans_of), from ChunkFile to AssembleFile only: assembly
+    # re-reads the file but need not cut it again. Not a column of files.parquet.
+    spans: bytes | None = None
 
     @property
     def success(self) -> bool:

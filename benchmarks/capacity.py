@@ -57,7 +57,8 @@ def stage_cpu(corpus: Path) -> dict:
     import numpy as np
 
     from beam_pipeline.assemble import build_rows
-    from beam_pipeline.chunk import ChunkerConfig, FileSkipped, load_chunks
+    from beam_pipeline.chunk import ChunkerConfig, FileSkipped, load_chunks, load_text
+    from beam_pipeline.chunking import cut_at, spans_of
     from beam_pipeline.discover import iter_source_files
     from beam_pipeline.embedders import HashingEmbedder
     from beam_pipeline.records import FileRecord
@@ -75,8 +76,8 @@ def stage_cpu(corpus: Path) -> dict:
             digest, _, chunks = load_chunks(config, entry.path)
         except (OSError, FileSkipped):
             continue
-        files.append((FileRecord(entry.path, entry.size, entry.mtime_ns, digest, len(chunks)),
-                      [c.text for c in chunks]))
+        files.append((FileRecord(entry.path, entry.size, entry.mtime_ns, digest, len(chunks),
+                                 spans=spans_of(chunks)), [c.text for c in chunks]))
     seconds["read + hash + chunk"] = _cpu() - start
     embedder = HashingEmbedder(DIM)
     embedder.load()
@@ -88,7 +89,8 @@ def stage_cpu(corpus: Path) -> dict:
     start = _cpu()
     batches, offset = [], 0
     for record, chunk_texts in files:
-        _, _, chunks = load_chunks(config, record.path)  # assembly re-cuts the file
+        _, decoded = load_text(config, record.path)  # assembly re-reads the file
+        chunks = cut_at(decoded.text, record.spans)
         n = len(chunk_texts)
         if n:
             batches.append(build_rows(record, chunks, vectors[offset:offset + n], DIM))
@@ -140,6 +142,7 @@ def shuffle_bytes(corpus: Path) -> dict:
     from apache_beam.coders.coders import FastPrimitivesCoder
 
     from beam_pipeline.chunk import ChunkerConfig, FileSkipped, load_chunks
+    from beam_pipeline.chunking import spans_of
     from beam_pipeline.discover import iter_source_files
     from beam_pipeline.records import FileRecord
 
@@ -164,7 +167,8 @@ def shuffle_bytes(corpus: Path) -> dict:
             digest, _, cut = load_chunks(config, entry.path)
         except (OSError, FileSkipped):
             continue
-        record = FileRecord(entry.path, entry.size, entry.mtime_ns, digest, len(cut))
+        record = FileRecord(entry.path, entry.size, entry.mtime_ns, digest, len(cut),
+                            spans=spans_of(cut))
         record_bytes += len(coder.encode((entry.path, (0, record))))
         chunks += len(cut)
         pending.extend((entry.path, c.index) for c in cut)

@@ -6,11 +6,12 @@
   each chunking its file, embedding all its chunks in one call and writing its rows.
 - `beam`: our pipeline through its public API, `HighThroughputProcessor`.
 
-All three use the same chunker (`load_chunks`), embedder instance per process (shared by the
+All three use the same chunker (`load_chunks` with `--chunker`, by default that of a new
+index), embedder instance per process (shared by the
 threads: one HTTP connection pool for the remote one), row builder and shard writer.
 
     python -m benchmarks.shapes SHAPE SOURCE OUT --files LIST --embedder hashing \\
-        [--embedding-url URL] [--threads 8] [--batch-size 64] [--started EPOCH] [BEAM FLAGS…]
+        [--embedding-url URL] [--chunker syntax] [--threads 8] [--batch-size 64] [--started EPOCH] [BEAM FLAGS…]
 
 Prints one JSON line: files, failed, chunks, bytes and `first_progress_s`, the moment the first
 file was finished (embedded) counted from `--started` (the parent's spawn time).
@@ -33,6 +34,7 @@ from beam_pipeline.chunking import DEFAULT_CHUNK_SIZE, default_overlap
 from beam_pipeline.discover import DEFAULT_MAX_FILE_SIZE
 from beam_pipeline.embedders import Embedder, get_embedder
 from beam_pipeline.records import FileRecord
+from beam_pipeline.sourcefile import CHUNKERS, DEFAULT_CHUNKER
 from beam_pipeline.write import ShardBuffer
 
 FAKE_MODEL = "fake"
@@ -120,14 +122,16 @@ def threadpool(config, files, embedder, threads, writer: ShardBuffer, outcome: O
     writer.flush()
 
 
-def beam(source, out, files, embedder, threads, batch_size, flags, outcome: Outcome) -> None:
+def beam(source, out, files, embedder, chunker, threads, batch_size, flags,
+         outcome: Outcome) -> None:
     from beam_pipeline import HighThroughputProcessor
 
     def callback(current, total, path, info=None, concurrent_files=None, slot_tracker=None):
         if total and current and outcome.first_progress_s is None:
             outcome.first_progress_s = time.time() - outcome.started
 
-    processor = HighThroughputProcessor(source, out, embedder, pipeline_args=flags)
+    processor = HighThroughputProcessor(source, out, embedder, chunker=chunker,
+                                        pipeline_args=flags)
     stats = processor.process_files_high_throughput(files, threads, batch_size, callback)
     outcome.files, outcome.failed = stats.files_processed, stats.failed_files
     outcome.chunks, outcome.bytes = stats.chunks_created, stats.total_size
@@ -147,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=Path, required=True, help="relative paths, one a line")
     parser.add_argument("--embedder", default="hashing")
     parser.add_argument("--embedding-url")
+    parser.add_argument("--chunker", choices=CHUNKERS, default=DEFAULT_CHUNKER)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--started", type=float, default=None, help="parent's spawn time")
@@ -156,12 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     embedder = make_embedder(args.embedder, args.embedding_url)
     source = str(args.source.resolve())
     if args.shape == "beam":
-        beam(source, args.out, files, embedder, args.threads, args.batch_size, flags, outcome)
+        beam(source, args.out, files, embedder, args.chunker, args.threads, args.batch_size, flags, outcome)
     else:
         embedder.load()  # as a worker's setup() does: the model load is part of every shape
         args.out.mkdir(parents=True, exist_ok=True)
         size = DEFAULT_CHUNK_SIZE
-        config = ChunkerConfig(source, size, default_overlap(size), DEFAULT_MAX_FILE_SIZE)
+        config = ChunkerConfig(source, size, default_overlap(size), DEFAULT_MAX_FILE_SIZE,
+                               chunker=args.chunker)
         run = sequential if args.shape == "sequential" else threadpool
         run(config, files, embedder, args.threads, ShardBuffer(str(args.out), embedder.dim),
             outcome)

@@ -93,8 +93,8 @@ def test_cli_indexes_a_generated_tree(tmp_path):
     assert stats["legacy_encoding_files"] == 1
     assert stats["skipped_by_reason"] == {"binary": 1, "excluded": 1, "gitignored": 3,
                                           "too_large": 1, "undecodable": 1}
-    assert manifest["fingerprint"]["chunker"] == {"name": "fixed-chars", "size": 400,
-                                                  "overlap": 60}
+    assert manifest["fingerprint"]["chunker"] == {"name": "syntax", "size": 400,
+                                                  "overlap": 60, "version": 1}
     assert "Committed snapshot" in proc.stderr
     assert not any((out / STAGING_DIR).iterdir())
     # Readable without our code: DuckDB and pandas agree with pyarrow.

@@ -175,9 +175,27 @@ def test_the_pipeline_cuts_by_syntax_counts_fallbacks_and_fingerprints_the_chunk
             assert content.strip() in "\n".join(lines[start - 1:end]), (path, start)
 
     # Another chunker is another index: the next run rebuilds, with the reason said.
-    again = run_index(src, out, IndexSettings.create("hashing", chunk_size=400), quiet=True)
+    again = run_index(src, out, IndexSettings.create("hashing", chunk_size=400,
+                                                     chunker="fixed"), quiet=True)
     assert again.rebuild_reason and "chunker" in again.rebuild_reason
     assert again.fixed_chunks_by_reason == {}
+
+
+def test_auto_keeps_the_live_snapshots_chunker_and_cuts_new_indexes_by_syntax(tmp_path):
+    src = _tree(tmp_path / "src")
+    fixed, fresh = tmp_path / "fixed", tmp_path / "fresh"
+    run_index(src, fixed, IndexSettings.create("hashing", chunker="fixed"), quiet=True)
+    (src / "pkg" / "m0.py").write_text(python_function("changed", 5))
+    kept = run_index(src, fixed, IndexSettings.create("hashing"), quiet=True)  # auto
+    assert kept.rebuild_reason is None and kept.files_changed == 1, "no re-embedding"
+    assert Index.open(fixed).fingerprint["chunker"]["name"] == "fixed-chars"
+    rebuilt = run_index(src, fixed, IndexSettings.create("hashing"), quiet=True, full=True)
+    assert rebuilt.rebuild_reason == "--full given"
+    assert Index.open(fixed).fingerprint["chunker"]["name"] == "syntax"
+    run_index(src, fresh, IndexSettings.create("hashing"), quiet=True)
+    assert Index.open(fresh).fingerprint["chunker"]["name"] == "syntax"
+    with pytest.raises(ValueError, match="unknown chunker"):
+        IndexSettings.create("hashing", chunker="ast")
 
 
 def test_syntax_chunks_need_no_network_and_no_cache(tmp_path):
