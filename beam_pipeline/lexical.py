@@ -403,18 +403,20 @@ class LexicalIndex:
     def search(self, text: str, limit: int, *, fuzzy: bool = False,
                require_identifier: bool = True,
                languages: Sequence[str] = (), exclude_languages: Sequence[str] = (),
-               paths: Sequence[str] | None = None) -> list[tuple[str, float]]:
+               paths: Sequence[str] | None = None, exclude_paths: Sequence[str] = ()
+               ) -> list[tuple[str, float]]:
         """Row ids and BM25 scores, best first, of rows that hold a term of `text`.
 
         Filters are part of the query, so they apply before ranking. `paths` (when not None)
-        is the set of files a hit may come from. A query that is one name (`readConfig`,
+        is the set of files a hit may come from, `exclude_paths` files it may not (a few
+        thousand terms cost tantivy tens of ms: pass the shorter list). A query that is one name (`readConfig`,
         `read_config`; Terms.identifier) with `require_identifier` matches that identifier
         only, not rows that merely share a piece.
         """
         query = self._match_query(self.terms(text), fuzzy, require_identifier)
         if query is None:
             return []
-        query = self._filtered(query, languages, exclude_languages, paths)
+        query = self._filtered(query, languages, exclude_languages, paths, exclude_paths)
         result = self._searcher.search(query, limit)
         doc = self._searcher.doc
         return [(doc(address)["id"][0], float(score)) for score, address in result.hits]
@@ -460,7 +462,7 @@ class LexicalIndex:
         bonus = 2.2 * math.log(1 + 2 * self.docs + 1)
         return Query.const_score_query(Query.boolean_query(phrases), bonus)
 
-    def _filtered(self, query, languages, exclude_languages, paths):
+    def _filtered(self, query, languages, exclude_languages, paths, exclude_paths):
         import tantivy
 
         Query, Occur = tantivy.Query, tantivy.Occur
@@ -474,6 +476,9 @@ class LexicalIndex:
                                                                 list(exclude_languages))))
         if paths is not None:
             clauses.append((Occur.Must, Query.term_set_query(schema, "path", list(paths))))
+        if exclude_paths:
+            clauses.append((Occur.MustNot, Query.term_set_query(schema, "path",
+                                                                list(exclude_paths))))
         return query if len(clauses) == 1 else Query.boolean_query(clauses)
 
     def all_ids(self) -> list[str]:

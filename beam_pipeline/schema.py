@@ -82,8 +82,11 @@ def chunk_id(path: str, file_hash: str, chunk_index: int) -> str:
 
 
 # Rows are sorted by path and cut into row groups of this size, so the path statistics of a row
-# group let a reader that wants a few files (re-indexing's vector reuse) skip the rest.
-ROW_GROUP_SIZE = 8_192
+# group let a reader that wants a few files (re-indexing's vector reuse) skip the rest, and a
+# search reads only the groups of its hits: on a 16k-row stdlib shard a group of the snippet
+# columns reads in 1.4 ms at 1,024 rows against 7.2 ms at 8,192, for the same file size (12.1
+# against 12.0 MB) and write time.
+ROW_GROUP_SIZE = 1_024
 
 
 def write_table(table: pa.Table, path: str) -> int:

@@ -28,7 +28,7 @@ import re
 import shutil
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -307,6 +307,28 @@ def read_parquet(path: str, **kwargs) -> pa.Table:
     # Whole into memory first: pyarrow reading through a Python stream can abort the
     # interpreter at exit ("terminate called without an active exception"), even on one thread.
     return pq.read_table(pa.BufferReader(read_bytes(path)), **kwargs)
+
+
+def read_parquet_rows(path: str, rows: Iterable[int], columns: Sequence[str]
+                      ) -> tuple[pa.Table, dict[int, int]]:
+    """The row groups of a Parquet file that hold `rows` (positions in the file), and where
+    each of those rows is in the table returned (rows past the end are left out). Locally only
+    those groups are read; a remote file is read whole (see read_parquet)."""
+    wanted = sorted(set(rows))
+    if not is_local(path):
+        table = read_parquet(path, columns=list(columns))
+        return table, {row: row for row in wanted if 0 <= row < table.num_rows}
+    reader = pq.ParquetFile(path)
+    groups, where, start, read = [], {}, 0, 0
+    for group in range(reader.metadata.num_row_groups):
+        size = reader.metadata.row_group(group).num_rows
+        inside = [row for row in wanted if start <= row < start + size]
+        if inside:
+            groups.append(group)
+            where.update((row, read + row - start) for row in inside)
+            read += size
+        start += size
+    return reader.read_row_groups(groups, columns=list(columns)), where
 
 
 def write_parquet(table: pa.Table, path: str, **kwargs) -> int:

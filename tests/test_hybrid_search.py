@@ -116,6 +116,9 @@ def test_filters_hold_for_every_hit_and_apply_before_ranking(index, mode):
     assert inside and all(hit["path"] in ("pkg/config.py", "pkg/server.py") for hit in inside)
     by_name = index.search("config", 10, mode=mode, path_filters=("*.md",))
     assert by_name and {hit["path"] for hit in by_name} == {"docs/guide.md"}
+    # Most files pass: the lexical query names the few kept out instead.
+    no_docs = index.search("config guide", 10, mode=mode, exclude_paths=("*.md",))
+    assert no_docs and not any(hit["path"].endswith(".md") for hit in no_docs)
     # filler.py says nothing about config; filtered to it, a search still fills k.
     if mode != "fts":
         only = index.search("config server", 5, mode=mode, path_filters=("pkg/filler.py",))

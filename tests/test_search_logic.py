@@ -1,5 +1,7 @@
 """The pure parts of search: fusion, path globs, whole-line snippets, query terms."""
 
+import pathspec
+import pyarrow as pa
 import pytest
 
 from beam_pipeline.search import (
@@ -32,11 +34,34 @@ def test_fusion_sums_reciprocal_ranks_and_a_zero_weight_list_only_appends():
 ])
 def test_path_globs_are_gitwildmatch(include, exclude, expected):
     request = SearchRequest("q", path_filters=include, exclude_paths=exclude)
-    assert allowed_paths(PATHS, request) == expected
+    mask = allowed_paths(pa.array(PATHS), request)
+    assert {path for path, keep in zip(PATHS, mask) if keep} == expected
 
 
 def test_no_path_filters_means_every_path():
-    assert allowed_paths(PATHS, SearchRequest("q")) is None
+    assert allowed_paths(pa.array(PATHS), SearchRequest("q")) is None
+
+
+MANY_PATHS = PATHS + ["a/b/c/d.txt", "x#y.py", "build/", "build/out.o", "src/build/x.c",
+                      "a1b.txt", "a[b].txt", "deep/tests/t.py", "Makefile", "space name.py",
+                      "ünï/cödé.py", ".hidden/x", "foo/bar/baz/foo/bar.py"]
+
+
+@pytest.mark.parametrize("patterns", [
+    ["*.py", "!tests/**"],
+    ["**/tests/**", "!deep/"],
+    ["src/**", "!*.c", "src/build/*"],
+    ["a?b.txt", "a[0-9]b.txt", "a\\[b\\].txt"],
+    ["\\#*", "x#y.py", "space name.py", "ünï/"],
+    ["/Makefile", ".hidden/", "foo/**/bar.py"],
+    ["**", "!**/*.md"],
+])
+def test_path_patterns_match_as_pathspec_does(patterns):
+    """Each pattern's expression runs in Arrow's RE2, over all paths at once; the answer is
+    pathspec's own, one path at a time."""
+    spec = pathspec.PathSpec.from_lines("gitwildmatch", patterns)
+    mask = allowed_paths(pa.array(MANY_PATHS), SearchRequest("q", path_filters=patterns))
+    assert [bool(keep) for keep in mask] == [spec.match_file(path) for path in MANY_PATHS]
 
 
 def test_whole_lines_come_from_the_neighbouring_chunks():
@@ -84,3 +109,18 @@ def test_query_terms_are_cut_as_the_content_is():
     assert parts.analyze("xyzzyPlugh") == ["xyzzyplugh"]
     assert lexical._analyzers()["words"].analyze("read_config(x) readConfig") == \
         ["read_config", "readconfig"]
+
+
+def test_rows_of_a_shard_come_from_their_row_groups_only(tmp_path):
+    """Snippets read a hit and its neighbours: only the row groups holding them are read, and
+    a neighbour past the end is left out."""
+    import pyarrow.parquet as pq
+
+    from beam_pipeline import storage
+
+    path = str(tmp_path / "part-x.parquet")
+    pq.write_table(pa.table({"n": list(range(10))}), path, row_group_size=3)  # 3+3+3+1
+    table, where = storage.read_parquet_rows(path, [2, 3, 9, 10, -1], ["n"])
+    assert sorted(where) == [2, 3, 9]
+    assert {row: table["n"][at].as_py() for row, at in where.items()} == {2: 2, 3: 3, 9: 9}
+    assert table.num_rows == 3 + 3 + 1  # the middle group, 6..8, was not read
