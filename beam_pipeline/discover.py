@@ -25,8 +25,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pathspec
+if TYPE_CHECKING:  # imported where a walk needs it: `search` and `--help` never walk
+    import pathspec
 
 DEFAULT_MAX_FILE_SIZE = 1 << 20
 
@@ -245,6 +247,8 @@ def _tree(root: str | os.PathLike) -> _LocalTree | _StoreTree:
 def _gitignore_spec(lines: list[str] | None) -> pathspec.GitIgnoreSpec | None:
     if lines is None:
         return None
+    import pathspec
+
     spec = pathspec.GitIgnoreSpec.from_lines(lines)
     return spec if len(spec) else None
 
@@ -290,6 +294,8 @@ def iter_source_files(
     walked: set[tuple[int, int]] = set()
     if follow_symlinks and tree.root_ident() is not None:
         walked.add(tree.root_ident())
+    import pathspec
+
     exclude_spec = pathspec.GitIgnoreSpec.from_lines(excludes)
     # Stack of (folder relative path with trailing "/", gitignore specs in force).
     stack: list[tuple[str, list[tuple[str, pathspec.GitIgnoreSpec]]]] = [("", [])]

@@ -29,7 +29,15 @@ from .columns import int_array, mask_of, numpy_of, string_array
 from .embedders import Embedder, get_embedder
 from .lexical import LexicalError, LexicalIndex
 from .schema import CURRENT_FILE, FILES_TABLE, FORMAT_VERSION, MANIFEST_FILE, SNAPSHOTS_DIR
-from .search import Piece, SearchError, SearchRequest, allowed_paths, fuse, whole_lines
+from .search import (
+    Piece,
+    SearchError,
+    SearchRequest,
+    allowed_paths,
+    fuse,
+    top_rows,
+    whole_lines,
+)
 
 _SHARD_NAME = re.compile(r"^part-[0-9A-Za-z_-]+\.parquet$")
 _SNAPSHOT_NAME = re.compile(r"^[0-9A-Za-z._-]+$")
@@ -246,19 +254,8 @@ class Index:
     def _semantic(self, request: SearchRequest, allowed: np.ndarray | None):
         matrix, _ = self._rows
         query = self.embedder().embed([request.query])[0]
-        scores = matrix @ query
-        if allowed is not None:
-            scores = np.where(allowed, scores, -np.inf)
-        if request.min_score is not None:
-            scores = np.where(scores >= request.min_score, scores, -np.inf)
-        candidates = int(np.count_nonzero(scores > -np.inf))
-        n = min(request.fetch if request.mode == "hybrid" else
-                (request.fetch if request.files_only else request.k), candidates)
-        if n == 0:
-            return []
-        top = np.argpartition(-scores, n - 1)[:n]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(row), float(scores[row])) for row in top]
+        n = (request.fetch if request.mode == "hybrid" or request.files_only else request.k)
+        return top_rows(matrix, query, n, allowed, request.min_score)
 
     def _lexical(self, request: SearchRequest, paths: PathTerms | None):
         """BM25 ranking with the filters in the query (tantivy's clauses, not the row mask);

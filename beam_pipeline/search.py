@@ -135,6 +135,24 @@ def fuse(lists: Sequence[Sequence[int]], weights: Sequence[float] | None = None
     return sorted(scores.items(), key=lambda item: (-item[1], order[item[0]]))
 
 
+def top_rows(matrix: np.ndarray, query: np.ndarray, n: int, allowed: np.ndarray | None = None,
+             min_score: float | None = None) -> list[tuple[int, float]]:
+    """The `n` rows of `matrix` most similar to `query` (unit vectors: cosine), as (row,
+    score), best first; only rows in the `allowed` mask and at or above `min_score` rank.
+    Exact: every row is scored (benchmarks/search_scale.py measures what that costs)."""
+    scores = matrix @ query
+    if allowed is not None:
+        scores = np.where(allowed, scores, -np.inf)
+    if min_score is not None:
+        scores = np.where(scores >= min_score, scores, -np.inf)
+    n = min(n, int(np.count_nonzero(scores > -np.inf)))
+    if n <= 0:
+        return []
+    top = np.argpartition(-scores, n - 1)[:n]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return [(int(row), float(scores[row])) for row in top]
+
+
 @dataclass(frozen=True)
 class Piece:
     """One chunk of a file: its character span in the file and its text."""

@@ -10,6 +10,7 @@ from beam_pipeline.search import (
     SearchRequest,
     allowed_paths,
     fuse,
+    top_rows,
     whole_lines,
 )
 
@@ -124,3 +125,15 @@ def test_rows_of_a_shard_come_from_their_row_groups_only(tmp_path):
     assert sorted(where) == [2, 3, 9]
     assert {row: table["n"][at].as_py() for row, at in where.items()} == {2: 2, 3: 3, 9: 9}
     assert table.num_rows == 3 + 3 + 1  # the middle group, 6..8, was not read
+
+
+def test_exact_ranking_ranks_only_allowed_rows_above_the_minimum():
+    import numpy as np
+
+    matrix = np.eye(4, dtype=np.float32)[[0, 1, 2, 3, 0]] * np.float32(0.9)
+    query = np.array([1, 0.5, 0, 0], dtype=np.float32)
+    assert [row for row, _ in top_rows(matrix, query, 3)] == [0, 4, 1]
+    allowed = np.array([False, True, True, True, True])
+    assert [row for row, _ in top_rows(matrix, query, 2, allowed)] == [4, 1]
+    assert top_rows(matrix, query, 10, allowed, min_score=0.5) == [(4, pytest.approx(0.9))]
+    assert top_rows(matrix, query, 5, np.zeros(5, dtype=bool)) == []

@@ -48,6 +48,20 @@ def test_commands_that_run_no_pipeline_never_import_beam(index, args):
     assert done.stderr.strip().splitlines()[-1] == "NO BEAM 0", done.stderr[-2000:]
 
 
+SEARCH_SKIPS = ("apache_beam", "pandas", "yaml", "pathspec", "tree_sitter")
+
+
+def test_a_search_imports_only_what_it_uses(index):
+    """A search reads Parquet, numpy and the lexical index; the profile parser, the walk's
+    globs, the chunkers' grammars and pandas (which pyarrow pulls in on some conversions)
+    cost it tens of ms each."""
+    check = CHECK.replace('"BEAM" if "apache_beam" in sys.modules else "NO BEAM"',
+                          f"[m for m in {SEARCH_SKIPS!r} if m in sys.modules]")
+    done = subprocess.run([sys.executable, "-c", check, "search", str(index), "serve forever"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.stderr.strip().splitlines()[-1] == "[] 0", done.stderr[-2000:]
+
+
 def test_the_version_is_the_packages():
     from beam_pipeline import __version__
 
