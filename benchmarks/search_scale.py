@@ -11,8 +11,8 @@
 - `--rows`: exact vector ranking (`search.top_rows`, what `--semantic` runs) over synthetic
   rows of 384 float32 dimensions, in memory: a query over all rows, over rows a filter keeps
   (10 %) and over a few rows gathered first (1,000: what a narrow filter leaves).
-- `--ann-rows`: an approximate index (usearch's HNSW) over the same kind of rows: build time,
-  size, query time and recall@10 against the exact ranking.
+- `--ann-rows`: an approximate index (usearch's HNSW; `pip install -e '.[bench]'`) over the
+  same kind of rows: build time, size, query time and recall@10 against the exact ranking.
 
 Synthetic rows are clustered (points around 2,000 centres, as chunks of related code are),
 because uniformly random vectors in 384 dimensions have no neighbours worth the name and
