@@ -11,7 +11,7 @@
 - `--rows`: exact vector ranking (`search.top_rows`, what `--semantic` runs) over synthetic
   rows of 384 float32 dimensions, in memory: a query over all rows, over rows a filter keeps
   (10 %) and over a few rows gathered first (1,000: what a narrow filter leaves).
-- `--ann-rows`: an approximate index (usearch's HNSW; `pip install -e '.[bench]'`) over the
+- `--ann-rows` (and `--ann-index`: over the real index's own vectors): an approximate index (usearch's HNSW; `pip install -e '.[bench]'`) over the
   same kind of rows: build time, size, query time and recall@10 against the exact ranking.
 
 Synthetic rows are clustered (points around 2,000 centres, as chunks of related code are),
@@ -110,13 +110,13 @@ def brute_force(rows: int, queries: int = 10) -> dict:
     return figures
 
 
-def approximate(rows: int, queries: int = 50) -> dict:
+def approximate(matrix: np.ndarray, label: str, queries: int = 50) -> dict:
     from usearch.index import Index as Hnsw
 
-    matrix = clustered(rows)
+    rows = len(matrix)
     asked = queries_near(matrix, queries)
     exact = [{row for row, _ in top_rows(matrix, q, 10)} for q in asked]
-    figures = {"rows": rows, "library": "usearch (HNSW)", "variants": []}
+    figures = {"rows": rows, "vectors": label, "library": "usearch (HNSW)", "variants": []}
     # f16 halves f32's size and, measured on 50k rows, builds in 6 s against 10 s for the
     # same recall (1.0); i8 builds in 2.7 s but recalls 0.89.
     for dtype in ("f16", "i8"):
@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="synthetic row counts for exact ranking ('' skips)")
     parser.add_argument("--ann-rows", default="1000000",
                         help="synthetic row counts for the approximate index ('' skips)")
+    parser.add_argument("--ann-index", action="store_true",
+                        help="also the approximate index over --index's own vectors")
     parser.add_argument("--repeat", type=int, default=7, help="whole search processes")
     parser.add_argument("--json", type=Path,
                         default=Path(__file__).parent / "results" / "search_scale.json")
@@ -172,10 +174,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"exact over {row['rows']:>9,} rows ({row['matrix_MB']:,.0f} MB): "
               f"{row['all_ms']:6.1f} ms; a 10 % filter {row['filter_10pct_ms']:6.1f} ms; "
               f"1,000 gathered rows {row['gathered_1000_ms']:5.2f} ms")
-    figures["approximate"] = [approximate(int(n)) for n in args.ann_rows.split(",") if n]
+    figures["approximate"] = [approximate(clustered(int(n)), "synthetic")
+                              for n in args.ann_rows.split(",") if n]
+    if args.index and args.ann_index:
+        from beam_pipeline.index import Index
+
+        matrix = np.ascontiguousarray(Index.open(args.index)._rows[0])
+        figures["approximate"].append(approximate(matrix, f"the index's ({args.index})"))
     for result in figures["approximate"]:
         for v in result["variants"]:
-            print(f"{result['library']} over {result['rows']:,} rows, {v['dtype']}, "
+            print(f"{result['library']} over {result['rows']:,} {result['vectors']} rows, "
+                  f"{v['dtype']}, "
                   f"ef {v['expansion_search']}: build {v['build_s']:.0f} s, "
                   f"{v['size_MB']:,.0f} MB, {v['query_ms']:.2f} ms a query, "
                   f"recall@10 {v['recall_at_10']:.3f}")

@@ -122,3 +122,22 @@ def test_the_quality_benchmark_scores_every_mode_and_guards_the_default(tmp_path
     assert rows["hybrid"]["recall_at_10"] >= 0.9 and rows["hybrid"]["mrr_at_10"] >= 0.6
     assert rows["fts"]["identifier"]["recall_at_10"] == 1.0
     assert "hybrid MRR@10" in proc.stdout
+
+
+def test_the_search_scale_benchmark_times_every_mode_and_ranks_exactly(tmp_path):
+    src = _tree(tmp_path / "src")
+    run_index(src, tmp_path / "index")
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.search_scale", "--index", str(tmp_path / "index"),
+         "--rows", "3000", "--ann-rows", "", "--repeat", "1", "--json", str(report)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(report.read_text())
+    assert set(data["index"]["query_ms"]) == {f"{mode}/{kind}" for mode in
+                                              ("semantic", "fts", "hybrid")
+                                              for kind in ("all", "filtered")}
+    assert data["index"]["rows"] == Index.open(tmp_path / "index").manifest["counts"]["rows"]
+    assert data["index"]["process"]["wall_s"] > 0
+    assert [row["rows"] for row in data["exact"]] == [3000]
+    assert data["exact"][0]["matrix_MB"] == pytest.approx(3000 * 384 * 4 / 1e6)
