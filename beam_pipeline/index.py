@@ -259,9 +259,8 @@ class Index:
 
     def _lexical(self, request: SearchRequest, paths: PathTerms | None):
         """BM25 ranking with the filters in the query (tantivy's clauses, not the row mask);
-        a case-sensitive search pages
-        through the case-blind ranking (the same scores) and keeps rows whose text has the
-        term."""
+        a case-sensitive search pages through the case-blind ranking (the same scores) and
+        keeps rows whose text has the term."""
         _, meta = self._rows
         want = request.fetch if request.mode == "hybrid" or request.files_only else request.k
         limit = want if not request.case_sensitive else max(4 * want, 200)
