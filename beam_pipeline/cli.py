@@ -41,6 +41,7 @@ def configure_logging(verbose: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .ann import DEFAULT_MIN_ROWS as DEFAULT_ANN_MIN_ROWS
     from .flags import add_index_flags
     from .journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
 
@@ -88,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--journal-fsync", action="store_true",
                        help="fsync the journal after every batch: a power loss keeps it too "
                        "(a killed process keeps it without)")
+    index.add_argument("--ann-min-rows", type=int, default=DEFAULT_ANN_MIN_ROWS, metavar="N",
+                       help="give snapshots of at least N rows an approximate vector index "
+                       "(HNSW), so a query does not score every row (default: %(default)s)")
     index.add_argument("--dry-run", action="store_true",
                        help="print the plan and the number of chunks to embed, then stop")
     index.add_argument("--quiet", "-q", action="store_true", help="no progress display")
@@ -124,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="cosine for --semantic and hybrid, BM25 for --fts, matches "
                         "for --regex")
     search.add_argument("--files-only", action="store_true", help="each file once, best first")
+    search.add_argument("--exact", action="store_true",
+                        help="rank every row, even in a snapshot with an approximate index")
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
 
     verify = commands.add_parser("verify", help="check the live snapshot against its manifest")
@@ -213,7 +219,8 @@ def run_index_command(args, beam_flags: list[str]) -> int:
                           keep=args.keep, dry_run=args.dry_run, announce=_announce,
                           quiet=args.quiet, local_paths_on_workers=args.local_paths_on_workers,
                           spill=args.spill, git=args.git, journal=args.journal,
-                          journal_max_mb=args.journal_max_mb, journal_fsync=args.journal_fsync)
+                          journal_max_mb=args.journal_max_mb, journal_fsync=args.journal_fsync,
+                          ann_min_rows=args.ann_min_rows)
     except RunnerRefused as exc:
         print(f"beam-index: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -247,7 +254,8 @@ def search_command(args) -> int:
             args.query, args.k, args.mode, languages=args.language,
             exclude_languages=args.exclude_language, path_filters=args.path_filter,
             exclude_paths=args.exclude_path, min_score=args.min_score, regex=args.regex,
-            case_sensitive=args.case_sensitive, fuzzy=args.fuzzy, files_only=args.files_only)
+            case_sensitive=args.case_sensitive, fuzzy=args.fuzzy, files_only=args.files_only,
+            exact=args.exact)
         hits = Index.open(args.output).search_request(request)
     except (IndexReadError, SearchError) as exc:
         print(f"beam-index: error: {exc}", file=sys.stderr)

@@ -48,3 +48,11 @@ def int_array(values: np.ndarray) -> pa.Array:
     data = np.ascontiguousarray(values)
     return pa.Array.from_buffers(pa.from_numpy_dtype(data.dtype), len(data),
                                  [None, pa.py_buffer(data)])
+
+
+def vectors_of(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
+    """A fixed-size-list vector column as a (rows, dim) float32 matrix."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    parts = [chunk.flatten().to_numpy(zero_copy_only=False).reshape(len(chunk), dim)
+             for chunk in chunks]
+    return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)

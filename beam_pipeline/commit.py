@@ -92,7 +92,7 @@ def read_current(out: str) -> str | None:
 def build_manifest(snapshot_id: str, fingerprint: dict, shards: list[dict], counts: dict,
                    failures: list[dict], stale: list[dict], stats: dict, source: dict,
                    previous: str | None = None, embedder_config: dict | None = None,
-                   lexical: dict | None = None) -> dict[str, Any]:
+                   lexical: dict | None = None, ann: dict | None = None) -> dict[str, Any]:
     manifest = {
         "format_version": FORMAT_VERSION,
         "schema_version": SCHEMA_VERSION,
@@ -111,6 +111,8 @@ def build_manifest(snapshot_id: str, fingerprint: dict, shards: list[dict], coun
     }
     if lexical is not None:
         manifest["lexical"] = lexical
+    if ann is not None:
+        manifest["ann"] = ann
     return manifest
 
 

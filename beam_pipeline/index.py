@@ -24,8 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import lexical, storage
-from .columns import int_array, mask_of, numpy_of, string_array
+from . import ann, lexical, storage
+from .ann import AnnError, ApproximateIndex
+from .columns import int_array, mask_of, numpy_of, string_array, vectors_of
 from .embedders import Embedder, get_embedder
 from .lexical import LexicalError, LexicalIndex
 from .schema import CURRENT_FILE, FILES_TABLE, FORMAT_VERSION, MANIFEST_FILE, SNAPSHOTS_DIR
@@ -161,11 +162,10 @@ class Index:
         matrix = np.empty((total, self.dim), dtype=np.float32)
         offset = 0
         for name in self.shards:
-            vectors = storage.read_parquet(self.shard_path(name), columns=["vector"])["vector"]
-            for chunk in vectors.chunks:
-                flat = chunk.values.to_numpy(zero_copy_only=False)
-                matrix[offset:offset + len(chunk)] = flat.reshape(len(chunk), self.dim)
-                offset += len(chunk)
+            vectors = vectors_of(storage.read_parquet(
+                self.shard_path(name), columns=["vector"])["vector"], self.dim)
+            matrix[offset:offset + len(vectors)] = vectors
+            offset += len(vectors)
         if local:  # a remote index is searched without a cache
             tmp = os.path.join(self.directory, f".{VECTOR_CACHE}.{os.getpid()}.tmp")
             try:
@@ -175,6 +175,18 @@ class Index:
             except OSError:
                 storage.delete(tmp)  # a read-only index is searched without a cache
         return matrix
+
+    @cached_property
+    def approximate(self) -> ApproximateIndex | None:
+        """The snapshot's approximate vector index (ann.py), or None when it has none (a
+        snapshot below `--ann-min-rows`, or an older one)."""
+        entry = self.manifest.get("ann")
+        if not ann.usable(entry):
+            return None
+        try:
+            return ApproximateIndex.open(self.directory, entry, self._rows[1]["id"])
+        except AnnError as exc:
+            raise IndexReadError(f"snapshot {self.snapshot_id}: {exc}") from None
 
     @cached_property
     def lexicon(self) -> LexicalIndex | None:
@@ -255,6 +267,9 @@ class Index:
         matrix, _ = self._rows
         query = self.embedder().embed([request.query])[0]
         n = (request.fetch if request.mode == "hybrid" or request.files_only else request.k)
+        graph = None if request.exact else self.approximate
+        if graph is not None:
+            return graph.rank(matrix, query, n, allowed, request.min_score)
         return top_rows(matrix, query, n, allowed, request.min_score)
 
     def _lexical(self, request: SearchRequest, paths: PathTerms | None):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import commit, faults, gitindex, journal, lexical, reindex, runners, storage
+from . import ann, commit, faults, gitindex, journal, lexical, reindex, runners, storage
 from . import stats as stats_mod
 from .cancel import CancelToken
 from .chunking import DEFAULT_CHUNK_SIZE, default_overlap
@@ -209,6 +209,8 @@ class RunRequest:
     journal: str = "auto"
     journal_max_mb: int = DEFAULT_JOURNAL_MB
     journal_fsync: bool = False
+    # Snapshots of at least this many rows also get an approximate vector index (ann.py).
+    ann_min_rows: int = ann.DEFAULT_MIN_ROWS
 
 
 def run_index(
@@ -251,6 +253,8 @@ def run_index(
                          f"got {req.journal!r}")
     if req.journal_max_mb < 1:
         raise ValueError(f"--journal-max-mb must be at least 1, got {req.journal_max_mb}")
+    if req.ann_min_rows < 1:
+        raise ValueError(f"--ann-min-rows must be at least 1, got {req.ann_min_rows}")
     placement = runners.place(pipeline_options)
     # The launcher's own reads of SOURCE and writes of OUT use the run's filesystem options.
     storage.use_options(pipeline_options)
@@ -511,8 +515,9 @@ class _Run:
             stats.end_time = time.time()
             return None
         if base is not None and not plan.has_changes and not plan.touched:
-            if not self.base_lexicon:
-                req.announce(f"Snapshot {base.snapshot_id} has no lexical index: adding one")
+            missing = self._missing_indexes()
+            if missing:
+                req.announce(f"Snapshot {base.snapshot_id} has no {missing}: adding it")
                 return plan
             stats.up_to_date = True
             stats.snapshot_id = base.snapshot_id
@@ -557,6 +562,26 @@ class _Run:
                                   reuse, self.spill_dir, self.req.cancel, spec)
             self.carried = carrying.result() if carrying else []
         return result
+
+    def _missing_indexes(self) -> str | None:
+        """What the base snapshot lacks that a commit of it now would have (an older
+        version's snapshot, or one that grew past --ann-min-rows), or None."""
+        missing = [] if self.base_lexicon else ["lexical index"]
+        manifest = self.base.manifest
+        if manifest.get("counts", {}).get("rows", 0) >= self.req.ann_min_rows \
+                and not ann.usable(manifest.get("ann")):
+            missing.append("approximate vector index")
+        return " and ".join(missing) or None
+
+    def _build_ann(self, shards: list[dict]) -> dict | None:
+        """The new snapshot's approximate index, saved into staging, from the base's."""
+        if sum(shard["rows"] for shard in shards) < self.req.ann_min_rows:
+            return None
+        self.req.tracker.set_stage("approximate index")
+        base = self.base
+        return ann.build(self.staging, shards, self.settings.embedder.dim,
+                         (base.directory, base.manifest.get("ann")) if base else None,
+                         self.req.ann_min_rows)
 
     @property
     def base_lexicon(self) -> bool:
@@ -617,6 +642,7 @@ class _Run:
         if base is not None:
             shards += self.carried + reindex.carry_rows(base, set(stale), staging)
         lexicon = self._finish_lexicon(shards, self.carried)
+        graph = self._build_ann(shards)
         stats.stale = [{"path": p, "reason": r} for p, r in sorted(stale.items())]
         stats.failures = [f for f in commit.staged_failures(staging) if f["path"] not in stale]
         stats.end_time = time.time()
@@ -635,7 +661,7 @@ class _Run:
             self.snapshot_id, self.settings.fingerprint(), shards, commit.staged_counts(staging),
             stats.failures, stats.stale, run_stats, source,
             previous=base.snapshot_id if base else None,
-            embedder_config=self.settings.embedder.config(), lexical=lexicon)
+            embedder_config=self.settings.embedder.config(), lexical=lexicon, ann=graph)
         commit.commit_snapshot(self.out, staging, manifest)
         stats.committed = True
         journal.clear(self.out)  # the snapshot holds what an unfinished run journaled

@@ -17,6 +17,11 @@ rows pass the filters. Path globs use .gitignore's syntax (gitwildmatch): `**` c
 folders, `*` does not, and a pattern without `/` matches a file name at any depth
 (`*.py`, `test_*`); `src/**/*.py` is anchored at the root.
 
+Vector ranking is exact (every row scored) unless the snapshot holds an approximate index
+(ann.py: only snapshots of at least `--ann-min-rows` rows, 2 M by default); then the graph's
+candidates are scored exactly, so scores keep their meaning and only recall is approximate.
+`exact` ranks every row anyway.
+
 Example::
 
     request = SearchRequest("parse config", k=5, languages=("python",),
@@ -56,6 +61,7 @@ class SearchRequest:
     case_sensitive: bool = False
     fuzzy: bool = False
     files_only: bool = False
+    exact: bool = False  # rank every row even where the snapshot has an approximate index
     notes: list[str] = field(default_factory=list, compare=False)
 
     def __post_init__(self):

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import lexical, storage
+from . import ann, lexical, storage
 from .discover import DEFAULT_MAX_FILE_SIZE, iter_source_files
 from .index import Index, IndexReadError
 from .schema import INDEXED, STALE, chunk_id, row_schema
@@ -64,6 +64,8 @@ def verify_index(out: str | Path, source: str | Path | None = None,
     problems += _check_rows(rows, files)
     if "lexical" in index.manifest:
         problems += _check_lexical(index, rows)
+    if "ann" in index.manifest:
+        problems += _check_ann(index, rows)
     if source is not None:
         problems += _check_source(files, source, max_file_size)
     return problems
@@ -103,6 +105,30 @@ def _check_lexical(index: Index, rows: pa.Table) -> list[str]:
         problems.append(f"lexical index: {len(missing)} rows without a document, "
                         f"{len(extra)} documents without a row")
     return problems
+
+
+def _check_ann(index: Index, rows: pa.Table) -> list[str]:
+    """The approximate index's file is the manifest's, and its graph holds exactly the rows'
+    keys."""
+    entry = index.manifest["ann"]
+    if not ann.usable(entry):
+        return [f"approximate index: not one this version reads ({str(entry)[:80]})"]
+    try:
+        size = storage.size(storage.join(index.directory, ann.ANN_FILE))
+    except OSError:
+        return [f"approximate index: {ann.ANN_FILE} is missing"]
+    if size != entry.get("bytes"):
+        return [(f"approximate index: {ann.ANN_FILE} has {size} bytes, manifest says "
+                 f"{entry.get('bytes')}")]
+    try:
+        graph = ann.ApproximateIndex.open(index.directory, entry, rows["id"]).graph
+        keys = ann.row_keys(rows["id"])
+    except (ann.AnnError, ValueError) as exc:
+        return [f"approximate index: {_first_line(exc)}"]
+    if not ann.distinct(keys):
+        return ["approximate index: rows share keys (such a snapshot must have none)"]
+    absent = int(np.count_nonzero(~np.asarray(graph.contains(keys), dtype=bool)))
+    return [f"approximate index: {absent} rows missing from the graph"] if absent else []
 
 
 def _check_rows(rows: pa.Table, files: pa.Table) -> list[str]:

@@ -12,6 +12,7 @@ import pytest
 from conftest import code_file, make_tree
 
 from beam_pipeline import IndexSettings, run_index
+from beam_pipeline.ann import EXPANSION_SEARCH
 from beam_pipeline.index import Index
 from beam_pipeline.sourcefile import DEFAULT_CHUNKER
 from benchmarks import shapes
@@ -130,7 +131,7 @@ def test_the_search_scale_benchmark_times_every_mode_and_ranks_exactly(tmp_path)
     report = tmp_path / "report.json"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.search_scale", "--index", str(tmp_path / "index"),
-         "--rows", "3000", "--ann-rows", "", "--repeat", "1", "--json", str(report)],
+         "--rows", "3000", "--ann-rows", "3000", "--repeat", "1", "--json", str(report)],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     data = json.loads(report.read_text())
@@ -141,3 +142,9 @@ def test_the_search_scale_benchmark_times_every_mode_and_ranks_exactly(tmp_path)
     assert data["index"]["process"]["wall_s"] > 0
     assert [row["rows"] for row in data["exact"]] == [3000]
     assert data["exact"][0]["matrix_MB"] == pytest.approx(3000 * 384 * 4 / 1e6)
+    [graph] = data["approximate"]
+    assert graph["rows"] == 3000 and graph["size_MB"] > 0
+    shipped = {v["rows_ranked"]: v for v in graph["variants"]
+               if v["expansion_search"] == EXPANSION_SEARCH}
+    assert set(shipped) == {"all", "filter_10pct"}
+    assert min(v["recall_at_10"] for v in shipped.values()) >= 0.9

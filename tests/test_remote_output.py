@@ -35,14 +35,15 @@ def test_index_reindex_search_and_verify_on_s3(tmp_path, s3_flags):
     })
     out = f"s3://{BUCKET}/nightly/index"
     settings = IndexSettings.create(chunk_size=400)
-    first = run_index(src, out, settings, pipeline_options=s3_flags, keep=1)
+    # A graph on every snapshot: the approximate index goes through FileSystems too.
+    first = run_index(src, out, settings, pipeline_options=s3_flags, keep=1, ann_min_rows=1)
     assert first.committed and first.files_processed == 7
     local = run_index(src, tmp_path / "local", settings)
     assert _rows(Index.open(out, s3_flags)).equals(_rows(Index.open(tmp_path / "local")))
 
     (src / "pkg/m0.py").write_text(code_file("changed", 3))
     (src / "pkg/m5.py").unlink()
-    second = run_index(src, out, settings, pipeline_options=s3_flags, keep=1)
+    second = run_index(src, out, settings, pipeline_options=s3_flags, keep=1, ann_min_rows=1)
     assert second.committed and (second.files_changed, second.files_deleted) == (1, 1)
     assert second.files_unchanged == 5 and second.pruned == [first.snapshot_id]
     index = Index.open(out)
@@ -50,6 +51,10 @@ def test_index_reindex_search_and_verify_on_s3(tmp_path, s3_flags):
     paths = set(_rows(index)["path"].to_pylist())
     assert paths == {f"pkg/m{i}.py" for i in range(5)} | {"net/server.py"}
     assert index.search("changed_2", k=1)[0]["path"] == "pkg/m0.py"
+    graph = index.manifest["ann"]
+    assert graph["rows"] == index.manifest["counts"]["rows"] and graph["added"] > 0
+    assert index.search("changed_2", k=3, mode="semantic") == \
+        index.search("changed_2", k=3, mode="semantic", exact=True)
     assert verify_index(out) == []
     # Only the live snapshot and CURRENT remain: no staging, no lock, nothing of the first run.
     names = storage.list_tree(out)
