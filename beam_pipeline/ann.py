@@ -4,12 +4,14 @@ Exact ranking scores every row: 96 ms a query at 1 M rows and 454 ms at 5 M on t
 machine (benchmarks/search_scale.py), so past about 2 M rows a query would exceed 200 ms. A
 snapshot of at least `DEFAULT_MIN_ROWS` rows (`--ann-min-rows`) therefore also holds
 `vectors.usearch`: usearch's own file (a header, the vectors in float16 and the graph; nothing
-in it is executed), listed in the manifest under `"ann"`. Smaller snapshots have none and
-rank exactly.
+in it is executed), and `vectors.keys.npy`, which row each key is: listed in the manifest
+under `"ann"`. Smaller snapshots have none and rank exactly.
 
 - Keys: a row's key is the first 16 hex digits of its id (ids are sha256-derived, schema.py)
   as an unsigned 64-bit integer, so a key names the same row in every snapshot and the graph
-  can be carried forward. Two rows of one snapshot with the same key (odds of about 1 in 10^6
+  can be carried forward. The keys file holds the snapshot's keys sorted, each with its row
+  number (rows counted through the shards in the manifest's order, by name): a search finds
+  its candidates' rows by binary search in a memory-mapped file instead of parsing every id. Two rows of one snapshot with the same key (odds of about 1 in 10^6
   at 5 M rows) leave that snapshot without a graph: exact ranking, never a lost row.
 - Re-index: the previous snapshot's graph is loaded, the keys of rows that are gone are
   removed, the new rows are added, and it is saved into the new snapshot. HNSW only marks
@@ -31,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -46,6 +49,7 @@ from .columns import vectors_of
 log = logging.getLogger(__name__)
 
 ANN_FILE = "vectors.usearch"
+KEYS_FILE = "vectors.keys.npy"
 ENGINE = "usearch"
 # Bump when keys or parameters change meaning: a graph of another layout is rebuilt.
 LAYOUT = 1
@@ -59,7 +63,7 @@ DTYPE = "f16"
 METRIC = "ip"  # rows are unit vectors: inner product is cosine
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
-EXPANSION_SEARCH = 512
+EXPANSION_SEARCH = 1024
 CANDIDATES = 100
 EXACT_ROWS = 100_000
 REBUILD_SHARE = 0.25
@@ -74,7 +78,8 @@ class AnnError(Exception):
 def usable(entry: object) -> bool:
     """Whether a manifest's "ann" entry describes a graph this version reads."""
     return isinstance(entry, dict) and entry.get("engine") == ENGINE \
-        and entry.get("layout") == LAYOUT and entry.get("file") == ANN_FILE
+        and entry.get("layout") == LAYOUT and entry.get("file") == ANN_FILE \
+        and entry.get("keys_file") == KEYS_FILE
 
 
 def row_keys(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -94,6 +99,13 @@ def row_keys(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def distinct(keys: np.ndarray) -> bool:
     """Whether every key is different (and none is usearch's empty-slot marker)."""
     return len(np.unique(keys)) == len(keys) and not np.any(keys == _FREE_KEY)
+
+
+def key_table(keys: np.ndarray) -> np.ndarray:
+    """The keys file's content: the keys sorted, and under them each one's row number (two
+    contiguous lines: a binary search reads a few pages of the first)."""
+    order = np.argsort(keys, kind="stable")
+    return np.stack([keys[order], order.astype(np.uint64)])
 
 
 def new_graph(dim: int):
@@ -119,6 +131,21 @@ def _restore(snapshot_dir: str, view: bool):
     return graph
 
 
+def read_key_table(snapshot_dir: str) -> np.ndarray:
+    """A snapshot's keys file, memory-mapped when local."""
+    path = storage.join(snapshot_dir, KEYS_FILE)
+    try:
+        if storage.is_local(path):
+            table = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            table = np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise AnnError(f"{path}: {exc}") from None
+    if table.dtype != np.uint64 or table.ndim != 2 or table.shape[0] != 2:
+        raise AnnError(f"{path}: not a table of keys and rows")
+    return table
+
+
 def build(staging: str, shards: Sequence[dict], dim: int, base: tuple[str, dict] | None,
           min_rows: int) -> dict | None:
     """Write the graph of exactly the `shards` (the manifest's entries, files in `staging`)
@@ -128,7 +155,7 @@ def build(staging: str, shards: Sequence[dict], dim: int, base: tuple[str, dict]
     total = sum(int(shard["rows"]) for shard in shards)
     if total < min_rows or total == 0:
         return None
-    names = [shard["path"] for shard in shards]
+    names = sorted(shard["path"] for shard in shards)  # the manifest's order: row numbers
     keys = [row_keys(storage.read_parquet(storage.join(staging, name), columns=["id"])["id"])
             for name in names]
     every = np.concatenate(keys)
@@ -157,7 +184,10 @@ def build(staging: str, shards: Sequence[dict], dim: int, base: tuple[str, dict]
         added += int(np.count_nonzero(missing))
     if len(graph) != total:
         raise AnnError(f"approximate index holds {len(graph)} rows, the snapshot {total}")
-    target = storage.join(staging, ANN_FILE)
+    target, keys_target = storage.join(staging, ANN_FILE), storage.join(staging, KEYS_FILE)
+    buffer = io.BytesIO()
+    np.save(buffer, key_table(every), allow_pickle=False)
+    storage.write_bytes(keys_target, buffer.getvalue())
     if storage.is_local(target):
         graph.save(target)
     else:
@@ -167,7 +197,8 @@ def build(staging: str, shards: Sequence[dict], dim: int, base: tuple[str, dict]
             with open(local, "rb") as fh:
                 storage.write_bytes(target, fh.read())
     return {"engine": ENGINE, "layout": LAYOUT, "file": ANN_FILE,
-            "bytes": storage.size(target), "rows": total, "dim": dim, "dtype": DTYPE,
+            "bytes": storage.size(target), "keys_file": KEYS_FILE,
+            "keys_bytes": storage.size(keys_target), "rows": total, "dim": dim, "dtype": DTYPE,
             "metric": METRIC, "connectivity": CONNECTIVITY, "expansion_add": EXPANSION_ADD,
             "expansion_search": EXPANSION_SEARCH, "added": added, "removed": removed}
 
@@ -175,28 +206,27 @@ def build(staging: str, shards: Sequence[dict], dim: int, base: tuple[str, dict]
 class ApproximateIndex:
     """A snapshot's graph, and where each of its keys is among the snapshot's rows."""
 
-    def __init__(self, graph, keys: np.ndarray, expansion_search: int = EXPANSION_SEARCH):
+    def __init__(self, graph, table: np.ndarray, expansion_search: int = EXPANSION_SEARCH):
         self.graph = graph
-        self._order = np.argsort(keys, kind="stable")
-        self._sorted = keys[self._order]
+        self._sorted, self._order = table[0], table[1]
         self.expansion_search = expansion_search
 
     @classmethod
-    def open(cls, snapshot_dir: str, entry: dict, ids: pa.Array | pa.ChunkedArray
-             ) -> ApproximateIndex:
-        """The graph of a snapshot whose rows, in order, have these ids (memory-mapped when
+    def open(cls, snapshot_dir: str, entry: dict, rows: int) -> ApproximateIndex:
+        """The graph of a snapshot of `rows` rows (memory-mapped, with its keys file, when
         the snapshot is a local folder)."""
         graph = _restore(snapshot_dir, view=True)
-        if len(graph) != len(ids):
-            raise AnnError(f"approximate index holds {len(graph)} rows, the snapshot "
-                           f"{len(ids)}")
-        return cls(graph, row_keys(ids), int(entry.get("expansion_search", EXPANSION_SEARCH)))
+        table = read_key_table(snapshot_dir)
+        if len(graph) != rows or table.shape != (2, rows):
+            raise AnnError(f"approximate index holds {len(graph)} rows and {table.shape[1]} keys, "
+                           f"the snapshot {rows} rows")
+        return cls(graph, table, int(entry.get("expansion_search", EXPANSION_SEARCH)))
 
     def rows_of(self, keys: np.ndarray) -> np.ndarray:
         """The row number of each key (-1 for a key no row has)."""
         at = np.minimum(np.searchsorted(self._sorted, keys), max(len(self._sorted) - 1, 0))
         found = self._sorted[at] == keys if len(self._sorted) else np.zeros(len(keys), bool)
-        return np.where(found, self._order[at], -1)
+        return np.where(found, self._order[at].astype(np.int64), -1)
 
     def candidates(self, query: np.ndarray, count: int) -> np.ndarray:
         """About the `count` rows nearest to `query`, as row numbers."""

@@ -184,7 +184,7 @@ class Index:
         if not ann.usable(entry):
             return None
         try:
-            return ApproximateIndex.open(self.directory, entry, self._rows[1]["id"])
+            return ApproximateIndex.open(self.directory, entry, self._rows[1].num_rows)
         except AnnError as exc:
             raise IndexReadError(f"snapshot {self.snapshot_id}: {exc}") from None
 

@@ -110,6 +110,9 @@ class IndexSettings:
     chunker: str = AUTO  # resolved by `for_previous` before anything is chunked
 
     def fingerprint(self) -> dict:
+        if self.chunker == AUTO:
+            raise ValueError("the chunker is still 'auto': for_previous() decides it, and a "
+                             "fingerprint names the chunker that cuts the files")
         chunker = {"name": CHUNKER_NAMES[self.chunker], "size": self.chunk_size,
                    "overlap": self.chunk_overlap}
         if self.chunker == SYNTAX:

@@ -113,22 +113,28 @@ def _check_ann(index: Index, rows: pa.Table) -> list[str]:
     entry = index.manifest["ann"]
     if not ann.usable(entry):
         return [f"approximate index: not one this version reads ({str(entry)[:80]})"]
+    for name, key in ((ann.ANN_FILE, "bytes"), (ann.KEYS_FILE, "keys_bytes")):
+        try:
+            size = storage.size(storage.join(index.directory, name))
+        except OSError:
+            return [f"approximate index: {name} is missing"]
+        if size != entry.get(key):
+            return [f"approximate index: {name} has {size} bytes, manifest says {entry.get(key)}"]
     try:
-        size = storage.size(storage.join(index.directory, ann.ANN_FILE))
-    except OSError:
-        return [f"approximate index: {ann.ANN_FILE} is missing"]
-    if size != entry.get("bytes"):
-        return [(f"approximate index: {ann.ANN_FILE} has {size} bytes, manifest says "
-                 f"{entry.get('bytes')}")]
-    try:
-        graph = ann.ApproximateIndex.open(index.directory, entry, rows["id"]).graph
+        opened = ann.ApproximateIndex.open(index.directory, entry, rows.num_rows)
         keys = ann.row_keys(rows["id"])
     except (ann.AnnError, ValueError) as exc:
         return [f"approximate index: {_first_line(exc)}"]
     if not ann.distinct(keys):
         return ["approximate index: rows share keys (such a snapshot must have none)"]
-    absent = int(np.count_nonzero(~np.asarray(graph.contains(keys), dtype=bool)))
-    return [f"approximate index: {absent} rows missing from the graph"] if absent else []
+    problems = []
+    if not np.array_equal(opened.rows_of(keys), np.arange(len(keys))):
+        problems.append(f"approximate index: {ann.KEYS_FILE} does not map the rows' keys to "
+                        "their rows")
+    absent = int(np.count_nonzero(~np.asarray(opened.graph.contains(keys), dtype=bool)))
+    if absent:
+        problems.append(f"approximate index: {absent} rows missing from the graph")
+    return problems
 
 
 def _check_rows(rows: pa.Table, files: pa.Table) -> list[str]:

@@ -128,7 +128,7 @@ def approximate(matrix: np.ndarray, label: str, queries: int = 50) -> dict:
         path = Path(tmp) / ann.ANN_FILE
         graph.save(str(path))
         size_mb = path.stat().st_size / 1e6
-    index = ann.ApproximateIndex(graph, np.arange(rows, dtype=np.uint64))
+    index = ann.ApproximateIndex(graph, ann.key_table(np.arange(rows, dtype=np.uint64)))
     figures = {"rows": rows, "vectors": label, "library": "usearch (HNSW)", "dtype": ann.DTYPE,
                "connectivity": ann.CONNECTIVITY, "expansion_add": ann.EXPANSION_ADD,
                "build_s": build_s, "size_MB": size_mb, "variants": []}

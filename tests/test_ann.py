@@ -58,7 +58,7 @@ def graph_and_matrix(tmp_path_factory):
     ids = _ids(len(matrix))
     _write_shard(staging / "part-a.parquet", ids, matrix)
     entry = ann.build(str(staging), [{"path": "part-a.parquet", "rows": len(ids)}], DIM, None, 1)
-    graph = ann.ApproximateIndex.open(str(staging), entry, pa.array(ids))
+    graph = ann.ApproximateIndex.open(str(staging), entry, len(ids))
     return graph, matrix, entry
 
 
@@ -214,3 +214,16 @@ def test_verify_finds_a_graph_that_misses_rows(tmp_path):
     manifest_path.write_text(json.dumps(manifest))
     problems = verify_index(out)
     assert len(problems) == 1 and problems[0].startswith("approximate index:")
+
+
+def test_verify_finds_a_keys_file_that_misplaces_rows(tmp_path):
+    src = make_tree(tmp_path / "src", TREE)
+    out = tmp_path / "out"
+    run_index(src, out, ann_min_rows=1)
+    index = Index.open(out)
+    path = Path(index.directory) / ann.KEYS_FILE
+    table = np.load(path)
+    table[1, [0, 1]] = table[1, [1, 0]]  # two keys name each other's rows
+    np.save(path, table)
+    assert verify_index(out) == [
+        f"approximate index: {ann.KEYS_FILE} does not map the rows' keys to their rows"]

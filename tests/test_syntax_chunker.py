@@ -224,3 +224,10 @@ def test_syntax_chunks_need_no_network_and_no_cache(tmp_path):
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["files_processed"] == 11 and stats["fixed_chunks_by_reason"] == {}
     assert not any(home.iterdir()), "nothing was cached or fetched"
+
+
+def test_an_unresolved_auto_chunker_has_no_fingerprint():
+    settings = IndexSettings.create("hashing")
+    with pytest.raises(ValueError, match="still 'auto'"):
+        settings.fingerprint()
+    assert settings.for_previous(None).fingerprint()["chunker"]["name"] == "syntax"
