@@ -17,11 +17,9 @@ import logging
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 
 from . import faults, stats
+from .bundles import at_bundle_end, in_global_window
 from .embedders import Embedder
 from .embedding import EmbedderProcesses, timed_embed
 from .faults import fault_point
@@ -58,7 +56,7 @@ class BatchChunks(beam.DoFn):
 
     def finish_bundle(self):
         if self._pending:
-            yield _global(self._pending)
+            yield in_global_window(self._pending)
             self._pending = []
 
 
@@ -118,10 +116,7 @@ class EmbedBatch(beam.DoFn):
     def finish_bundle(self):
         if self._in_flight:
             for output in self._emit_completed(ALL_COMPLETED):
-                if isinstance(output, beam.pvalue.TaggedOutput):
-                    yield beam.pvalue.TaggedOutput(output.tag, _global(output.value))
-                else:
-                    yield _global(output)
+                yield at_bundle_end(output)
         if self._journal is not None:
             self._journal.flush()
         self.progress.flush()
@@ -175,10 +170,6 @@ def _call_now(fn, batch) -> Future:
     future: Future = Future()
     future.set_result(fn(batch))
     return future
-
-
-def _global(value) -> WindowedValue:
-    return WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()])
 
 
 class EmbedChunks(beam.PTransform):

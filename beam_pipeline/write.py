@@ -16,11 +16,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 
 from . import stats, storage
+from .bundles import in_global_window
 from .faults import fault_point
 from .progress import WRITTEN, RunLink
 from .records import FileRecord
@@ -134,7 +132,7 @@ class WriteShardsFn(beam.DoFn):
             self._writing.append(self._writer.submit(last))
         writing, self._writing = self._writing, []
         for future in writing:
-            yield WindowedValue(self._written(future.result()), MIN_TIMESTAMP, [GlobalWindow()])
+            yield in_global_window(self._written(future.result()))
         self.progress.flush()
 
     def _written(self, shard: dict) -> dict:

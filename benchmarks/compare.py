@@ -22,6 +22,7 @@ from pathlib import Path
 from beam_pipeline.chunk import ChunkerConfig, FileSkipped, load_chunks
 from beam_pipeline.chunking import DEFAULT_CHUNK_SIZE, default_overlap
 from beam_pipeline.discover import DEFAULT_MAX_FILE_SIZE
+from beam_pipeline.sourcefile import DEFAULT_CHUNKER
 
 THREADS = 8
 BATCH = 64
@@ -106,7 +107,8 @@ from benchmarks.shapes import make_embedder
 start = time.perf_counter()
 embedder = make_embedder(sys.argv[1], sys.argv[2] or None)
 embedder.load()
-config = ChunkerConfig(sys.argv[3], DEFAULT_CHUNK_SIZE, default_overlap(DEFAULT_CHUNK_SIZE), 1 << 20)
+config = ChunkerConfig(sys.argv[3], DEFAULT_CHUNK_SIZE, default_overlap(DEFAULT_CHUNK_SIZE), 1 << 20,
+                       chunker=sys.argv[6])
 texts = []
 for rel in Path(sys.argv[4]).read_text().splitlines():
     try:
@@ -165,7 +167,7 @@ def _pythonpath() -> str:
 def embedder_alone(embedder: str, corpus: Path, files: Path, url: str | None) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", _ALONE, "openai" if embedder.startswith("fake") else embedder,
-         url or "", str(corpus), str(files), str(BATCH)],
+         url or "", str(corpus), str(files), str(BATCH), DEFAULT_CHUNKER],
         check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _pythonpath()})
     result = json.loads(out.stdout.splitlines()[-1])
     return {**result, "chunks_per_s": result["chunks"] / result["wall_s"]}
