@@ -39,6 +39,14 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("apache_beam").setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
+def count(text: str) -> int:
+    """A count flag's value: a usage error (exit 2) below 1, like any malformed flag."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .ann import DEFAULT_MIN_ROWS as DEFAULT_ANN_MIN_ROWS
@@ -83,13 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep what is embedded in OUT/.journal until the commit, so a "
                        "killed or failed run's vectors are reused by the next (default: auto, "
                        "every embedder but hashing)")
-    index.add_argument("--journal-max-mb", type=int, default=DEFAULT_JOURNAL_MB, metavar="MB",
+    index.add_argument("--journal-max-mb", type=count, default=DEFAULT_JOURNAL_MB,
+                       metavar="MB",
                        help="cap of the resume journal; its oldest segments go first "
                        "(default: %(default)s)")
     index.add_argument("--journal-fsync", action="store_true",
                        help="fsync the journal after every batch: a power loss keeps it too "
                        "(a killed process keeps it without)")
-    index.add_argument("--ann-min-rows", type=int, default=DEFAULT_ANN_MIN_ROWS, metavar="N",
+    index.add_argument("--ann-min-rows", type=count, default=DEFAULT_ANN_MIN_ROWS,
+                       metavar="N",
                        help="give snapshots of at least N rows an approximate vector index "
                        "(HNSW), so a query does not score every row (default: %(default)s)")
     index.add_argument("--dry-run", action="store_true",

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import code_file, make_tree
+from conftest import code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, ann, run_index
 from beam_pipeline.index import Index
@@ -227,3 +227,20 @@ def test_verify_finds_a_keys_file_that_misplaces_rows(tmp_path):
     np.save(path, table)
     assert verify_index(out) == [
         f"approximate index: {ann.KEYS_FILE} does not map the rows' keys to their rows"]
+
+
+def test_the_cli_builds_and_searches_the_graph_or_ranks_exactly(tmp_path):
+    src = make_tree(tmp_path / "src", TREE)
+    out = tmp_path / "out"
+    assert run_cli("index", src, "--output", out, "-q", "--ann-min-rows", "1").returncode == 0
+    assert _manifest(out)["ann"]["rows"] == _manifest(out)["counts"]["rows"]
+
+    def scores(*flags):
+        proc = run_cli("search", out, "m4_function_3", "--semantic", "--json", *flags)
+        assert proc.returncode == 0, proc.stderr
+        return [hit["score"] for hit in json.loads(proc.stdout)]
+
+    exact, approximate = scores("--exact"), scores()
+    assert len(exact) == len(approximate) == 10
+    assert sum(score >= exact[-1] - 1e-6 for score in approximate) >= 9
+    assert run_cli("index", src, "--output", out, "--ann-min-rows", "0").returncode == 2
