@@ -197,11 +197,14 @@ def test_below_the_threshold_no_graph_until_a_run_finds_one_missing(tmp_path):
     assert run_index(src, out, ann_min_rows=1).up_to_date
 
 
-def test_verify_finds_a_graph_that_misses_rows(tmp_path):
-    src = make_tree(tmp_path / "src", TREE)
+def _indexed_with_graph(tmp_path: Path) -> tuple[Path, Index]:
     out = tmp_path / "out"
-    run_index(src, out, ann_min_rows=1)
-    index = Index.open(out)
+    run_index(make_tree(tmp_path / "src", TREE), out, ann_min_rows=1)
+    return out, Index.open(out)
+
+
+def test_verify_finds_a_graph_that_misses_rows(tmp_path):
+    out, index = _indexed_with_graph(tmp_path)
     from usearch.index import Index as Hnsw
 
     path = Path(index.directory) / ann.ANN_FILE
@@ -217,10 +220,7 @@ def test_verify_finds_a_graph_that_misses_rows(tmp_path):
 
 
 def test_verify_finds_a_keys_file_that_misplaces_rows(tmp_path):
-    src = make_tree(tmp_path / "src", TREE)
-    out = tmp_path / "out"
-    run_index(src, out, ann_min_rows=1)
-    index = Index.open(out)
+    out, index = _indexed_with_graph(tmp_path)
     path = Path(index.directory) / ann.KEYS_FILE
     table = np.load(path)
     table[1, [0, 1]] = table[1, [1, 0]]  # two keys name each other's rows
