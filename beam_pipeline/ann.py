@@ -11,8 +11,9 @@ under `"ann"`. Smaller snapshots have none and rank exactly.
   as an unsigned 64-bit integer, so a key names the same row in every snapshot and the graph
   can be carried forward. The keys file holds the snapshot's keys sorted, each with its row
   number (rows counted through the shards in the manifest's order, by name): a search finds
-  its candidates' rows by binary search in a memory-mapped file instead of parsing every id. Two rows of one snapshot with the same key (odds of about 1 in 10^6
-  at 5 M rows) leave that snapshot without a graph: exact ranking, never a lost row.
+  its candidates' rows by binary search in a memory-mapped file instead of parsing every id.
+  Two rows of one snapshot with the same key (odds of about 1 in 10^6 at 5 M rows) leave that
+  snapshot without a graph: exact ranking, never a lost row.
 - Re-index: the previous snapshot's graph is loaded, the keys of rows that are gone are
   removed, the new rows are added, and it is saved into the new snapshot. HNSW only marks
   removed nodes, so once removals since the last full build pass `REBUILD_SHARE` of the rows,
@@ -27,7 +28,7 @@ under `"ann"`. Smaller snapshots have none and rank exactly.
 Example::
 
     entry = build(staging, manifest_shards, dim=384, base=None, min_rows=1)
-    graph = ApproximateIndex.open(snapshot_dir, entry, ids)
+    graph = ApproximateIndex.open(snapshot_dir, entry, rows=entry["rows"])
     ranked = graph.rank(matrix, query, 10)
 """
 
@@ -45,6 +46,7 @@ import pyarrow as pa
 
 from . import storage
 from .columns import vectors_of
+from .search import top_rows
 
 log = logging.getLogger(__name__)
 
@@ -244,8 +246,6 @@ class ApproximateIndex:
              ) -> list[tuple[int, float]]:
         """What `search.top_rows` returns, from the graph's candidates scored exactly: the
         `n` best allowed rows at or above `min_score`, as (row, score), best first."""
-        from .search import top_rows
-
         if allowed is None:
             rows = np.sort(self.candidates(query, max(n, CANDIDATES)))
             return _best(rows, matrix[rows] @ query, n, min_score)
