@@ -108,8 +108,26 @@ def test_query_terms_are_cut_as_the_content_is():
     assert parts.analyze("handle_request") == ["handle", "request"]
     # Not every piece is a known sub-word: the identifier then stays whole.
     assert parts.analyze("xyzzyPlugh") == ["xyzzyplugh"]
-    assert lexical._analyzers()["words"].analyze("read_config(x) readConfig") == \
+    analyzers = lexical._analyzers()
+    assert lexical.cut(analyzers, "words", "read_config(x) readConfig") == \
         ["read_config", "readconfig"]
+    # Digits belong to words; single ASCII characters are not terms.
+    assert lexical.cut(analyzers, "words", "error 404 in v2.load(i, 2to3)") == \
+        ["error", "404", "in", "v2", "load", "2to3"]
+
+
+@pytest.mark.parametrize("text", [
+    "read_config(x) -> dict:", "a.b[c]{d}<e>|f&g", "tab\there\nnewline", "",
+    "café = naïve_thing(x)", "x→y — «quoted» 東京_駅", "surrogate \udcff here",
+])
+def test_word_text_cuts_at_every_non_word_character(text):
+    """The ASCII byte table and the regex agree: words are the runs of \\w, nothing else."""
+    import re
+
+    from beam_pipeline.lexical import word_text
+
+    prepared = word_text(text)
+    assert prepared.split() == re.findall(r"\w+", text)
 
 
 def test_rows_of_a_shard_come_from_their_row_groups_only(tmp_path):
