@@ -95,8 +95,13 @@ class EmbedBatch(beam.DoFn):
         if self.processes > 0 and self.embedder.gil_bound:
             # The helpers load their own copies. A few batches queued per helper: each starts
             # the next the moment it answers, while this thread is busy cutting chunks.
-            self._helpers = EmbedderProcesses(self.embedder, self.processes)
-            self._submit, self._limit = self._helpers.submit, QUEUED_PER_HELPER * self.processes
+            self._limit = QUEUED_PER_HELPER * self.processes
+            # All but one of the batches in flight may wait on the first helper (measured on
+            # the stdlib with the syntax chunker: one helper took 635 of 652 batches, the run
+            # 6.8 s against 7.0-7.3 s; with fixed chunks both helpers still share the work).
+            self._helpers = EmbedderProcesses(self.embedder, self.processes,
+                                              fill_first=self._limit - 1)
+            self._submit = self._helpers.submit
             return
         self.embedder.load()  # once per worker: a model loads here, never per bundle
         embed = functools.partial(timed_embed, self.embedder)

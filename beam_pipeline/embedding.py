@@ -188,13 +188,16 @@ class EmbedderProcesses:
     """`count` helper processes, each with its own copy of `embedder` (loaded there).
 
     `submit(batch)` returns a Future of `(outcomes, calls, seconds)` and never waits for a
-    helper: the batch is queued to the least busy one. A helper that cannot start or dies
-    (OOM killer, crash) is not replaced: its batches are embedded in this process instead,
-    with a warning, so a run never fails or loses chunks because of a helper.
+    helper: the batch is queued to the first helper holding fewer than `fill_first` batches,
+    else to the least busy one (with `fill_first` 1, to an idle or else the least busy one).
+    A helper that cannot start or dies (OOM killer, crash) is not replaced: its batches are
+    embedded in this process instead, with a warning, so a run never fails or loses chunks
+    because of a helper.
     """
 
-    def __init__(self, embedder: Embedder, count: int):
+    def __init__(self, embedder: Embedder, count: int, fill_first: int = 1):
         self.embedder = embedder
+        self.fill_first = fill_first
         self._helpers: list[_Helper] = []
         self._local_loaded = False
         self._local_lock = threading.Lock()
@@ -212,7 +215,13 @@ class EmbedderProcesses:
     def submit(self, batch: list) -> Future:
         if self._closed:
             raise RuntimeError("the embedding helpers were closed")
-        for helper in sorted(self._helpers, key=lambda h: h.queued):
+        # The first helper holding fewer than `fill_first` batches takes it, else the least
+        # busy: when batches come slower than one helper embeds them (the syntax chunker's
+        # parse is the slow side), one helper does the work, with one token cache, and the
+        # others idle instead of taking cores from the pipeline.
+        helpers = [h for h in self._helpers if h.queued < self.fill_first] or \
+            sorted(self._helpers, key=lambda h: h.queued)
+        for helper in helpers:
             future = helper.submit(batch)
             if future is not None:
                 return future

@@ -82,6 +82,27 @@ def test_batches_run_in_other_processes_and_the_helpers_exit_on_close():
     assert [p.poll() for p in processes] == [0, 0]
 
 
+class SlowHelperPids(HelperPids):
+    """HelperPids that takes 0.2 s a call, so that submitted batches queue up."""
+
+    def embed(self, texts):
+        import time
+
+        time.sleep(0.2)
+        return super().embed(texts)
+
+
+@pytest.mark.parametrize("fill_first, expected", [(3, [0, 0, 0, 1]), (1, [0, 1, 0, 1])])
+def test_the_first_helper_is_filled_before_the_next(fill_first, expected):
+    """With `fill_first` 3 the first helper takes three queued batches before the second gets
+    one (one token cache while one helper keeps up); with 1, queued batches alternate."""
+    with EmbedderProcesses(SlowHelperPids(16), count=2, fill_first=fill_first) as helpers:
+        pids = [h.process.pid for h in helpers._helpers]
+        futures = [helpers.submit(batch) for batch in batches()[:4]]
+        answered = [int(np.frombuffer(f.result()[0][0], np.float32)[0]) for f in futures]
+    assert [pids.index(pid) for pid in answered] == expected
+
+
 def test_a_helper_that_dies_loses_no_chunk(caplog):
     expected = HashingEmbedder(64)
     with caplog.at_level(logging.WARNING), EmbedderProcesses(DiesInHelper(64), 1) as helpers:
