@@ -65,13 +65,16 @@ class Placement:
     runner: str  # as the user named it, for messages
     local: bool  # the workers share the launcher's host: its disk, loopback and memory
     in_process: bool  # the workers are threads of the launcher (FnApiRunner in_memory/threads)
+    # The DirectRunner's family: whatever it starts (worker processes, servers) is stopped
+    # when run() returns, so the launcher's exit has nothing left to clean up.
+    direct: bool = False
 
     def describe(self) -> str:
         return f"{self.runner} ({'local' if self.local else 'distributed'} workers)"
 
 
 # No flags at all: the DirectRunner's in-process engine, decided without importing Beam.
-DEFAULT = Placement("DirectRunner", local=True, in_process=True)
+DEFAULT = Placement("DirectRunner", local=True, in_process=True, direct=True)
 
 
 def runner_name(options: PipelineOptions) -> str:
@@ -104,7 +107,7 @@ def place(options: PipelineOptions | Sequence[str]) -> Placement:
     environment = (options.view_as(PortableOptions).environment_type or "").upper()
     if _DIRECT & set(lineage):
         mode = options.view_as(DirectOptions).direct_running_mode
-        return Placement(name, True, mode in ("in_memory", "multi_threading"))
+        return Placement(name, True, mode in ("in_memory", "multi_threading"), direct=True)
     portable = _PORTABLE & set(lineage)
     loopback = environment == "LOOPBACK" or (not environment
                                              and bool(portable & _LOOPBACK_BY_DEFAULT))
