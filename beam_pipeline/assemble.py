@@ -15,40 +15,17 @@ from dataclasses import replace
 
 import apache_beam as beam
 import numpy as np
-import pyarrow as pa
 
 from . import stats
 from .chunking import cut_at
-from .language import detect_language
 from .progress import ASSEMBLED, RunLink
 from .records import FileRecord
-from .schema import FAILED, SKIPPED, chunk_id, row_schema
+from .rows import build_rows
+from .schema import FAILED, SKIPPED
 from .sourcefile import ChunkerConfig, FileSkipped, describe_os_error, load_text
 from .spill import SpillReader, block_rows
 
 ROWS = "rows"
-
-
-def build_rows(record: FileRecord, chunks, vectors: np.ndarray, dim: int) -> pa.RecordBatch:
-    """One Arrow batch with all rows of one file, in the schema of schema.row_schema(dim)."""
-    n = len(chunks)
-    path, digest = record.path, record.file_hash
-    columns = [
-        pa.array([chunk_id(path, digest, c.index) for c in chunks], pa.string()),
-        pa.array([path] * n, pa.string()),
-        pa.array([c.index for c in chunks], pa.int32()),
-        pa.array([n] * n, pa.int32()),
-        pa.array([c.line_start for c in chunks], pa.int32()),
-        pa.array([c.line_end for c in chunks], pa.int32()),
-        pa.array([c.char_start for c in chunks], pa.int64()),
-        pa.array([c.char_end for c in chunks], pa.int64()),
-        pa.array([detect_language(path)] * n, pa.string()),
-        pa.array([digest] * n, pa.string()),
-        pa.array([record.size] * n, pa.int64()),
-        pa.array([c.text for c in chunks], pa.string()),
-        pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim),
-    ]
-    return pa.RecordBatch.from_arrays(columns, schema=row_schema(dim))
 
 
 def check_complete(record: FileRecord, blocks: list, errors: list) -> str | None:

@@ -8,10 +8,7 @@ would be orphans: the shard names that reach the end of the pipeline are recorde
 
 from __future__ import annotations
 
-import functools
 import json
-import uuid
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import apache_beam as beam
@@ -22,77 +19,8 @@ from .bundles import in_global_window
 from .faults import fault_point
 from .progress import WRITTEN, RunLink
 from .records import FileRecord
-from .schema import (
-    FILES_SCHEMA,
-    FILES_TABLE,
-    GIT_BLOB,
-    SHARD_PREFIX,
-    STAGED_SUMMARY,
-    row_schema,
-    write_table,
-)
-
-# Small enough that shards are written (on a thread) while later files are assembled, leaving
-# little to write after the last one: on the standard library (37,748 rows) 16,384 rather than
-# 65,536 rows a shard took the run from 6.0–6.6 s to 5.6–5.8 s.
-DEFAULT_ROWS_PER_SHARD = 16_384
-
-
-class ShardBuffer:
-    """Whole files' row batches → Parquet shards of about `rows_per_shard` rows, sorted by path.
-
-    Pure (no Beam): the pipeline's WriteShardsFn and the benchmark's baselines write alike.
-
-    Example::
-
-        buffer = ShardBuffer("/staging", dim=384)
-        shard = buffer.add(batch)      # a shard record when one was written, else None
-        last = buffer.flush()
-    """
-
-    def __init__(self, directory: str, dim: int, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD):
-        self.directory = directory
-        self.dim = dim
-        self.rows_per_shard = rows_per_shard
-        self._batches: list[pa.RecordBatch] = []
-        self._rows = 0
-
-    def add(self, batch: pa.RecordBatch) -> dict | None:
-        """Buffer one file's rows; writes (and returns) a shard once the buffer is full."""
-        self.append(batch)
-        return self.flush() if self.full else None
-
-    def append(self, batch: pa.RecordBatch) -> None:
-        self._batches.append(batch)
-        self._rows += batch.num_rows
-
-    @property
-    def full(self) -> bool:
-        return self._rows >= self.rows_per_shard
-
-    def flush(self) -> dict | None:
-        """Write what is buffered as one shard; its record {"path", "rows", "files", "bytes"}."""
-        shard = self.take()
-        return shard() if shard is not None else None
-
-    def take(self) -> Callable[[], dict] | None:
-        """What is buffered, as a call that writes it as one shard (on any thread: it touches
-        nothing of the buffer's), and the buffer starts over; None when empty."""
-        if not self._batches:
-            return None
-        batches, self._batches, self._rows = self._batches, [], 0
-        return functools.partial(write_shard, batches, self.directory, self.dim)
-
-
-def write_shard(batches: list[pa.RecordBatch], directory: str, dim: int) -> dict:
-    """Whole files' batches → one shard sorted by path; its record."""
-    # Each batch is one file's rows in chunk order: ordering the batches sorts the shard
-    # without copying any row.
-    batches.sort(key=lambda batch: batch.column(1)[0].as_py())
-    table = pa.Table.from_batches(batches, schema=row_schema(dim))
-    name = f"{SHARD_PREFIX}{uuid.uuid4().hex}.parquet"
-    size = write_table(table, storage.join(directory, name))
-    return {"path": name, "rows": table.num_rows, "files": len(batches), "bytes": size}
+from .rows import DEFAULT_ROWS_PER_SHARD, ShardBuffer
+from .schema import FILES_SCHEMA, FILES_TABLE, GIT_BLOB, STAGED_SUMMARY, write_table
 
 
 class WriteShardsFn(beam.DoFn):

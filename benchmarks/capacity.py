@@ -56,13 +56,12 @@ def stage_cpu(corpus: Path) -> dict:
     """CPU seconds of each stage's own functions over the whole corpus."""
     import numpy as np
 
-    from beam_pipeline.assemble import build_rows
-    from beam_pipeline.chunk import ChunkerConfig, FileSkipped, load_chunks, load_text
     from beam_pipeline.chunking import cut_at, spans_of
     from beam_pipeline.discover import iter_source_files
     from beam_pipeline.embedders import HashingEmbedder
     from beam_pipeline.records import FileRecord
-    from beam_pipeline.write import DEFAULT_ROWS_PER_SHARD, write_shard
+    from beam_pipeline.rows import DEFAULT_ROWS_PER_SHARD, build_rows, write_shard
+    from beam_pipeline.sourcefile import ChunkerConfig, FileSkipped, load_chunks, load_text
 
     config = ChunkerConfig(str(corpus), 1000, 150, 1 << 20)
     seconds = {}

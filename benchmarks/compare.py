@@ -19,10 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from beam_pipeline.chunk import ChunkerConfig, FileSkipped, load_chunks
 from beam_pipeline.chunking import DEFAULT_CHUNK_SIZE, default_overlap
 from beam_pipeline.discover import DEFAULT_MAX_FILE_SIZE
-from beam_pipeline.sourcefile import DEFAULT_CHUNKER
+from beam_pipeline.sourcefile import DEFAULT_CHUNKER, ChunkerConfig, FileSkipped, load_chunks
 
 THREADS = 8
 BATCH = 64
@@ -101,7 +100,7 @@ def file_lists(corpus: Path, target: Path) -> dict[str, Path]:
 _ALONE = """
 import json, sys, time
 from pathlib import Path
-from beam_pipeline.chunk import ChunkerConfig, FileSkipped, load_chunks
+from beam_pipeline.sourcefile import ChunkerConfig, FileSkipped, load_chunks
 from beam_pipeline.chunking import DEFAULT_CHUNK_SIZE, default_overlap
 from benchmarks.shapes import make_embedder
 start = time.perf_counter()

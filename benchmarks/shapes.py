@@ -28,14 +28,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from beam_pipeline.assemble import build_rows
-from beam_pipeline.chunk import ChunkerConfig, FileSkipped, load_chunks
 from beam_pipeline.chunking import DEFAULT_CHUNK_SIZE, default_overlap
 from beam_pipeline.discover import DEFAULT_MAX_FILE_SIZE
 from beam_pipeline.embedders import Embedder, get_embedder
 from beam_pipeline.records import FileRecord
-from beam_pipeline.sourcefile import CHUNKERS, DEFAULT_CHUNKER
-from beam_pipeline.write import ShardBuffer
+from beam_pipeline.rows import ShardBuffer, build_rows
+from beam_pipeline.sourcefile import (
+    CHUNKERS,
+    DEFAULT_CHUNKER,
+    ChunkerConfig,
+    FileSkipped,
+    load_chunks,
+)
 
 FAKE_MODEL = "fake"
 DIM = 384

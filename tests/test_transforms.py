@@ -223,8 +223,8 @@ class ThreadSafePoison(PoisonEmbedder):
 
 
 def test_write_shards_writes_whole_files_sorted_and_reports_every_shard(tmp_path):
-    from beam_pipeline.assemble import build_rows
     from beam_pipeline.records import FileRecord
+    from beam_pipeline.rows import build_rows
     from beam_pipeline.write import WriteShards
 
     embedder = HashingEmbedder(8)
