@@ -266,7 +266,12 @@ class LexicalBuilder:
 
 
 _SHARD_NAME = re.compile(r"^part-[0-9A-Za-z_-]+\.parquet$")
-_POLL_S = 0.5
+# How often the staging folder is listed for new shards: a local listing costs nothing, so a
+# shard written as the pipeline ends is tokenised while Beam finishes rather than after it
+# (a remote embedder's run of 10,852 chunks: 1.42-1.43x its latency limit against 1.47-1.53x
+# at 0.5 s); an object store's listing is a request.
+_POLL_LOCAL_S = 0.1
+_POLL_STORE_S = 0.5
 
 
 class ShardFollower:
@@ -305,7 +310,8 @@ class ShardFollower:
 
     def _follow(self) -> None:
         try:
-            while not self._stop.wait(_POLL_S):
+            interval = _POLL_LOCAL_S if storage.is_local(self.staging) else _POLL_STORE_S
+            while not self._stop.wait(interval):
                 self._add_new(None)
         except Exception as exc:  # noqa: BLE001 - re-raised by finish(), in the caller
             self._error = exc
