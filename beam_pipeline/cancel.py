@@ -181,9 +181,13 @@ class CancelToken:
         return CancelCheck(self._path)
 
     def release(self) -> None:
-        """The run has ended: stop this process's watcher of the flag, if it has one."""
-        if self._path is not None:
-            stop_watching(self._path)
+        """The run has ended: a later cancel raises no flag (the staging folder that held it
+        is being discarded, and a flag written after that would bring it back), and this
+        process's watcher of the flag stops."""
+        with self._lock:
+            path, self._path = self._path, None
+        if path is not None:
+            stop_watching(path)
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled:

@@ -292,3 +292,8 @@ def _serve(requests_fd: int, answers_fd: int) -> None:
 
 if __name__ == "__main__":
     _serve(int(sys.argv[1]), int(sys.argv[2]))
+    # Every answer is in the pipe and nothing else needs cleaning up: skipping the
+    # interpreter's teardown (~0.1 s with numpy loaded) lets the launcher's close() return
+    # sooner.
+    sys.stderr.flush()
+    os._exit(0)

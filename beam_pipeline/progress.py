@@ -353,9 +353,13 @@ class _Channel:
         if self._stop.is_set():
             return
         self._stop.set()
+        self._wake()
         if self._thread.is_alive():
             self._thread.join()
         self._drain()
+
+    def _wake(self) -> None:
+        """End the thread's wait at once (routes that wait on `_stop` need nothing)."""
 
 
 class ProgressChannel(_Channel):
@@ -376,6 +380,14 @@ class ProgressChannel(_Channel):
         while not self._stop.is_set():
             self._drain_one()
 
+    def _wake(self) -> None:
+        # An empty datagram ends the thread's wait for one (up to its 0.1 s timeout); it
+        # queues behind whatever the workers sent last, which _drain() still reads.
+        try:
+            self._sock.sendto(b"", self.address)
+        except OSError:
+            pass
+
     def _drain_one(self) -> bool:
         try:
             data = self._sock.recv(65536)
@@ -384,6 +396,8 @@ class ProgressChannel(_Channel):
         except OSError:
             self._stop.set()
             return False
+        if not data:
+            return True
         try:
             events = json.loads(data.decode("utf-8", "surrogateescape"))
         except ValueError:

@@ -38,8 +38,9 @@ class WriteShardsFn(beam.DoFn):
     def setup(self):
         self.progress.setup()
         # Sorting, compressing and writing a shard runs in Arrow's C++ without the GIL: on a
-        # thread it overlaps with the assembly of the next shard's files.
-        self._writer = ThreadPoolExecutor(1, "write-shard")
+        # thread it overlaps with the assembly of the next shard's files. Two threads: the
+        # (at most) two shards waiting when the last file is assembled are written at once.
+        self._writer = ThreadPoolExecutor(2, "write-shard")
 
     def start_bundle(self):
         self._buffer = ShardBuffer(self.staging_dir, self.dim, self.rows_per_shard)

@@ -98,6 +98,18 @@ def test_a_runner_that_cannot_cancel_is_not_an_error(tmp_path):
     assert (tmp_path / "_cancel").read_bytes() == b"cancel\n"
 
 
+def test_a_cancel_after_the_run_ended_writes_no_flag(tmp_path):
+    """The face calls back (and may cancel) until its run thread returns: a flag written after
+    the staging folder was discarded would bring the folder back."""
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    token = CancelToken()
+    token.bind(str(staging / "_cancel"))
+    token.release()  # the run ended; its staging folder is being discarded
+    token.cancel(wait=True)
+    assert token.cancelled and not (staging / "_cancel").exists()
+
+
 def test_a_remote_flag_is_watched_off_the_dofn_thread(monkeypatch):
     looked = []
     monkeypatch.setattr("beam_pipeline.cancel._REMOTE_CHECK_INTERVAL_S", 0.01)
