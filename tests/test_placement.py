@@ -11,26 +11,40 @@ from beam_pipeline.runners import RunnerRefused, check_paths, place
 from beam_pipeline.schema import CURRENT_FILE
 
 
-@pytest.mark.parametrize("flags, local, in_process", [
-    ([], True, True),
-    (["--runner=DirectRunner"], True, True),
-    (["--runner=direct"], True, True),
-    (["--runner=FnApiRunner", "--direct_running_mode=multi_threading"], True, True),
-    (["--direct_running_mode=multi_processing"], True, False),
-    (["--runner=BundleBasedDirectRunner"], True, True),
-    (["--runner=PortableRunner", "--environment_type=LOOPBACK"], True, False),
-    (["--runner=FlinkRunner", "--environment_type=LOOPBACK"], True, False),
-    (["--runner=PrismRunner"], True, False),  # Prism's default environment is LOOPBACK
-    (["--runner=PortableRunner", "--environment_type=EXTERNAL"], False, False),
-    (["--runner=PortableRunner"], False, False),  # DOCKER by default
-    (["--runner=FlinkRunner"], False, False),
-    (["--runner=SparkRunner", "--environment_type=PROCESS"], False, False),
-    (["--runner=DataflowRunner"], False, False),
-    (["--runner=beam_pipeline.testing.runners.NoMetricsRunner"], True, True),
+@pytest.mark.parametrize("flags, local, in_process, direct", [
+    ([], True, True, True),
+    (["--runner=DirectRunner"], True, True, True),
+    (["--runner=direct"], True, True, True),
+    (["--runner=FnApiRunner", "--direct_running_mode=multi_threading"], True, True, True),
+    (["--direct_running_mode=multi_processing"], True, False, True),
+    (["--runner=BundleBasedDirectRunner"], True, True, True),
+    (["--runner=PortableRunner", "--environment_type=LOOPBACK"], True, False, False),
+    (["--runner=FlinkRunner", "--environment_type=LOOPBACK"], True, False, False),
+    (["--runner=PrismRunner"], True, False, False),  # Prism's default environment: LOOPBACK
+    (["--runner=PortableRunner", "--environment_type=EXTERNAL"], False, False, False),
+    (["--runner=PortableRunner"], False, False, False),  # DOCKER by default
+    (["--runner=FlinkRunner"], False, False, False),
+    (["--runner=SparkRunner", "--environment_type=PROCESS"], False, False, False),
+    (["--runner=DataflowRunner"], False, False, False),
+    (["--runner=beam_pipeline.testing.runners.NoMetricsRunner"], True, True, True),
 ])
-def test_placement_follows_the_runner(flags, local, in_process):
+def test_placement_follows_the_runner(flags, local, in_process, direct):
     placement = place(PipelineOptions(flags))
-    assert (placement.local, placement.in_process) == (local, in_process)
+    assert (placement.local, placement.in_process, placement.direct) == \
+        (local, in_process, direct)
+    assert place(flags) == placement  # a list of flags is placed the same
+
+
+def test_the_in_process_engine_samples_state_often():
+    """Beam's SDK worker joins its state sampler at every bundle's end, and the sampler sleeps
+    a whole period: the in-process engine shortens it (runners._shorten_state_sampling)."""
+    from apache_beam.runners.worker.statesampler import StateSampler
+    from apache_beam.utils.counters import CounterFactory
+
+    from beam_pipeline.runners import SAMPLING_PERIOD_MS, select_runner
+
+    select_runner(PipelineOptions([]))
+    assert StateSampler("s", CounterFactory()).sampling_period_ms == SAMPLING_PERIOD_MS < 200
 
 
 @pytest.mark.parametrize("name", ["DaskRunner", "dask",
