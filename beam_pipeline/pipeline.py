@@ -17,6 +17,8 @@ Example (a TestPipeline can run the same transforms)::
 
 from __future__ import annotations
 
+import atexit
+import gc
 import time
 
 import apache_beam as beam
@@ -44,6 +46,14 @@ from .progress import RunLink
 from .reuse import MISSING, ReuseKnownVectors
 from .spill import SpillVectors
 from .write import WriteFilesTable, WriteShards
+
+# Beam's import leaves ~140,000 objects on the collector's lists, and the interpreter's last
+# collections at exit walk and free them one by one: `python -c "import apache_beam"` exits in
+# 150 ms, in 22 ms with them frozen first. A process that ran a pipeline (the compatibility
+# face's caller, a worker) leaves them to the OS instead. What this gives up: finalizers of
+# objects that are garbage in a reference cycle at exit, which Python never promises to run.
+# (The CLI on a local runner skips the teardown altogether: cli.entry.)
+atexit.register(gc.freeze)
 
 
 class ReadListFn(beam.DoFn):
