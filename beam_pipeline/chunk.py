@@ -13,6 +13,7 @@ import apache_beam as beam
 from . import stats
 from .chunking import spans_of
 from .discover import FileEntry
+from .lexfeed import FeedLink
 from .progress import CHUNKED, RunLink
 from .records import FileRecord
 from .sourcefile import (  # noqa: F401 - ChunkerConfig and load_chunks are found here too
@@ -32,13 +33,17 @@ CHUNKS = "chunks"
 class ChunkFile(beam.DoFn):
     """FileEntry → (path, FileRecord) and, tagged `chunks`, (path, [(index, text), …])."""
 
-    def __init__(self, config: ChunkerConfig, progress: RunLink | None = None):
+    def __init__(self, config: ChunkerConfig, progress: RunLink | None = None,
+                 lexicon: FeedLink | None = None):
         self.config = config
         self.progress = progress or RunLink(None)
+        self.lexicon = lexicon  # the launcher's lexical index, fed as files are cut (lexfeed)
         self.legacy = stats.counter(stats.LEGACY_ENCODING)
 
     def setup(self):
         self.progress.setup()
+        if self.lexicon is not None:
+            self.lexicon.setup()
 
     def process(self, entry: FileEntry):
         self.progress.checkpoint()
@@ -61,12 +66,19 @@ class ChunkFile(beam.DoFn):
         self.progress.send({"k": CHUNKED, "p": entry.path, "n": len(chunks), "b": entry.size})
         yield entry.path, record
         if chunks:
-            yield beam.pvalue.TaggedOutput(CHUNKS, (entry.path, [(c.index, c.text) for c in chunks]))
+            texts = [(c.index, c.text) for c in chunks]
+            if self.lexicon is not None:
+                self.lexicon.send(entry.path, record.file_hash, texts)
+            yield beam.pvalue.TaggedOutput(CHUNKS, (entry.path, texts))
 
     def finish_bundle(self):
+        if self.lexicon is not None:
+            self.lexicon.flush()
         self.progress.flush()
 
     def teardown(self):
+        if self.lexicon is not None:
+            self.lexicon.close()
         self.progress.close()
 
 
@@ -74,13 +86,15 @@ class ChunkFiles(beam.PTransform):
     """PCollection[FileEntry] → {"files": (path, FileRecord),
     "chunks": (path, [(index, text), …])}."""
 
-    def __init__(self, config: ChunkerConfig, progress: RunLink | None = None):
+    def __init__(self, config: ChunkerConfig, progress: RunLink | None = None,
+                 lexicon: FeedLink | None = None):
         super().__init__()
         self.config = config
         self.progress = progress
+        self.lexicon = lexicon
 
     def expand(self, entries):
         outputs = entries | "ChunkFile" >> beam.ParDo(
-            ChunkFile(self.config, self.progress)
+            ChunkFile(self.config, self.progress, self.lexicon)
         ).with_outputs(CHUNKS, main="files")
         return {"files": outputs.files, "chunks": outputs[CHUNKS]}

@@ -84,26 +84,7 @@ class _Helper:
     """
 
     def __init__(self, embedder: Embedder, on_death: Callable[[_Helper, list], None]):
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        for fd in (to_child_w, from_child_w):
-            _widen_pipe(fd)
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(to_child_r), str(from_child_w)],
-                pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
-                # The helper imports what this process can: an embedder class from the
-                # caller's own modules unpickles there too.
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, sys.path))})
-        except OSError:
-            for fd in (to_child_w, from_child_r):
-                os.close(fd)
-            raise
-        finally:
-            os.close(to_child_r)
-            os.close(from_child_w)
-        self.requests = Connection(to_child_w, readable=False)
-        self.answers = Connection(from_child_r, writable=False)
+        self.process, self.requests, self.answers = start_helper(__name__)
         self._lock = threading.Lock()  # guards the pending queue and `alive`
         self._send_lock = threading.Lock()
         self._pending: collections.deque[tuple[Future, list]] = collections.deque()
@@ -173,6 +154,32 @@ class _Helper:
             self.process.wait()
         if threading.current_thread() is not self._reader:
             self._reader.join()
+
+
+def start_helper(module: str) -> tuple[subprocess.Popen, Connection, Connection]:
+    """`python -m module REQUESTS_FD ANSWERS_FD`: a clean interpreter (no copy of the caller's
+    main module, no fork of a threaded process), and the Connections that send it requests
+    and receive its answers."""
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    for fd in (to_child_w, from_child_w):
+        _widen_pipe(fd)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, str(to_child_r), str(from_child_w)],
+            pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
+            # The helper imports what this process can: an embedder class from the
+            # caller's own modules unpickles there too.
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, sys.path))})
+    except OSError:
+        for fd in (to_child_w, from_child_r):
+            os.close(fd)
+        raise
+    finally:
+        os.close(to_child_r)
+        os.close(from_child_w)
+    return process, Connection(to_child_w, readable=False), Connection(from_child_r,
+                                                                        writable=False)
 
 
 def _widen_pipe(fd: int) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import ann, commit, faults, gitindex, journal, lexical, reindex, runners, storage
+from . import ann, commit, faults, gitindex, journal, lexfeed, lexical, reindex, runners, storage
 from . import stats as stats_mod
 from .cancel import CancelToken
 from .chunking import DEFAULT_CHUNK_SIZE, default_overlap
@@ -54,7 +54,7 @@ from .progress import (
     ProgressTracker,
     RunLink,
 )
-from .schema import FILES_TABLE, REUSE_TABLE, SCHEMA_VERSION, SPILL_DIR
+from .schema import FILES_TABLE, INDEXED, REUSE_TABLE, SCHEMA_VERSION, SPILL_DIR
 from .sourcefile import (
     AUTO,
     CHUNKERS,
@@ -396,6 +396,8 @@ class _Run:
     # The new snapshot's lexical index, built while the pipeline runs (lexical.py).
     lexicon: lexical.LexicalBuilder | None = field(default=None, init=False)
     follower: lexical.ShardFollower | None = field(default=None, init=False)
+    feed: lexfeed.LexicalFeed | None = field(default=None, init=False)  # or, locally, this
+    committed_files: dict[str, str] = field(default_factory=dict, init=False)  # path → hash
 
     def execute(self) -> None:
         try:
@@ -405,6 +407,8 @@ class _Run:
                 self.follower.stop()
             if self.lexicon is not None:
                 self.lexicon.close()
+            if self.feed is not None:
+                self.feed.close()
 
     def _execute(self) -> None:
         tracker, stats, req = self.req.tracker, self.stats, self.req
@@ -562,7 +566,8 @@ class _Run:
             carrying = pool.submit(reindex.carry_rows, base, plan.carry, staging,
                                    self._lexicon_claim) if base else None
             result = run_pipeline(self._chunker(), staging, todo, self.settings, options, link,
-                                  reuse, self.spill_dir, self.req.cancel, spec)
+                                  reuse, self.spill_dir, self.req.cancel, spec,
+                                  self.feed.link if self.feed else None)
             self.carried = carrying.result() if carrying else []
         return result
 
@@ -595,10 +600,16 @@ class _Run:
     def _lexicon_claim(self) -> Callable[[str], None] | None:
         """Carried rows are in a carried-forward lexical index already: their shards are
         not added again."""
-        return self.follower.claim if self.base_lexicon else None
+        return self.follower.claim if self.base_lexicon and self.follower else None
 
     def _start_lexicon(self, plan: reindex.Plan) -> None:
         base = self.base
+        if self.placement.local and storage.is_local(self.staging):
+            # The workers share this host: they feed the index as they cut files (lexfeed).
+            self.feed = lexfeed.LexicalFeed(
+                (base.directory, base.manifest["lexical"]) if self.base_lexicon else None,
+                set(base.files) - plan.carry if self.base_lexicon else ())
+            return
         if self.base_lexicon:
             self.lexicon = lexical.LexicalBuilder((base.directory, base.manifest["lexical"]))
             # Before any new row is added: a delete drops only the documents before it.
@@ -610,6 +621,8 @@ class _Run:
 
     def _finish_lexicon(self, shards: list[dict], carried: list[dict]) -> dict:
         """The lexical index of exactly the committed shards, saved into staging."""
+        if self.feed is not None:
+            return self._finish_feed(shards)
         committed = {s["path"] for s in shards}
         if self.base_lexicon:
             committed -= {s["path"] for s in carried}
@@ -617,12 +630,26 @@ class _Run:
         self.req.tracker.set_stage("lexical index")
         return self.lexicon.save_to(self.staging)
 
+    def _finish_feed(self, shards: list[dict]) -> dict:
+        own = {s["path"] for s in self.shards}
+        # Rows this run did not embed: carried forward (in the base index already, unless it
+        # had none) and stale files' previous rows (their documents were deleted at the start).
+        taken = {s["path"] for s in self.carried} if self.base_lexicon else set()
+        whole = [s["path"] for s in shards if s["path"] not in own | taken]
+        self.req.tracker.set_stage("lexical index")
+        folder, docs = self.feed.finish(
+            self.committed_files,
+            [(storage.join(self.staging, name), name) for name in sorted(own)],
+            [(storage.join(self.staging, name), name) for name in whole])
+        return lexical.export(folder, docs, self.staging)
+
     def _take_stats(self, result) -> None:
         """Beam's counters, checked against the pipeline's outputs; or, from a runner with no
         metrics, the outputs alone. A disagreement stops the run before the commit."""
         summary = commit.staged_summary(self.staging, also_keep={s["path"] for s in self.carried})
         records = storage.read_parquet(storage.join(self.staging, FILES_TABLE),
-                                       columns=["size", "total_chunks", "status", "error"])
+                                       columns=["path", "file_hash", "size", "total_chunks",
+                                                "status", "error"])
         outputs = stats_mod.output_counters(records, summary["shards"])
         problems = stats_mod.contradictions(outputs)
         counters = stats_mod.sum_counters(result)
@@ -637,6 +664,11 @@ class _Run:
                                 + "; ".join(problems))
         self.stats.add_counters(counters)
         self.shards = summary["shards"]
+        self.committed_files = {
+            path: digest for path, digest, state, chunks in zip(
+                *(records[name].to_pylist() for name in ("path", "file_hash", "status",
+                                                          "total_chunks")))
+            if state == INDEXED and chunks > 0}
 
     def _commit(self, plan: reindex.Plan) -> None:
         stats, req, base, staging = self.stats, self.req, self.base, self.staging

@@ -7,7 +7,7 @@ segment files; plain files, nothing in them is executed), listed in the manifest
 - `id` (stored): the row's id, which joins a hit to its row;
 - `path`, `language`: whole values, for filters and for deleting a file's documents;
 - `shard`: the staged shard the row came from, so rows of a shard that is not committed (a
-  retried bundle's) can be dropped;
+  retried bundle's) can be dropped (absent on documents indexed from the chunker, lexfeed.py);
 - `words`: runs of word characters (letters, digits, `_`) but single ASCII ones, whole and
   lowercased (`read_config`, `readconfig`, `404`); see `word_text`;
 - `parts`: the pieces of identifiers, split at snake_case and camelCase (`readConfig` →
@@ -51,6 +51,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import storage
+from .language import detect_language
+from .schema import chunk_id
 
 LEXICAL_DIR = "lexical"
 ENGINE = "tantivy"
@@ -218,40 +220,55 @@ class LexicalBuilder:
                          words=word_text(content), parts=content, place=path))
         self.added += table.num_rows
 
-    def add_shard(self, path: str, name: str) -> None:
-        """The rows of one shard, a row group at a time (a shard's text is never all held)."""
+    def add_chunks(self, path: str, digest: str, chunks: Sequence[tuple[int, str]]) -> None:
+        """The documents of one file's chunks `(index, text)`, whose content hash is `digest`:
+        the rows its shard will hold (lexfeed.py), without their shard's name."""
+        import tantivy
+
+        add, document, language = self._writer.add_document, tantivy.Document, \
+            detect_language(path)
+        for index, text in chunks:
+            add(document(id=chunk_id(path, digest, index), path=path, language=language,
+                         words=word_text(text), parts=text, place=path))
+        self.added += len(chunks)
+
+    def add_shard(self, path: str, name: str, only: set[str] | None = None) -> None:
+        """The rows of one shard (of the files in `only`, when given), a row group at a time
+        (a shard's text is never all held)."""
+        import pyarrow.compute as pc
+
+        wanted = None if only is None else pa.array(sorted(only), pa.string())
         with storage.open_read(path) as fh:
             reader = pq.ParquetFile(fh)
             for group in range(reader.num_row_groups):
-                self.add_rows(reader.read_row_group(group, columns=ROWS_COLUMNS), name)
+                rows = reader.read_row_group(group, columns=ROWS_COLUMNS)
+                if wanted is not None:
+                    rows = rows.filter(pc.is_in(rows.column("path"), value_set=wanted))
+                self.add_rows(rows, name)
 
     def drop_shards(self, names: Iterable[str]) -> None:
         """Drop the documents added from these shards."""
         for name in names:
             self._writer.delete_documents_by_term("shard", name)
 
+    @property
+    def directory(self) -> str:
+        return self._dir
+
     def save_to(self, snapshot_dir: str) -> dict:
         """Commit, then write the index files into `snapshot_dir`/lexical/; the manifest entry."""
+        return export(self._dir, self.commit(), snapshot_dir)
+
+    def commit(self) -> int:
+        """Commit what was added and deleted, merge, drop unused files; the document count.
+        Nothing can be added after."""
         self._writer.commit()
         self._writer.wait_merging_threads()
         self._index.reload()
         docs = self._index.searcher().num_docs
         self._writer = None
         self._garbage_collect()
-        files = []
-        for name in sorted(os.listdir(self._dir)):
-            source = os.path.join(self._dir, name)
-            if not os.path.isfile(source) or name.startswith("."):
-                continue  # tantivy's lock files
-            target = storage.join(snapshot_dir, LEXICAL_DIR, name)
-            if storage.is_local(target):
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                shutil.copyfile(source, target)
-            else:
-                with open(source, "rb") as fh:
-                    storage.write_bytes(target, fh.read())
-            files.append({"name": name, "bytes": os.path.getsize(source)})
-        return manifest_entry(files, docs)
+        return docs
 
     def _garbage_collect(self) -> None:
         # Files of merged-away segments stay until a writer collects them; a fresh writer
@@ -263,6 +280,25 @@ class LexicalBuilder:
     def close(self) -> None:
         self._writer = self._index = None
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def export(folder: str, docs: int, snapshot_dir: str) -> dict:
+    """A committed index's files (`folder`, local) into `snapshot_dir`/lexical/; the manifest
+    entry."""
+    files = []
+    for name in sorted(os.listdir(folder)):
+        source = os.path.join(folder, name)
+        if not os.path.isfile(source) or name.startswith("."):
+            continue  # tantivy's lock files
+        target = storage.join(snapshot_dir, LEXICAL_DIR, name)
+        if storage.is_local(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(source, target)
+        else:
+            with open(source, "rb") as fh:
+                storage.write_bytes(target, fh.read())
+        files.append({"name": name, "bytes": os.path.getsize(source)})
+    return manifest_entry(files, docs)
 
 
 _SHARD_NAME = re.compile(r"^part-[0-9A-Za-z_-]+\.parquet$")

@@ -41,6 +41,7 @@ from .indexing import (  # noqa: F401 - the pipeline's API, importable from here
     spill_folder,
 )
 from .journal import JournalSpec
+from .lexfeed import FeedLink
 from .options import IndexOptions, embed_processes
 from .progress import RunLink
 from .reuse import MISSING, ReuseKnownVectors
@@ -103,7 +104,7 @@ class IndexFiles(beam.PTransform):
                  staging_dir: str, progress: RunLink | None = None,
                  reuse_table: str | None = None, embed_concurrency: int = 1,
                  embed_processes: int = 0, spill_dir: str | None = None,
-                 journal: JournalSpec | None = None):
+                 journal: JournalSpec | None = None, lexicon: FeedLink | None = None):
         super().__init__()
         self.config = config
         self.embedder = embedder
@@ -117,10 +118,11 @@ class IndexFiles(beam.PTransform):
         # then travel in the runner's shuffle.
         self.spill_dir = spill_dir
         self.journal = journal  # the resume journal the embedding workers append to
+        self.lexicon = lexicon  # the launcher's lexical index, fed as files are cut (local)
 
     def expand(self, entries):
         dim = self.embedder.dim
-        chunked = entries | "Chunk" >> ChunkFiles(self.config, self.progress)
+        chunked = entries | "Chunk" >> ChunkFiles(self.config, self.progress, self.lexicon)
         to_embed, vectors = chunked["chunks"], []
         if self.reuse_table:
             known = to_embed | "ReuseKnown" >> ReuseKnownVectors(self.reuse_table, self.progress)
@@ -145,7 +147,8 @@ class IndexFiles(beam.PTransform):
 
 def run_pipeline(config: ChunkerConfig, staging: str, todo: str, settings: IndexSettings,
                  options: PipelineOptions, progress: RunLink, reuse: str | None,
-                 spill_dir: str | None, cancel: CancelToken, journal: JournalSpec | None = None):
+                 spill_dir: str | None, cancel: CancelToken, journal: JournalSpec | None = None,
+                 lexicon: FeedLink | None = None):
     """Build and run the pipeline over the `todo` list into `staging`; its result once done
     (raises when it failed, or when a cancel stopped it)."""
     pipeline = beam.Pipeline(runner=runners.select_runner(options), options=options)
@@ -158,7 +161,7 @@ def run_pipeline(config: ChunkerConfig, staging: str, todo: str, settings: Index
                                      embed_processes=embed_processes(
                                          options, settings.embed_processes,
                                          settings.embedder.gil_bound),
-                                     spill_dir=spill_dir, journal=journal)
+                                     spill_dir=spill_dir, journal=journal, lexicon=lexicon)
     )
     # The in-process engine returns from run() when it is done; other runners return at once,
     # and a cancel then also asks the runner to cancel the job.

@@ -1,0 +1,277 @@
+"""LexicalFeed: the new snapshot's lexical index, built while the files are still being chunked
+(the local modes, with OUT on a local disk).
+
+ShardFollower (lexical.py) indexes rows as their shards appear, after the per-file grouping:
+on two cores that was the last ~0.8 s of a standard-library run, tantivy tokenising 1.4 s of
+CPU beside assembly and shard writing. While files are chunked one core is not busy all the
+time (the chunker's thread uses one, the embedding helper part of the other). So ChunkFile
+sends each chunked file's texts (`FeedLink`) to a helper process of the launcher, which indexes
+them at the lowest CPU priority: on time that would otherwise be idle, and without the GIL of
+the process that chunks.
+
+What the index holds is decided at the commit, not when a text arrives. `finish` gets the files
+this run committed (path → content hash), this run's shards and the shards to take whole (rows
+carried forward that the base index lacks, stale files' previous rows):
+- documents of a file that was sent but not committed (it failed, or changed during the run)
+  are deleted;
+- a file sent twice (a retried bundle) keeps only its last copy;
+- a committed file that never arrived (a worker that could not connect, a connection that
+  broke) is added from its shard, as ShardFollower would.
+
+Example::
+
+    feed = LexicalFeed(base=None, deleted=())
+    link = feed.link                      # pickled into ChunkFile
+    ...                                   # the pipeline runs
+    folder, docs = feed.finish({"a.py": digest}, [(staging + "/part-1.parquet", "part-1.parquet")], [])
+    entry = lexical.export(folder, docs, staging)
+    feed.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Iterable, Sequence
+from multiprocessing.connection import Client, Connection, Listener
+
+from . import lexical
+from .embedding import start_helper
+
+log = logging.getLogger(__name__)
+
+# A worker sends a bundle's files in messages of about this much text: one pickling and one
+# socket write per ~100 files of code, not per file.
+_MESSAGE_CHARS = 1 << 20
+# Messages received but not yet indexed; beyond them the helper stops reading and senders wait
+# (at most this many times _MESSAGE_CHARS of text is held).
+_INBOX_MESSAGES = 64
+
+
+class FeedLink:
+    """ChunkFile's end: sends `(path, content hash, [(index, text), …])` per chunked file.
+
+    Pickled into the DoFn (the helper's socket address and key). A worker that cannot reach the
+    helper sends nothing: its files' documents are then added from their shards at the commit.
+    """
+
+    def __init__(self, address: str, authkey: bytes):
+        self.address = address
+        self.authkey = authkey
+        self._conn: Connection | None = None
+        self._pending: list = []
+        self._chars = 0
+
+    def __getstate__(self) -> dict:
+        return {"address": self.address, "authkey": self.authkey}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["address"], state["authkey"])
+
+    def setup(self) -> None:
+        try:
+            self._conn = Client(self.address, family="AF_UNIX", authkey=self.authkey)
+        except OSError as exc:
+            log.warning("lexical feed unreachable (%s): the lexical index is built from the "
+                        "shards", exc)
+
+    def send(self, path: str, digest: str, chunks: Sequence[tuple[int, str]]) -> None:
+        if self._conn is None:
+            return
+        self._pending.append((path, digest, chunks))
+        self._chars += sum(len(text) for _, text in chunks)
+        if self._chars >= _MESSAGE_CHARS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is pending (before a bundle ends: the commit reads what was sent)."""
+        pending, self._pending, self._chars = self._pending, [], 0
+        if pending and self._conn is not None:
+            try:
+                self._conn.send(pending)
+            except OSError as exc:
+                log.warning("lexical feed lost (%s): the rest comes from the shards", exc)
+                self._conn = None
+
+    def close(self) -> None:
+        self.flush()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class LexicalFeed:
+    """The launcher's end: the helper process that builds the index, and its `link`.
+
+    `base` is the previous snapshot's folder and lexical entry (its index is updated, as
+    LexicalBuilder does), `deleted` the files whose documents go before anything is added.
+    """
+
+    def __init__(self, base: tuple[str, dict] | None, deleted: Iterable[str]):
+        self._process, self._requests, self._answers = start_helper(__name__)
+        try:
+            self._requests.send((base, sorted(deleted)))
+            address, authkey = self._answer()
+        except BaseException:
+            self.close()
+            raise
+        self.link = FeedLink(address, authkey)
+
+    def finish(self, committed: dict[str, str], run_shards: Sequence[tuple[str, str]],
+               whole_shards: Sequence[tuple[str, str]]) -> tuple[str, int]:
+        """Reconcile with what the run committed (see the module's doc) and commit; the
+        index's local folder and its document count. Call close() once the folder is copied.
+
+        `run_shards` and `whole_shards` are (shard path, shard name) pairs."""
+        self._requests.send((committed, list(run_shards), list(whole_shards)))
+        return self._answer()
+
+    def _answer(self):
+        try:
+            status, value = self._answers.recv()
+        except (EOFError, OSError):
+            raise lexical.LexicalError("the lexical index's helper process died") from None
+        if status != "ok":
+            raise lexical.LexicalError(f"lexical index: {value}")
+        return value
+
+    def close(self) -> None:
+        """Stop the helper; its folder goes with it."""
+        for conn in (self._requests, self._answers):
+            conn.close()
+        try:
+            self._process.wait(timeout=10)
+        except Exception:  # noqa: BLE001 - a helper that does not stop is killed
+            self._process.kill()
+            self._process.wait()
+
+
+class _Inbox:
+    """The helper's listener: one reader thread per worker connection, and one thread that
+    indexes what they receive, in order per connection."""
+
+    def __init__(self, builder: lexical.LexicalBuilder):
+        self.builder = builder
+        self.sent: dict[str, str] = {}  # path → content hash of its documents in the index
+        self.authkey = secrets.token_bytes(32)
+        self._listener = Listener(family="AF_UNIX", authkey=self.authkey)
+        self.address = self._listener.address
+        self._messages: queue.Queue = queue.Queue(_INBOX_MESSAGES)
+        self._stopping = threading.Event()
+        self._readers: list[threading.Thread] = []
+        self._error: BaseException | None = None
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._indexing = threading.Thread(target=self._index, daemon=True)
+        self._accepting.start()
+        self._indexing.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn = self._listener.accept()
+            except (OSError, EOFError):  # a client that failed the key, or went away
+                continue
+            if self._stopping.is_set():  # stop()'s own connection
+                conn.close()
+                return
+            reader = threading.Thread(target=self._read, args=(conn,), daemon=True)
+            self._readers.append(reader)
+            reader.start()
+
+    def _read(self, conn: Connection) -> None:
+        try:
+            while True:
+                if self._stopping.is_set():
+                    # Every sender has returned (the pipeline is over): what it sent is in the
+                    # socket, so reading until nothing is left takes all of it.
+                    if not conn.poll(0):
+                        break
+                elif not conn.poll(0.1):
+                    continue
+                self._messages.put(conn.recv())
+        except (EOFError, OSError):
+            pass  # the worker closed its end (or died): what arrived is kept
+        finally:
+            conn.close()
+
+    def _index(self) -> None:
+        while (message := self._messages.get()) is not None:
+            try:
+                for path, digest, chunks in message:
+                    if path in self.sent:  # a retried bundle's: the last copy stays
+                        self.builder.delete_paths([path])
+                    self.builder.add_chunks(path, digest, chunks)
+                    self.sent[path] = digest
+            except Exception as exc:  # noqa: BLE001 - reported by finish()
+                self._error = self._error or exc
+
+    def stop(self) -> None:
+        """Take in what the workers sent, index it, and stop."""
+        self._stopping.set()
+        # A connection of our own ends the accepting thread (closing a listening socket does
+        # not wake a thread blocked in accept() on Linux).
+        Client(self.address, family="AF_UNIX", authkey=self.authkey).close()
+        self._accepting.join()
+        self._listener.close()
+        for reader in self._readers:
+            reader.join()
+        self._messages.put(None)
+        self._indexing.join()
+        if self._error is not None:
+            raise self._error
+
+
+def reconcile(builder: lexical.LexicalBuilder, sent: dict[str, str], committed: dict[str, str],
+              run_shards: Sequence[tuple[str, str]],
+              whole_shards: Sequence[tuple[str, str]]) -> None:
+    """Make `builder` hold the committed rows: drop files sent but not committed as sent, add
+    from their shards the committed files that were not sent."""
+    builder.delete_paths(path for path, digest in sent.items() if committed.get(path) != digest)
+    missing = {path for path, digest in committed.items() if sent.get(path) != digest}
+    if missing:
+        for path, name in run_shards:
+            builder.add_shard(path, name, only=missing)
+    for path, name in whole_shards:
+        builder.add_shard(path, name)
+
+
+def _serve(requests_fd: int, answers_fd: int) -> None:
+    # Ctrl-C reaches the whole process group: the launcher handles it and closes the pipes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Idle time only: the chunker's thread and the embedding helpers come first.
+    os.nice(19)
+    requests = Connection(requests_fd, writable=False)
+    answers = Connection(answers_fd, readable=False)
+    builder = None
+    try:
+        base, deleted = requests.recv()
+        builder = lexical.LexicalBuilder(base)
+        builder.delete_paths(deleted)
+        inbox = _Inbox(builder)
+        answers.send(("ok", (inbox.address, inbox.authkey)))
+        committed, run_shards, whole_shards = requests.recv()
+        inbox.stop()
+        reconcile(builder, inbox.sent, committed, run_shards, whole_shards)
+        answers.send(("ok", (builder.directory, builder.commit())))
+        requests.recv()  # EOF: the launcher has copied the folder
+    except (EOFError, OSError):
+        pass  # the run ended (or failed) without a commit
+    except Exception as exc:  # noqa: BLE001 - the launcher raises it
+        try:
+            answers.send(("error", f"{type(exc).__name__}: {exc}"))
+        except OSError:
+            pass
+    finally:
+        if builder is not None:
+            builder.close()
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]), int(sys.argv[2]))
+    sys.stderr.flush()
+    os._exit(0)

@@ -1,0 +1,72 @@
+"""The lexical index fed by the chunker (lexfeed.py) holds exactly the committed rows: what was
+sent but not committed is dropped, a file sent twice keeps one copy, a committed file that never
+arrived comes from its shard."""
+
+import pickle
+
+import numpy as np
+
+from beam_pipeline import lexical
+from beam_pipeline.chunking import Chunk
+from beam_pipeline.lexfeed import FeedLink, LexicalFeed
+from beam_pipeline.records import FileRecord
+from beam_pipeline.rows import build_rows, write_shard
+from beam_pipeline.schema import chunk_id
+
+DIM = 4
+
+
+def shard_of(directory, files: dict[str, tuple[str, list[str]]]) -> tuple[str, str]:
+    """A staged shard holding `files` (path → (content hash, chunk texts)); (path, name)."""
+    batches = []
+    for path, (digest, texts) in files.items():
+        chunks = [Chunk(i, 0, len(t), 1, 1, t) for i, t in enumerate(texts)]
+        record = FileRecord(path, 10, 0, digest, len(chunks))
+        batches.append(build_rows(record, chunks, np.ones((len(chunks), DIM), np.float32), DIM))
+    name = write_shard(batches, str(directory), DIM)["path"]
+    return str(directory / name), name
+
+
+def ids(path: str, digest: str, count: int) -> set[str]:
+    return {chunk_id(path, digest, i) for i in range(count)}
+
+
+def test_the_fed_index_is_reconciled_with_what_was_committed(tmp_path):
+    feed = LexicalFeed(base=None, deleted=())
+    try:
+        link = pickle.loads(pickle.dumps(feed.link))  # as a DoFn carries it to its worker
+        link.setup()
+        link.send("a.py", "ha", [(0, "def alpha(): pass"), (1, "alpha_two = 2")])
+        link.send("failed.py", "hf", [(0, "def never_committed(): pass")])
+        link.send("retried.py", "hr", [(0, "def retried(): pass")])
+        link.flush()
+        link.send("retried.py", "hr", [(0, "def retried(): pass")])  # a retried bundle's
+        link.send("changed.py", "old", [(0, "def before(): pass")])  # changed during the run
+        link.close()
+        own = shard_of(tmp_path, {"a.py": ("ha", ["def alpha(): pass", "alpha_two = 2"]),
+                                  "retried.py": ("hr", ["def retried(): pass"]),
+                                  "changed.py": ("new", ["def after(): pass"]),
+                                  "unsent.py": ("hu", ["def unsent(): pass"] * 3)})
+        stale = shard_of(tmp_path, {"stale.py": ("hs", ["def previous(): pass"])})
+        committed = {"a.py": "ha", "retried.py": "hr", "changed.py": "new", "unsent.py": "hu"}
+        folder, docs = feed.finish(committed, [own], [stale])
+        entry = lexical.export(folder, docs, str(tmp_path / "snapshot"))
+    finally:
+        feed.close()
+
+    index = lexical.LexicalIndex.open(str(tmp_path / "snapshot"), entry)
+    found = index.all_ids()
+    expected = (ids("a.py", "ha", 2) | ids("retried.py", "hr", 1) | ids("changed.py", "new", 1)
+                | ids("unsent.py", "hu", 3) | ids("stale.py", "hs", 1))
+    assert sorted(found) == sorted(expected)  # no duplicate, nothing uncommitted
+    assert docs == len(expected)
+    assert [hit for hit, _ in index.search("never_committed", 5)] == []
+    assert [hit for hit, _ in index.search("alpha", 5)]  # fed documents are searchable
+
+
+def test_a_worker_that_cannot_reach_the_feed_sends_nothing_and_fails_nothing(tmp_path):
+    link = FeedLink(str(tmp_path / "no-such-socket"), b"key")
+    link.setup()
+    link.send("a.py", "ha", [(0, "text")])
+    link.flush()
+    link.close()
