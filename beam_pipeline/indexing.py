@@ -398,6 +398,9 @@ class _Run:
     follower: lexical.ShardFollower | None = field(default=None, init=False)
     feed: lexfeed.LexicalFeed | None = field(default=None, init=False)  # or, locally, this
     committed_files: dict[str, str] = field(default_factory=dict, init=False)  # path → hash
+    lexicon_base: tuple[str, dict] | None = field(default=None, init=False)  # carried forward
+    lexicon_deleted: set[str] = field(default_factory=set, init=False)  # …without these files
+    pipeline_s: float = field(default=0.0, init=False)  # how long the pipeline ran
 
     def execute(self) -> None:
         try:
@@ -565,9 +568,11 @@ class _Run:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carry") as pool:
             carrying = pool.submit(reindex.carry_rows, base, plan.carry, staging,
                                    self._lexicon_claim) if base else None
+            started = time.monotonic()
             result = run_pipeline(self._chunker(), staging, todo, self.settings, options, link,
                                   reuse, self.spill_dir, self.req.cancel, spec,
                                   self.feed.link if self.feed else None)
+            self.pipeline_s = time.monotonic() - started
             self.carried = carrying.result() if carrying else []
         return result
 
@@ -604,25 +609,32 @@ class _Run:
 
     def _start_lexicon(self, plan: reindex.Plan) -> None:
         base = self.base
+        if self.base_lexicon:
+            self.lexicon_base = (base.directory, base.manifest["lexical"])
+            # Deleted before any new row is added: a delete drops only the documents before
+            # it. Stale files (re-embedding failed) get their previous rows back at the commit.
+            self.lexicon_deleted = set(base.files) - plan.carry
         if self.placement.local and storage.is_local(self.staging):
             # The workers share this host: they feed the index as they cut files (lexfeed).
-            self.feed = lexfeed.LexicalFeed(
-                (base.directory, base.manifest["lexical"]) if self.base_lexicon else None,
-                set(base.files) - plan.carry if self.base_lexicon else ())
-            return
-        if self.base_lexicon:
-            self.lexicon = lexical.LexicalBuilder((base.directory, base.manifest["lexical"]))
-            # Before any new row is added: a delete drops only the documents before it.
-            # Stale files (re-embedding failed) get their previous rows back at the commit.
-            self.lexicon.delete_paths(set(base.files) - plan.carry)
+            self.feed = lexfeed.LexicalFeed(self.lexicon_base, self.lexicon_deleted)
         else:
-            self.lexicon = lexical.LexicalBuilder()
+            self._follow_shards()
+
+    def _follow_shards(self) -> None:
+        self.lexicon = lexical.LexicalBuilder(self.lexicon_base)
+        self.lexicon.delete_paths(self.lexicon_deleted)
         self.follower = lexical.ShardFollower(self.lexicon, self.staging).start()
 
     def _finish_lexicon(self, shards: list[dict], carried: list[dict]) -> dict:
         """The lexical index of exactly the committed shards, saved into staging."""
         if self.feed is not None:
-            return self._finish_feed(shards)
+            try:
+                return self._finish_feed(shards)
+            except lexfeed.FeedBehind as exc:
+                log.warning("%s: the lexical index is built from the shards instead", exc)
+                self.feed.close(timeout=0)
+                self.feed = None
+                self._follow_shards()
         committed = {s["path"] for s in shards}
         if self.base_lexicon:
             committed -= {s["path"] for s in carried}
@@ -640,7 +652,8 @@ class _Run:
         folder, docs = self.feed.finish(
             self.committed_files,
             [(storage.join(self.staging, name), name) for name in sorted(own)],
-            [(storage.join(self.staging, name), name) for name in whole])
+            [(storage.join(self.staging, name), name) for name in whole],
+            timeout=lexfeed.finish_timeout(self.pipeline_s))
         return lexical.export(folder, docs, self.staging)
 
     def _take_stats(self, result) -> None:

@@ -34,6 +34,7 @@ import logging
 import os
 import queue
 import secrets
+import shutil
 import signal
 import sys
 import threading
@@ -48,9 +49,22 @@ log = logging.getLogger(__name__)
 # A worker sends a bundle's files in messages of about this much text: one pickling and one
 # socket write per ~100 files of code, not per file.
 _MESSAGE_CHARS = 1 << 20
+# How long `finish` waits for the helper: it indexes on idle time only, so on a machine that
+# others keep busy it can fall far behind; the launcher then builds the index from the shards
+# itself, as for a distributed runner. On an idle machine it answers within ~0.3 s of a 6 s run.
+GRACE_S = 2.0
+GRACE_SHARE = 0.25  # … plus this share of the pipeline's own time
 # Messages received but not yet indexed; beyond them the helper stops reading and senders wait
 # (at most this many times _MESSAGE_CHARS of text is held).
 _INBOX_MESSAGES = 64
+
+
+class FeedBehind(Exception):
+    """The helper did not finish in time (see GRACE_S)."""
+
+
+def finish_timeout(pipeline_s: float) -> float:
+    return GRACE_S + GRACE_SHARE * pipeline_s
 
 
 class FeedLink:
@@ -113,22 +127,27 @@ class LexicalFeed:
     """
 
     def __init__(self, base: tuple[str, dict] | None, deleted: Iterable[str]):
+        self._folder: str | None = None
         self._process, self._requests, self._answers = start_helper(__name__)
         try:
             self._requests.send((base, sorted(deleted)))
-            address, authkey = self._answer()
+            address, authkey, self._folder = self._answer()
         except BaseException:
             self.close()
             raise
         self.link = FeedLink(address, authkey)
 
     def finish(self, committed: dict[str, str], run_shards: Sequence[tuple[str, str]],
-               whole_shards: Sequence[tuple[str, str]]) -> tuple[str, int]:
+               whole_shards: Sequence[tuple[str, str]],
+               timeout: float | None = None) -> tuple[str, int]:
         """Reconcile with what the run committed (see the module's doc) and commit; the
         index's local folder and its document count. Call close() once the folder is copied.
 
-        `run_shards` and `whole_shards` are (shard path, shard name) pairs."""
+        `run_shards` and `whole_shards` are (shard path, shard name) pairs. Raises FeedBehind
+        when the helper has not answered within `timeout` seconds."""
         self._requests.send((committed, list(run_shards), list(whole_shards)))
+        if timeout is not None and not self._answers.poll(timeout):
+            raise FeedBehind(f"the lexical index's helper was not done after {timeout:.1f} s")
         return self._answer()
 
     def _answer(self):
@@ -140,15 +159,17 @@ class LexicalFeed:
             raise lexical.LexicalError(f"lexical index: {value}")
         return value
 
-    def close(self) -> None:
-        """Stop the helper; its folder goes with it."""
+    def close(self, timeout: float = 10) -> None:
+        """Stop the helper (killed after `timeout` seconds); its folder goes with it."""
         for conn in (self._requests, self._answers):
             conn.close()
         try:
-            self._process.wait(timeout=10)
+            self._process.wait(timeout=timeout)
         except Exception:  # noqa: BLE001 - a helper that does not stop is killed
             self._process.kill()
             self._process.wait()
+        if self._folder is not None:  # gone already, unless the helper was killed
+            shutil.rmtree(self._folder, ignore_errors=True)
 
 
 class _Inbox:
@@ -253,7 +274,7 @@ def _serve(requests_fd: int, answers_fd: int) -> None:
         builder = lexical.LexicalBuilder(base)
         builder.delete_paths(deleted)
         inbox = _Inbox(builder)
-        answers.send(("ok", (inbox.address, inbox.authkey)))
+        answers.send(("ok", (inbox.address, inbox.authkey, builder.directory)))
         committed, run_shards, whole_shards = requests.recv()
         inbox.stop()
         reconcile(builder, inbox.sent, committed, run_shards, whole_shards)

@@ -5,13 +5,15 @@ arrived comes from its shard."""
 import pickle
 
 import numpy as np
+from conftest import code_file, make_tree
 
-from beam_pipeline import lexical
+from beam_pipeline import lexfeed, lexical, run_index
 from beam_pipeline.chunking import Chunk
 from beam_pipeline.lexfeed import FeedLink, LexicalFeed
 from beam_pipeline.records import FileRecord
 from beam_pipeline.rows import build_rows, write_shard
 from beam_pipeline.schema import chunk_id
+from beam_pipeline.verify import verify_index
 
 DIM = 4
 
@@ -70,3 +72,20 @@ def test_a_worker_that_cannot_reach_the_feed_sends_nothing_and_fails_nothing(tmp
     link.send("a.py", "ha", [(0, "text")])
     link.flush()
     link.close()
+
+
+def test_a_feed_that_falls_behind_leaves_the_index_to_the_shards(tmp_path, monkeypatch, caplog):
+    """The helper indexes on idle time only; on a machine others keep busy the launcher stops
+    waiting for it and builds the index from the shards: the snapshot is the same."""
+    src = make_tree(tmp_path / "src", {f"m{i}.py": code_file(f"m{i}", 30) for i in range(6)})
+    monkeypatch.setattr(lexfeed, "GRACE_S", 0.0)
+    monkeypatch.setattr(lexfeed, "GRACE_SHARE", 0.0)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # where the helper keeps its index
+    with caplog.at_level("WARNING"):
+        stats = run_index(src, tmp_path / "index")
+    assert stats.committed and stats.files_processed == 6
+    assert any("built from the shards instead" in r.getMessage() for r in caplog.records)
+    assert verify_index(tmp_path / "index") == []
+    assert not list(scratch.glob("beam-index-lexical-*"))  # the stopped helper's folder too
