@@ -547,6 +547,7 @@ class _Run:
         if self.scratch != Path(staging):  # workers read the list where they can reach it
             # Never empty (a blank line is skipped): an object store takes no zero-byte upload.
             storage.write_bytes(todo, (self.scratch / TODO_LIST).read_bytes() or b"\n")
+        self._start_lexicon(plan)  # first: a helper that feeds it starts while Beam imports
         from apache_beam.options.pipeline_options import PipelineOptions
 
         from .pipeline import run_pipeline
@@ -562,7 +563,6 @@ class _Run:
         else:
             link = RunLink(None, self.req.cancel.check(), events_dir=channel.directory,
                            filesystems=filesystems)
-        self._start_lexicon(plan)
         # Unchanged files' rows are copied while the pipeline runs: pyarrow's reading and
         # compression release the GIL, and the Beam work of a small re-index is mostly Python.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carry") as pool:

@@ -128,14 +128,22 @@ class LexicalFeed:
 
     def __init__(self, base: tuple[str, dict] | None, deleted: Iterable[str]):
         self._folder: str | None = None
+        self._link: FeedLink | None = None
         self._process, self._requests, self._answers = start_helper(__name__)
         try:
             self._requests.send((base, sorted(deleted)))
-            address, authkey, self._folder = self._answer()
         except BaseException:
             self.close()
             raise
-        self.link = FeedLink(address, authkey)
+
+    @property
+    def link(self) -> FeedLink:
+        """The workers' end, once the helper listens: its start-up (an interpreter, tantivy,
+        a copy of the base index) overlaps whatever the launcher does in between."""
+        if self._link is None:
+            address, authkey, self._folder = self._answer()
+            self._link = FeedLink(address, authkey)
+        return self._link
 
     def finish(self, committed: dict[str, str], run_shards: Sequence[tuple[str, str]],
                whole_shards: Sequence[tuple[str, str]],
@@ -145,6 +153,7 @@ class LexicalFeed:
 
         `run_shards` and `whole_shards` are (shard path, shard name) pairs. Raises FeedBehind
         when the helper has not answered within `timeout` seconds."""
+        self.link  # noqa: B018 - its start-up answer comes first
         self._requests.send((committed, list(run_shards), list(whole_shards)))
         if timeout is not None and not self._answers.poll(timeout):
             raise FeedBehind(f"the lexical index's helper was not done after {timeout:.1f} s")
