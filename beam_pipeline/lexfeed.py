@@ -54,6 +54,10 @@ _MESSAGE_CHARS = 1 << 20
 # itself, as for a distributed runner. On an idle machine it answers within ~0.3 s of a 6 s run.
 GRACE_S = 2.0
 GRACE_SHARE = 0.25  # … plus this share of the pipeline's own time
+# Messages a worker holds for the helper before it stops feeding it (the chunker never waits).
+_QUEUED_MESSAGES = 16
+# How long a bundle's end waits for its messages to leave.
+FLUSH_WAIT_S = 2.0
 # Messages received but not yet indexed; beyond them the helper stops reading and senders wait
 # (at most this many times _MESSAGE_CHARS of text is held).
 _INBOX_MESSAGES = 64
@@ -70,8 +74,10 @@ def finish_timeout(pipeline_s: float) -> float:
 class FeedLink:
     """ChunkFile's end: sends `(path, content hash, [(index, text), …])` per chunked file.
 
-    Pickled into the DoFn (the helper's socket address and key). A worker that cannot reach the
-    helper sends nothing: its files' documents are then added from their shards at the commit.
+    Pickled into the DoFn (the helper's socket address and key). Never makes the chunker wait:
+    messages go out on a thread, and when the helper is so far behind that _QUEUED_MESSAGES
+    wait here, this worker stops feeding it. A worker that cannot reach the helper, or stopped
+    feeding it, sends nothing more: those files' documents come from their shards at the commit.
     """
 
     def __init__(self, address: str, authkey: bytes):
@@ -80,6 +86,7 @@ class FeedLink:
         self._conn: Connection | None = None
         self._pending: list = []
         self._chars = 0
+        self._outbox: queue.Queue = queue.Queue(_QUEUED_MESSAGES)
 
     def __getstate__(self) -> dict:
         return {"address": self.address, "authkey": self.authkey}
@@ -93,6 +100,21 @@ class FeedLink:
         except OSError as exc:
             log.warning("lexical feed unreachable (%s): the lexical index is built from the "
                         "shards", exc)
+            return
+        threading.Thread(target=self._send_all, args=(self._conn,), daemon=True,
+                         name="lexical-feed").start()
+
+    def _send_all(self, conn: Connection) -> None:
+        try:
+            while (message := self._outbox.get()) is not None:
+                if isinstance(message, threading.Event):
+                    message.set()  # flush(): everything before it is sent
+                else:
+                    conn.send(message)
+        except OSError:
+            pass  # the helper is gone or the link closed: the shards have every row
+        finally:
+            conn.close()
 
     def send(self, path: str, digest: str, chunks: Sequence[tuple[int, str]]) -> None:
         if self._conn is None:
@@ -100,23 +122,40 @@ class FeedLink:
         self._pending.append((path, digest, chunks))
         self._chars += sum(len(text) for _, text in chunks)
         if self._chars >= _MESSAGE_CHARS:
-            self.flush()
+            self.flush(wait_s=0)
 
-    def flush(self) -> None:
-        """Send what is pending (before a bundle ends: the commit reads what was sent)."""
+    def flush(self, wait_s: float = FLUSH_WAIT_S) -> None:
+        """Hand over what is pending and wait (at most `wait_s`) until it is sent: a bundle's
+        end, after which the commit may read what arrived."""
         pending, self._pending, self._chars = self._pending, [], 0
-        if pending and self._conn is not None:
+        if self._conn is None:
+            return
+        sent = threading.Event() if wait_s > 0 else None
+        for message in [m for m in (pending, sent) if m]:
             try:
-                self._conn.send(pending)
-            except OSError as exc:
-                log.warning("lexical feed lost (%s): the rest comes from the shards", exc)
-                self._conn = None
+                self._outbox.put_nowait(message)
+            except queue.Full:
+                log.warning("lexical feed behind: this worker's other files are indexed from "
+                            "the shards")
+                self._stop()
+                return
+        if sent is not None:
+            sent.wait(wait_s)
+
+    def _stop(self) -> None:
+        conn, self._conn = self._conn, None
+        while True:  # room for the sender's end marker
+            try:
+                self._outbox.get_nowait()
+            except queue.Empty:
+                break
+        self._outbox.put(None)
+        del conn  # the sender thread closes it
 
     def close(self) -> None:
-        self.flush()
         if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            self.flush()
+            self._stop()
 
 
 class LexicalFeed:

@@ -3,6 +3,7 @@ sent but not committed is dropped, a file sent twice keeps one copy, a committed
 arrived comes from its shard."""
 
 import pickle
+import threading
 
 import numpy as np
 from conftest import code_file, make_tree
@@ -89,3 +90,27 @@ def test_a_feed_that_falls_behind_leaves_the_index_to_the_shards(tmp_path, monke
     assert any("built from the shards instead" in r.getMessage() for r in caplog.records)
     assert verify_index(tmp_path / "index") == []
     assert not list(scratch.glob("beam-index-lexical-*"))  # the stopped helper's folder too
+
+
+def test_a_helper_that_reads_nothing_never_makes_the_chunker_wait(tmp_path):
+    """The helper runs on idle CPU: when it stops reading, a worker gives up feeding it (its
+    files then come from the shards) instead of waiting."""
+    from multiprocessing.connection import Listener
+
+    listener = Listener(family="AF_UNIX", authkey=b"key")
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    link = FeedLink(listener.address, b"key")
+
+    def chunk_many_files():
+        link.setup()
+        for i in range(200):  # 200 MB of text: far more than a socket and the outbox hold
+            link.send(f"f{i}.py", "h", [(0, "x" * (1 << 20))])
+        link.flush(wait_s=0.1)
+        link.close()
+
+    worker = threading.Thread(target=chunk_many_files, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive()
+    listener.close()
