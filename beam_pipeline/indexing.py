@@ -563,6 +563,7 @@ class _Run:
         else:
             link = RunLink(None, self.req.cancel.check(), events_dir=channel.directory,
                            filesystems=filesystems)
+        lexicon = self._feed_link()  # before the carrying starts: it may claim shards
         # Unchanged files' rows are copied while the pipeline runs: pyarrow's reading and
         # compression release the GIL, and the Beam work of a small re-index is mostly Python.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carry") as pool:
@@ -571,7 +572,7 @@ class _Run:
             started = time.monotonic()
             result = run_pipeline(self._chunker(), staging, todo, self.settings, options, link,
                                   reuse, self.spill_dir, self.req.cancel, spec,
-                                  self.feed.link if self.feed else None)
+                                  lexicon)
             self.pipeline_s = time.monotonic() - started
             self.carried = carrying.result() if carrying else []
         return result
@@ -616,9 +617,25 @@ class _Run:
             self.lexicon_deleted = set(base.files) - plan.carry
         if self.placement.local and storage.is_local(self.staging):
             # The workers share this host: they feed the index as they cut files (lexfeed).
-            self.feed = lexfeed.LexicalFeed(self.lexicon_base, self.lexicon_deleted)
-        else:
+            try:
+                self.feed = lexfeed.LexicalFeed(self.lexicon_base, self.lexicon_deleted)
+                return
+            except OSError as exc:  # e.g. no interpreter this user may start
+                log.warning("no lexical index helper (%s): built from the shards", exc)
+        self._follow_shards()
+
+    def _feed_link(self) -> lexfeed.FeedLink | None:
+        """What the chunking workers feed the lexical index through, if anything."""
+        if self.feed is None:
+            return None
+        try:
+            return self.feed.link
+        except lexical.LexicalError as exc:  # it died starting
+            log.warning("%s: the lexical index is built from the shards", exc)
+            self.feed.close(timeout=0)
+            self.feed = None
             self._follow_shards()
+            return None
 
     def _follow_shards(self) -> None:
         self.lexicon = lexical.LexicalBuilder(self.lexicon_base)
