@@ -243,9 +243,11 @@ class _Inbox:
         while True:
             try:
                 conn = self._listener.accept()
-            except (OSError, EOFError):  # a client that failed the key, or went away
+            except Exception:  # noqa: BLE001 - a client that failed the key or went away;
+                if self._stopping.is_set():  # or the listener closed by stop()
+                    return
                 continue
-            if self._stopping.is_set():  # stop()'s own connection
+            if self._stopping.is_set():
                 conn.close()
                 return
             reader = threading.Thread(target=self._read, args=(conn,), daemon=True)
@@ -282,12 +284,11 @@ class _Inbox:
     def stop(self) -> None:
         """Take in what the workers sent, index it, and stop."""
         self._stopping.set()
-        # A connection of our own ends the accepting thread (closing a listening socket does
-        # not wake a thread blocked in accept() on Linux).
-        Client(self.address, family="AF_UNIX", authkey=self.authkey).close()
-        self._accepting.join()
+        # Not joined: closing a listening socket need not wake a thread blocked in accept()
+        # (a connection of our own to wake it hung once in CI: the thread was gone). A worker
+        # whose connection is not read here has its files added from the shards.
         self._listener.close()
-        for reader in self._readers:
+        for reader in list(self._readers):
             reader.join()
         self._messages.put(None)
         self._indexing.join()
