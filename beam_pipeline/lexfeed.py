@@ -243,9 +243,10 @@ class _Inbox:
         while True:
             try:
                 conn = self._listener.accept()
-            except Exception:  # noqa: BLE001 - a client that failed the key or went away;
-                if self._stopping.is_set():  # or the listener closed by stop()
+            except Exception as exc:  # noqa: BLE001 - the listener closed by stop(), or a
+                if self._stopping.is_set():  # client that failed the key or went away
                     return
+                log.warning("lexical index helper: a worker's connection failed (%s)", exc)
                 continue
             if self._stopping.is_set():
                 conn.close()
