@@ -58,6 +58,7 @@ GRACE_SHARE = 0.25  # … plus this share of the pipeline's own time
 _QUEUED_MESSAGES = 16
 # How long a bundle's end waits for its messages to leave.
 FLUSH_WAIT_S = 2.0
+_STOP = "stop"  # stop()'s message to its own listener
 # Messages received but not yet indexed; beyond them the helper stops reading and senders wait
 # (at most this many times _MESSAGE_CHARS of text is held).
 _INBOX_MESSAGES = 64
@@ -243,31 +244,40 @@ class _Inbox:
         while True:
             try:
                 conn = self._listener.accept()
-            except Exception as exc:  # noqa: BLE001 - the listener closed by stop(), or a
-                if self._stopping.is_set():  # client that failed the key or went away
-                    return
+            except Exception as exc:  # noqa: BLE001 - a client that failed the key or left
                 log.warning("lexical index helper: a worker's connection failed (%s)", exc)
                 continue
-            if self._stopping.is_set():
-                conn.close()
+            if not self._stopping.is_set():
+                reader = threading.Thread(target=self._read, args=(conn,), daemon=True)
+                self._readers.append(reader)
+                reader.start()
+            # stop() has begun: a worker's connection accepted late (this thread may have been
+            # descheduled while the worker sent and the pipeline ended), read here; or stop()'s
+            # own, which ends this thread.
+            elif self._read(conn, late=True):
                 return
-            reader = threading.Thread(target=self._read, args=(conn,), daemon=True)
-            self._readers.append(reader)
-            reader.start()
 
-    def _read(self, conn: Connection) -> None:
+    def _read(self, conn: Connection, late: bool = False) -> bool:
+        """Take in a connection's messages until its end; whether it was stop()'s own."""
         try:
             while True:
-                if self._stopping.is_set():
+                if late:
+                    # stop()'s message follows its handshake at once; a worker's are there.
+                    if not conn.poll(1.0):
+                        return False
+                elif self._stopping.is_set():
                     # Every sender has returned (the pipeline is over): what it sent is in the
                     # socket, so reading until nothing is left takes all of it.
                     if not conn.poll(0):
-                        break
+                        return False
                 elif not conn.poll(0.1):
                     continue
-                self._messages.put(conn.recv())
+                message = conn.recv()
+                if message == _STOP:
+                    return True
+                self._messages.put(message)
         except (EOFError, OSError):
-            pass  # the worker closed its end (or died): what arrived is kept
+            return False  # the worker closed its end (or died): what arrived is kept
         finally:
             conn.close()
 
@@ -285,11 +295,14 @@ class _Inbox:
     def stop(self) -> None:
         """Take in what the workers sent, index it, and stop."""
         self._stopping.set()
-        # Not joined: closing a listening socket need not wake a thread blocked in accept()
-        # (a connection of our own to wake it hung once in CI: the thread was gone). A worker
-        # whose connection is not read here has its files added from the shards.
+        # A connection of our own ends the accepting thread: closing a listening socket does
+        # not wake a thread blocked in accept() on Linux. Connections it accepts before this
+        # one are read to their end first.
+        with Client(self.address, family="AF_UNIX", authkey=self.authkey) as own:
+            own.send(_STOP)
+        self._accepting.join()
         self._listener.close()
-        for reader in list(self._readers):
+        for reader in self._readers:
             reader.join()
         self._messages.put(None)
         self._indexing.join()
