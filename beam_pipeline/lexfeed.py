@@ -243,7 +243,7 @@ class _Inbox:
     def _accept(self) -> None:
         while True:
             try:
-                conn = self._listener.accept()
+                conn = self._next_connection()
             except Exception as exc:  # noqa: BLE001 - a client that failed the key or left
                 log.warning("lexical index helper: a worker's connection failed (%s)", exc)
                 continue
@@ -256,6 +256,9 @@ class _Inbox:
             # own, which ends this thread.
             elif self._read(conn, late=True):
                 return
+
+    def _next_connection(self) -> Connection:
+        return self._listener.accept()
 
     def _read(self, conn: Connection, late: bool = False) -> bool:
         """Take in a connection's messages until its end; whether it was stop()'s own."""

@@ -114,3 +114,42 @@ def test_a_helper_that_reads_nothing_never_makes_the_chunker_wait(tmp_path):
     worker.join(60)
     assert not worker.is_alive()
     listener.close()
+
+
+def test_a_connection_accepted_after_the_stop_began_is_still_read(tmp_path):
+    """The helper runs at the lowest priority: its accepting thread may take a worker's
+    connection only after the worker has sent everything and the commit has begun."""
+    import socket
+    from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
+
+    from beam_pipeline.lexfeed import _Inbox
+
+    gate = threading.Event()
+
+    class SlowInbox(_Inbox):
+        def _next_connection(self):
+            gate.wait()  # descheduled until the stop has begun
+            return super()._next_connection()
+
+    with lexical.LexicalBuilder() as builder:
+        inbox = SlowInbox(builder)
+        raw = socket.socket(socket.AF_UNIX)
+        raw.connect(inbox.address)  # queued before the stop's own connection
+        conn = Connection(raw.detach())
+
+        def worker():  # what Client() and FeedLink do once connected
+            answer_challenge(conn, inbox.authkey)
+            deliver_challenge(conn, inbox.authkey)
+            conn.send([("late.py", "hl", [(0, "def late(): pass")])])
+            conn.close()
+
+        sender = threading.Thread(target=worker)
+        sender.start()
+        stopping = threading.Thread(target=inbox.stop)
+        stopping.start()
+        inbox._stopping.wait(10)
+        gate.set()
+        sender.join(30)
+        stopping.join(30)
+        assert not stopping.is_alive()
+        assert inbox.sent == {"late.py": "hl"}
