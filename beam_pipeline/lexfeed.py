@@ -136,27 +136,28 @@ class FeedLink:
             try:
                 self._outbox.put_nowait(message)
             except queue.Full:
-                log.warning("lexical feed behind: this worker's other files are indexed from "
-                            "the shards")
                 self._stop()
                 return
-        if sent is not None:
-            sent.wait(wait_s)
+        if sent is not None and not sent.wait(wait_s):
+            self._stop()  # a runner with many small bundles would wait at each one
 
     def _stop(self) -> None:
-        conn, self._conn = self._conn, None
-        while True:  # room for the sender's end marker
+        log.warning("lexical feed behind: this worker's other files are indexed from the "
+                    "shards")
+        self._conn = None  # the sender thread closes it once it sees the end marker
+        while True:  # room for the end marker
             try:
                 self._outbox.get_nowait()
             except queue.Empty:
                 break
         self._outbox.put(None)
-        del conn  # the sender thread closes it
 
     def close(self) -> None:
         if self._conn is not None:
             self.flush()
-            self._stop()
+        if self._conn is not None:
+            self._conn = None
+            self._outbox.put(None)  # after everything flushed: the sender ends and closes
 
 
 class LexicalFeed:
