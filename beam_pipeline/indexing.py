@@ -647,7 +647,7 @@ class _Run:
         if self.feed is not None:
             try:
                 return self._finish_feed(shards)
-            except lexfeed.FeedBehind as exc:
+            except (lexfeed.FeedBehind, lexical.LexicalError) as exc:  # late, or it died
                 log.warning("%s: the lexical index is built from the shards instead", exc)
                 self.feed.close(timeout=0)
                 self.feed = None

@@ -195,7 +195,10 @@ class LexicalFeed:
         `run_shards` and `whole_shards` are (shard path, shard name) pairs. Raises FeedBehind
         when the helper has not answered within `timeout` seconds."""
         self.link  # noqa: B018 - its start-up answer comes first
-        self._requests.send((committed, list(run_shards), list(whole_shards)))
+        try:
+            self._requests.send((committed, list(run_shards), list(whole_shards)))
+        except OSError:
+            raise lexical.LexicalError("the lexical index's helper process died") from None
         if timeout is not None and not self._answers.poll(timeout):
             raise FeedBehind(f"the lexical index's helper was not done after {timeout:.1f} s")
         return self._answer()

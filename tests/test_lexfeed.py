@@ -6,6 +6,7 @@ import pickle
 import threading
 
 import numpy as np
+import pytest
 from conftest import code_file, make_tree
 
 from beam_pipeline import lexfeed, lexical, run_index
@@ -153,3 +154,16 @@ def test_a_connection_accepted_after_the_stop_began_is_still_read(tmp_path):
         stopping.join(30)
         assert not stopping.is_alive()
         assert inbox.sent == {"late.py": "hl"}
+
+
+def test_a_helper_that_dies_says_so_at_the_commit():
+    """The launcher then builds the index from the shards (as for one that falls behind)."""
+    feed = LexicalFeed(base=None, deleted=())
+    try:
+        feed.link  # noqa: B018 - started and listening
+        feed._process.kill()
+        feed._process.wait()
+        with pytest.raises(lexical.LexicalError, match="died"):
+            feed.finish({}, [], [], timeout=30)
+    finally:
+        feed.close()
