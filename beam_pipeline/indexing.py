@@ -631,11 +631,14 @@ class _Run:
         try:
             return self.feed.link
         except lexical.LexicalError as exc:  # it died starting
-            log.warning("%s: the lexical index is built from the shards", exc)
-            self.feed.close(timeout=0)
-            self.feed = None
-            self._follow_shards()
+            self._abandon_feed(exc)
             return None
+
+    def _abandon_feed(self, reason: Exception) -> None:
+        log.warning("%s: the lexical index is built from the shards instead", reason)
+        self.feed.close(timeout=0)
+        self.feed = None
+        self._follow_shards()
 
     def _follow_shards(self) -> None:
         self.lexicon = lexical.LexicalBuilder(self.lexicon_base)
@@ -648,10 +651,7 @@ class _Run:
             try:
                 return self._finish_feed(shards)
             except (lexfeed.FeedBehind, lexical.LexicalError) as exc:  # late, or it died
-                log.warning("%s: the lexical index is built from the shards instead", exc)
-                self.feed.close(timeout=0)
-                self.feed = None
-                self._follow_shards()
+                self._abandon_feed(exc)
         committed = {s["path"] for s in shards}
         if self.base_lexicon:
             committed -= {s["path"] for s in carried}
@@ -694,11 +694,11 @@ class _Run:
                                 + "; ".join(problems))
         self.stats.add_counters(counters)
         self.shards = summary["shards"]
-        self.committed_files = {
-            path: digest for path, digest, state, chunks in zip(
-                *(records[name].to_pylist() for name in ("path", "file_hash", "status",
-                                                          "total_chunks")))
-            if state == INDEXED and chunks > 0}
+        if self.feed is not None:  # what its index must hold (read before the files merge)
+            columns = (records[name].to_pylist()
+                       for name in ("path", "file_hash", "status", "total_chunks"))
+            self.committed_files = {path: digest for path, digest, state, chunks
+                                    in zip(*columns) if state == INDEXED and chunks > 0}
 
     def _commit(self, plan: reindex.Plan) -> None:
         stats, req, base, staging = self.stats, self.req, self.base, self.staging

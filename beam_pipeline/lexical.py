@@ -211,26 +211,25 @@ class LexicalBuilder:
 
     def add_rows(self, table: pa.Table | pa.RecordBatch, shard: str) -> None:
         """One document per row of a table with columns id, path, language, content."""
-        import tantivy
-
-        add, document = self._writer.add_document, tantivy.Document
-        for row_id, path, language, content in zip(*(table.column(name).to_pylist()
-                                                     for name in ROWS_COLUMNS)):
-            add(document(id=row_id, path=path, language=language, shard=shard,
-                         words=word_text(content), parts=content, place=path))
-        self.added += table.num_rows
+        self._add(zip(*(table.column(name).to_pylist() for name in ROWS_COLUMNS)), shard=shard)
 
     def add_chunks(self, path: str, digest: str, chunks: Sequence[tuple[int, str]]) -> None:
         """The documents of one file's chunks `(index, text)`, whose content hash is `digest`:
         the rows its shard will hold (lexfeed.py), without their shard's name."""
+        language = detect_language(path)
+        self._add((chunk_id(path, digest, index), path, language, text)
+                  for index, text in chunks)
+
+    def _add(self, rows: Iterable[tuple[str, str, str, str]], **shard: str) -> None:
+        """One document per (row id, path, language, content)."""
         import tantivy
 
-        add, document, language = self._writer.add_document, tantivy.Document, \
-            detect_language(path)
-        for index, text in chunks:
-            add(document(id=chunk_id(path, digest, index), path=path, language=language,
-                         words=word_text(text), parts=text, place=path))
-        self.added += len(chunks)
+        add, document, added = self._writer.add_document, tantivy.Document, 0
+        for row_id, path, language, content in rows:
+            add(document(id=row_id, path=path, language=language, words=word_text(content),
+                         parts=content, place=path, **shard))
+            added += 1
+        self.added += added
 
     def add_shard(self, path: str, name: str, only: set[str] | None = None) -> None:
         """The rows of one shard (of the files in `only`, when given), a row group at a time
