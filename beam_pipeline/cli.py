@@ -135,8 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "folders, a pattern without / matches a name at any depth)")
     search.add_argument("--exclude-path", action="append", default=[], metavar="GLOB")
     search.add_argument("--min-score", type=float, metavar="S",
-                        help="cosine for --semantic and hybrid, BM25 for --fts, matches "
-                        "for --regex")
+                        help="show only hits whose score (0 to 1, the number printed) is at "
+                        "least S: the cosine with --semantic, BM25 as a fraction of the best "
+                        "hit's with --fts, the rank-fused score in hybrid")
     search.add_argument("--files-only", action="store_true", help="each file once, best first")
     search.add_argument("--exact", action="store_true",
                         help="rank every row, even in a snapshot with an approximate index")

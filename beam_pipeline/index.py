@@ -31,11 +31,14 @@ from .embedders import Embedder, get_embedder
 from .lexical import LexicalError, LexicalIndex
 from .schema import CURRENT_FILE, FILES_TABLE, FORMAT_VERSION, MANIFEST_FILE, SNAPSHOTS_DIR
 from .search import (
+    NAME_WEIGHT,
+    QUESTION_WEIGHT,
     Piece,
     SearchError,
     SearchRequest,
     allowed_paths,
     fuse,
+    relative,
     top_rows,
     whole_lines,
 )
@@ -112,8 +115,10 @@ class Index:
     def files_table(self) -> pa.Table:
         return storage.read_parquet(storage.join(self.directory, FILES_TABLE))
 
+    @cached_property
     def embedder(self) -> Embedder:
-        """The snapshot's own embedder, rebuilt from its fingerprint."""
+        """The snapshot's own embedder, rebuilt from its fingerprint once: a second query of
+        the same Index reuses it (a model is loaded once, not per query)."""
         spec = self.fingerprint["embedder"]
         config = self.manifest.get("embedder_config") or {}
         if not isinstance(config, dict):
@@ -218,20 +223,21 @@ class Index:
                                  "it): vector ranking only; the next run adds one")
             mode = "semantic"
         if mode == "semantic":
-            ranked = self._semantic(request, allowed)
-            scores = dict(ranked)
-            return self._hits(request, [row for row, _ in ranked], scores)
+            semantic = self._semantic(request, allowed)
+            return self._hits(request, [(row, max(score, 0.0)) for row, score in semantic],
+                              {"semantic": semantic})
         if mode == "fts":
-            ranked = (self._regex(request, allowed) if request.regex
-                      else self._lexical(request, paths))
-            return self._hits(request, [row for row, _ in ranked], dict(ranked))
+            lexical = (self._regex(request, allowed) if request.regex
+                       else self._lexical(request, paths))
+            return self._hits(request, relative(lexical), {"fts": lexical})
         semantic, lexical = self._semantic(request, allowed), self._lexical(request, paths)
         name = self.lexicon.terms(request.query).identifier
-        fused = fuse([[row for row, _ in lexical], [row for row, _ in semantic]],
-                     [1.0, 0.0 if name else 1.0])
-        ranks = {"fts": {row: i for i, (row, _) in enumerate(lexical, 1)},
-                 "semantic": {row: i for i, (row, _) in enumerate(semantic, 1)}}
-        return self._hits(request, [row for row, _ in fused], dict(fused), ranks)
+        if request.fusion == "rrf":
+            weight = 0.0 if name else 0.5
+        else:
+            weight = NAME_WEIGHT if name else QUESTION_WEIGHT
+        fused = fuse(relative(lexical), semantic, weight, request.fusion)
+        return self._hits(request, fused, {"fts": lexical, "semantic": semantic}, ranks=True)
 
     def _filter(self, request: SearchRequest) -> tuple[np.ndarray | None, PathTerms | None]:
         """A mask of the rows the filters let through (None when there are no filters), and
@@ -265,12 +271,15 @@ class Index:
 
     def _semantic(self, request: SearchRequest, allowed: np.ndarray | None):
         matrix, _ = self._rows
-        query = self.embedder().embed([request.query])[0]
+        query = self.embedder.embed([request.query])[0]
         n = (request.fetch if request.mode == "hybrid" or request.files_only else request.k)
+        # A semantic hit's score is its cosine, so the minimum can prune before ranking; a
+        # hybrid hit's is fused, and a row under the minimum here can still pass.
+        least = request.min_score if request.mode == "semantic" and request.min_score else None
         graph = None if request.exact else self.approximate
         if graph is not None:
-            return graph.rank(matrix, query, n, allowed, request.min_score)
-        return top_rows(matrix, query, n, allowed, request.min_score)
+            return graph.rank(matrix, query, n, allowed, least)
+        return top_rows(matrix, query, n, allowed, least)
 
     def _lexical(self, request: SearchRequest, paths: PathTerms | None):
         """BM25 ranking with the filters in the query (tantivy's clauses, not the row mask);
@@ -289,8 +298,6 @@ class Index:
                 exclude_paths=paths.paths if paths and not paths.keep else ())
             rows = self._rows_of([row_id for row_id, _ in found])
             ranked = [(row, score) for row, (_, score) in zip(rows, found) if row >= 0]
-            if request.min_score is not None and request.mode == "fts":
-                ranked = [(row, score) for row, score in ranked if score >= request.min_score]
             if needles is not None:
                 texts = self._texts(meta, [row for row, _ in ranked])
                 ranked = [(row, score) for (row, score), text in zip(ranked, texts)
@@ -312,8 +319,6 @@ class Index:
         matches = np.concatenate(counts).astype(np.float64) if counts else np.zeros(0)
         if allowed is not None:
             matches = np.where(allowed, matches, 0)
-        if request.min_score is not None:
-            matches = np.where(matches >= request.min_score, matches, 0)
         hits = np.flatnonzero(matches)
         order = hits[np.argsort(-matches[hits], kind="stable")]
         want = request.fetch if request.files_only else request.k
@@ -336,29 +341,42 @@ class Index:
         found = self._read_rows(places, ("content",))
         return [found[place][0] for place in places]
 
-    def _hits(self, request: SearchRequest, rows: list[int], scores: dict[int, float],
-              ranks: dict[str, dict[int, int]] | None = None) -> list[dict]:
+    def _hits(self, request: SearchRequest, ranked: list[tuple[int, float]],
+              lists: dict[str, list[tuple[int, float]]], ranks: bool = False) -> list[dict]:
+        """The hits of `ranked` (row, score in [0, 1]; best first) that reach the minimum
+        score, at most k (one per file with files_only). Each hit keeps its own number in
+        each of `lists` (the rankings its score came from, with their raw scores: cosine,
+        BM25 or matches) as `<list>_score`, and with `ranks` its place in each."""
         _, meta = self._rows
+        if request.min_score is not None:
+            ranked = [(row, score) for row, score in ranked if score >= request.min_score]
         if request.files_only:
-            first = {}
-            for row in rows:
-                first.setdefault(meta["path"][row].as_py(), row)
-            rows = list(first.values())
-        rows = rows[:request.k]
-        if not rows:
+            first: dict[str, tuple[int, float]] = {}
+            paths = meta["path"].take(int_array(np.asarray([r for r, _ in ranked], np.int64)))
+            for item, path in zip(ranked, paths.to_pylist()):
+                first.setdefault(path, item)
+            ranked = list(first.values())
+        ranked = ranked[:request.k]
+        if not ranked:
             return []
+        rows = [row for row, _ in ranked]
         picked = meta.take(int_array(np.asarray(rows, np.int64)))
         shards = [self.shards[i] for i in picked["shard"].to_pylist()]
         pieces = self._pieces(shards, picked["row"].to_pylist())
+        places = {name: {row: (rank, float(score)) for rank, (row, score) in enumerate(found, 1)}
+                  for name, found in lists.items()}
         hits = []
-        for row, path, start, end, language, (piece, snippet) in zip(
-                rows, picked["path"].to_pylist(), picked["line_start"].to_pylist(),
+        for (row, score), path, start, end, language, (piece, snippet) in zip(
+                ranked, picked["path"].to_pylist(), picked["line_start"].to_pylist(),
                 picked["line_end"].to_pylist(), picked["language"].to_pylist(), pieces):
-            hit = {"path": path, "line_start": start, "line_end": end,
-                   "score": float(scores[row]), "language": language, "content": piece.text,
-                   "snippet": snippet, "mode": request.mode}
-            if ranks is not None:
-                hit["ranks"] = {name: ranked.get(row) for name, ranked in ranks.items()}
+            hit = {"path": path, "line_start": start, "line_end": end, "score": float(score),
+                   "language": language, "content": piece.text, "snippet": snippet,
+                   "mode": request.mode}
+            for name, where in places.items():
+                hit[f"{name}_score"] = where[row][1] if row in where else None
+            if ranks:  # issue 15
+                hit["ranks"] = {name: where[row][0] if row in where else None
+                                for name, where in places.items()}
             hits.append(hit)
         return hits
 

@@ -1,16 +1,30 @@
 """What a search asks for, and the pure parts of answering it: filters, fusion and snippets.
 
-Modes and their scores (what `min_score` compares):
+Every hit of every mode carries one `score` in [0, 1], higher is better, and `min_score`
+keeps the hits whose shown `score` is at least that number:
 
-- `semantic`: cosine similarity of the query's vector and the row's, in [-1, 1].
-- `fts`: BM25 over the lexical index's terms (0 and up, unbounded; it grows with rare terms
-  and repeats). With `regex`, the number of matches of the pattern in the row's text.
-- `hybrid` (the default): reciprocal-rank fusion of both lists, sum of 1 / (60 + rank) over
-  the lists a row is in (at most 2/61 ≈ 0.033). A query that is one identifier with a capital,
-  an underscore or a digit (`readConfig`, `read_config`, `HTTPServer`) asks for a name, which the lexical list answers exactly: its
-  order leads, and the semantic list only adds rows after it (its weight is 0; on the
-  quality set this took MRR@10 from 0.52 to 0.61 at equal recall). `min_score` applies to
-  the cosine of the semantic list before fusion: the fused number says little on its own.
+- `semantic`: the cosine of the query's vector and the row's, a negative cosine (unrelated
+  text) shown as 0. Not (1 + cos) / 2: that would give unrelated text 0.5, and a threshold
+  of 0.5 would keep it.
+- `fts`: BM25 over the lexical index's terms, divided by the query's best BM25: the top hit
+  scores 1 and the others say how close to it they come. BM25 itself is unbounded and its
+  scale moves with the query's length and the rarity of its words (one rare word scores
+  about 10, a six-word question 30 and up), so a fixed saturation s / (s + k) would rate a
+  short query's best hit lower than a long query's tenth; a fraction of the best means the
+  same in every query. With `fuzzy` the same. With `regex`, the row's number of matches
+  divided by the most matches of any row.
+- `hybrid` (the default): reciprocal-rank fusion of the two lists, Σ w / (60 + rank) over the
+  lists that hold the row, divided by the most it can reach (a row first in both lists
+  scores 1, a row first in one list only 0.5). A question weighs both lists equally; a query
+  that is one identifier with a capital, an underscore or a digit (`readConfig`,
+  `read_config`, `HTTPServer`) asks for a name, which the lexical list answers exactly: the
+  vector list's weight is 0 there, so its rows follow the lexical list's with score 0.
+  `fusion="score"` fuses the scores instead, (1 - w) × the fts score + w × the semantic
+  score (w = 0.4 for a question, 0.1 for a name; a row missing from a list has 0 there), for
+  the comparison in `benchmarks/quality.py`.
+
+Each hybrid hit also keeps each list's own score and rank (`lists` in the hit), for those who
+want them.
 
 Filters select rows before any ranking, so a filtered search still returns `k` hits when `k`
 rows pass the filters. Path globs use .gitignore's syntax (gitwildmatch): `**` crosses
@@ -40,7 +54,11 @@ import pyarrow.compute as pc
 from .columns import mask_of
 
 MODES = ("hybrid", "fts", "semantic")
+FUSIONS = ("rrf", "score")
 RRF_K = 60  # the usual constant of reciprocal-rank fusion (Cormack et al.)
+# The semantic list's share of a hybrid score with fusion="score"; a name wants the exact words.
+QUESTION_WEIGHT = 0.4
+NAME_WEIGHT = 0.1
 
 
 class SearchError(ValueError):
@@ -62,6 +80,7 @@ class SearchRequest:
     fuzzy: bool = False
     files_only: bool = False
     exact: bool = False  # rank every row even where the snapshot has an approximate index
+    fusion: str = "rrf"  # see FUSIONS and the module's docstring
     notes: list[str] = field(default_factory=list, compare=False)
 
     def __post_init__(self):
@@ -69,6 +88,11 @@ class SearchRequest:
             raise SearchError(f"unknown search mode {self.mode!r} (one of {', '.join(MODES)})")
         if (self.regex or self.case_sensitive or self.fuzzy) and self.mode != "fts":
             raise SearchError("--regex, --case-sensitive and --fuzzy need --fts")
+        if self.fusion not in FUSIONS:
+            raise SearchError(f"unknown fusion {self.fusion!r} (one of {', '.join(FUSIONS)})")
+        if self.min_score is not None and not 0 <= self.min_score <= 1:
+            raise SearchError(f"min_score {self.min_score} is outside [0, 1], the scale of "
+                              "every score")
         if self.regex and self.fuzzy:
             raise SearchError("--regex and --fuzzy cannot be combined")
         for name in ("languages", "exclude_languages", "path_filters", "exclude_paths"):
@@ -126,18 +150,33 @@ def allowed_paths(paths: pa.Array, request: SearchRequest) -> np.ndarray | None:
     return mask
 
 
-def fuse(lists: Sequence[Sequence[int]], weights: Sequence[float] | None = None
-         ) -> list[tuple[int, float]]:
-    """Weighted reciprocal-rank fusion of ranked lists of row numbers; (row, score), best
-    first. A list of weight 0 only adds its rows after the others'.
+def relative(ranked: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
+    """(row, score) with each score divided by the best: the top row scores 1."""
+    best = max((score for _, score in ranked), default=0.0)
+    if best <= 0:
+        return [(row, 0.0) for row, _ in ranked]
+    return [(row, score / best) for row, score in ranked]
 
-    Ties keep the order in which rows first appear (the first list wins)."""
-    weights = [1.0] * len(lists) if weights is None else weights
+
+def fuse(lexical: Sequence[tuple[int, float]], semantic: Sequence[tuple[int, float]],
+         weight: float, fusion: str = "rrf") -> list[tuple[int, float]]:
+    """One ranked list from the lexical list (scores in [0, 1], see `relative`) and the
+    semantic one (cosines), as (row, score in [0, 1]), best first; `weight` is the semantic
+    list's share. With fusion="rrf" the weighted reciprocal ranks over the most they can sum
+    to; with fusion="score", (1 - weight) × lexical + weight × max(cosine, 0).
+
+    Ties keep the order in which rows first appear (the lexical list wins)."""
+    lists = (lexical, semantic)
+    weights = (1.0 - weight, weight)
     scores: dict[int, float] = {}
-    for ranked, weight in zip(lists, weights):
-        for rank, row in enumerate(ranked, start=1):
-            scores[row] = scores.get(row, 0.0) + weight / (RRF_K + rank)
-    order = {row: i for i, row in enumerate(dict.fromkeys(r for ranked in lists for r in ranked))}
+    for ranked, share in zip(lists, weights):
+        for rank, (row, score) in enumerate(ranked, start=1):
+            part = (1 / (RRF_K + rank)) if fusion == "rrf" else min(max(score, 0.0), 1.0)
+            scores[row] = scores.get(row, 0.0) + share * part
+    if fusion == "rrf":
+        scores = {row: score * (RRF_K + 1) for row, score in scores.items()}
+    order = {row: i for i, row in enumerate(dict.fromkeys(r for ranked in lists
+                                                          for r, _ in ranked))}
     return sorted(scores.items(), key=lambda item: (-item[1], order[item[0]]))
 
 

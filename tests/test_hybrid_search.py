@@ -132,6 +132,66 @@ def test_hybrid_fuses_both_lists(index):
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
 
 
+SCORED = [  # mode, query, options, the file that answers it
+    ("hybrid", "where is the settings file parsed", {}, "pkg/config.py"),
+    ("hybrid", "readConfigFile", {}, "pkg/config.py"),
+    ("semantic", "parse the settings file", {}, "pkg/config.py"),
+    ("fts", "config settings", {}, "pkg/config.py"),
+    ("fts", "config|socket", {"regex": True}, "tests/test_config.py"),
+    ("fts", "readconfigfle settings", {"fuzzy": True}, "pkg/config.py"),
+]
+
+
+@pytest.mark.parametrize("mode, query, options, answer", SCORED)
+def test_every_mode_scores_in_0_1_and_min_score_filters_the_shown_score(
+        index, mode, query, options, answer):
+    hits = index.search(query, 10, mode=mode, **options)
+    assert hits[0]["path"] == answer
+    assert all(0 <= hit["score"] <= 1 for hit in hits)
+    # The weak hits a user would not want (the filler module answers nothing asked here)
+    # score under 0.5, and 0.5 removes them and nothing else.
+    weak = [hit for hit in hits if hit["score"] < 0.5]
+    assert weak
+    strong = index.search(query, 10, mode=mode, min_score=0.5, **options)
+    assert strong and strong[0]["path"] == answer
+    assert all(hit["score"] >= 0.5 for hit in strong)
+    assert [(h["path"], h["line_start"]) for h in strong] == [
+        (h["path"], h["line_start"]) for h in hits if h["score"] >= 0.5]
+    assert not any(hit["path"] == "pkg/filler.py" for hit in strong)
+    files = index.search(query, 10, mode=mode, min_score=0.5, files_only=True, **options)
+    assert files and all(hit["score"] >= 0.5 for hit in files)
+
+
+@pytest.mark.parametrize("mode, query, options, answer", SCORED)
+def test_the_cli_prints_and_filters_the_same_score(built, mode, query, options, answer):
+    out = built[1]
+    flags = [*({"semantic": ["--semantic"], "fts": ["--fts"]}.get(mode, [])),
+             *(f"--{name}" for name in options)]
+    every = json.loads(run_cli("search", out, query, "--json", *flags).stdout)
+    assert any(hit["score"] < 0.5 for hit in every), "nothing for the minimum to remove"
+    proc = run_cli("search", out, query, "--json", "--min-score", "0.5", *flags)
+    assert proc.returncode == 0, proc.stderr
+    hits = json.loads(proc.stdout)
+    assert hits and all(0.5 <= hit["score"] <= 1 for hit in hits)
+    assert len(hits) == sum(hit["score"] >= 0.5 for hit in every)
+    # The terminal shows the number the JSON has and the minimum compares.
+    text = run_cli("search", out, query, "--min-score", "0.5", *flags).stdout
+    shown = re.findall(r"^(\S+):\d+-\d+  (\d\.\d{3})$", text, re.MULTILINE)
+    assert shown == [(hit["path"], f"{hit['score']:.3f}") for hit in hits]
+
+
+def test_each_list_keeps_its_own_score_and_rank(built):
+    hits = json.loads(run_cli("search", built[1], "where is the settings file parsed",
+                              "--json").stdout)
+    # The lists' raw numbers stay in the JSON: BM25 is not in [0, 1], a cosine is.
+    assert hits[0]["ranks"]["fts"] == 1 and hits[0]["fts_score"] > 1
+    assert 0 < hits[0]["semantic_score"] <= 1
+    missing = [hit for hit in hits if hit["ranks"]["fts"] is None]
+    assert missing and all(hit["fts_score"] is None for hit in missing)
+    refused = run_cli("search", built[1], "config", "--min-score", "3")
+    assert refused.returncode != 0 and "outside [0, 1]" in refused.stderr
+
+
 def test_min_score_and_files_only(index):
     hits = index.search("filler value", 10, mode="semantic", min_score=0.3)
     assert hits and all(hit["score"] >= 0.3 for hit in hits)

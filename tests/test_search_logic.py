@@ -10,6 +10,7 @@ from beam_pipeline.search import (
     SearchRequest,
     allowed_paths,
     fuse,
+    relative,
     top_rows,
     whole_lines,
 )
@@ -18,12 +19,31 @@ PATHS = ["setup.py", "src/pkg/mod.py", "src/pkg/sub/deep.py", "tests/test_mod.py
          "docs/index.md", "README.md"]
 
 
-def test_fusion_sums_reciprocal_ranks_and_a_zero_weight_list_only_appends():
-    fused = fuse([[1, 2, 3], [3, 1, 4]])
+def test_score_fusion_weighs_normalised_bm25_against_the_cosine():
+    lexical = relative([(1, 8.0), (2, 4.0), (3, 2.0)])
+    assert lexical == [(1, 1.0), (2, 0.5), (3, 0.25)]
+    fused = fuse(lexical, [(3, 0.9), (4, 0.8), (1, -0.2)], weight=0.4, fusion="score")
+    assert [row for row, _ in fused] == [1, 3, 4, 2]
+    assert dict(fused) == pytest.approx({1: 0.6, 2: 0.3, 3: 0.6 * 0.25 + 0.4 * 0.9, 4: 0.32})
+    # A negative cosine counts as none, so every fused score is in [0, 1].
+    assert all(0 <= score <= 1 for _, score in fused)
+    assert relative([(5, 0.0)]) == [(5, 0.0)]
+
+
+def test_rank_fusion_is_kept_for_comparison_and_scaled_to_one():
+    fused = fuse([(1, 1.0), (2, 0.5), (3, 0.1)], [(3, 0.9), (1, 0.8), (4, 0.1)], 0.5, "rrf")
     assert [row for row, _ in fused] == [1, 3, 2, 4]
-    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
-    led = fuse([[1, 2], [3, 2, 4]], [1.0, 0.0])
-    assert [row for row, _ in led] == [1, 2, 3, 4]
+    assert fused[0][1] == pytest.approx(61 * (0.5 / 61 + 0.5 / 62))
+    # A list of weight 0 only adds its rows after the others'.
+    led = fuse([(1, 1.0), (2, 0.5)], [(3, 0.9), (2, 0.5), (4, 0.1)], 0.0, "rrf")
+    assert [row for row, _ in led] == [1, 2, 3, 4] and led[0][1] == pytest.approx(1.0)
+
+
+def test_a_minimum_outside_the_score_scale_is_refused():
+    with pytest.raises(SearchError, match=r"outside \[0, 1\]"):
+        SearchRequest("q", min_score=3.0)
+    with pytest.raises(SearchError, match="unknown fusion"):
+        SearchRequest("q", fusion="max")
 
 
 @pytest.mark.parametrize("include, exclude, expected", [

@@ -45,9 +45,10 @@ def test_search_api_and_cli_agree(index_dir):
     assert [(h["path"], h["line_start"], h["line_end"]) for h in cli_hits] == [
         (h["path"], h["line_start"], h["line_end"]) for h in hits]
     # Fields are only ever added (issue 15 added language, snippet, mode and, in the hybrid
-    # mode, each list's rank).
+    # mode, each list's rank; issue 34 each list's own score).
     assert set(cli_hits[0]) == {"path", "line_start", "line_end", "score", "content",
-                                "language", "snippet", "mode", "ranks"}
+                                "language", "snippet", "mode", "ranks", "fts_score",
+                                "semantic_score"}
     text = run_cli("search", index_dir, "echo server socket", "-k", "1").stdout
     assert text.startswith("net/server.py:1-5  ")
 
