@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--min-score", type=float, metavar="S",
                         help="show only hits whose score (0 to 1, the number printed) is at "
                         "least S: the cosine with --semantic, BM25 as a fraction of the best "
-                        "hit's with --fts, the rank-fused score in hybrid")
+                        "hit's with --fts, 0.4 x that + 0.6 x the cosine in hybrid")
     search.add_argument("--files-only", action="store_true", help="each file once, best first")
     search.add_argument("--exact", action="store_true",
                         help="rank every row, even in a snapshot with an approximate index")

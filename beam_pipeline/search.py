@@ -13,15 +13,16 @@ keeps the hits whose shown `score` is at least that number:
   short query's best hit lower than a long query's tenth; a fraction of the best means the
   same in every query. With `fuzzy` the same. With `regex`, the row's number of matches
   divided by the most matches of any row.
-- `hybrid` (the default): reciprocal-rank fusion of the two lists, Σ w / (60 + rank) over the
-  lists that hold the row, divided by the most it can reach (a row first in both lists
-  scores 1, a row first in one list only 0.5). A question weighs both lists equally; a query
-  that is one identifier with a capital, an underscore or a digit (`readConfig`,
-  `read_config`, `HTTPServer`) asks for a name, which the lexical list answers exactly: the
-  vector list's weight is 0 there, so its rows follow the lexical list's with score 0.
-  `fusion="score"` fuses the scores instead, (1 - w) × the fts score + w × the semantic
-  score (w = 0.4 for a question, 0.1 for a name; a row missing from a list has 0 there), for
-  the comparison in `benchmarks/quality.py`.
+- `hybrid` (the default): 0.4 × the fts score + 0.6 × the semantic score (as above), over
+  the rows of both lists (a row missing from a list has 0 there), so the fused score keeps
+  the cosine's absolute meaning: in a question, a row the vectors find unrelated cannot
+  reach 0.5 on its words alone. A query that is one identifier with a capital, an underscore or a digit
+  (`readConfig`, `read_config`, `HTTPServer`) asks for a name, which the lexical list answers
+  exactly: there the weights are 0.9 and 0.1. `fusion="rrf"` fuses the ranks instead
+  (reciprocal-rank fusion, Σ w / (60 + rank), scaled so a row first in both lists scores 1;
+  the vector list's weight is ½, and 0 for a name). Score fusion won on the quality set with
+  both embedders measured (README: Quality; `python -m benchmarks.quality --fusions
+  rrf,score`).
 
 Each hybrid hit also keeps each list's own score and rank (`lists` in the hit), for those who
 want them.
@@ -54,10 +55,11 @@ import pyarrow.compute as pc
 from .columns import mask_of
 
 MODES = ("hybrid", "fts", "semantic")
-FUSIONS = ("rrf", "score")
+FUSIONS = ("score", "rrf")
 RRF_K = 60  # the usual constant of reciprocal-rank fusion (Cormack et al.)
-# The semantic list's share of a hybrid score with fusion="score"; a name wants the exact words.
-QUESTION_WEIGHT = 0.4
+# The semantic list's share of a hybrid score with fusion="score", chosen on the quality set
+# (README: Quality): 0.6 led RRF's MRR@10 with hashing and with minilm. A name wants its words.
+QUESTION_WEIGHT = 0.6
 NAME_WEIGHT = 0.1
 
 
@@ -80,7 +82,7 @@ class SearchRequest:
     fuzzy: bool = False
     files_only: bool = False
     exact: bool = False  # rank every row even where the snapshot has an approximate index
-    fusion: str = "rrf"  # see FUSIONS and the module's docstring
+    fusion: str = "score"  # see FUSIONS and the module's docstring
     notes: list[str] = field(default_factory=list, compare=False)
 
     def __post_init__(self):
@@ -159,11 +161,11 @@ def relative(ranked: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
 
 
 def fuse(lexical: Sequence[tuple[int, float]], semantic: Sequence[tuple[int, float]],
-         weight: float, fusion: str = "rrf") -> list[tuple[int, float]]:
+         weight: float, fusion: str = "score") -> list[tuple[int, float]]:
     """One ranked list from the lexical list (scores in [0, 1], see `relative`) and the
     semantic one (cosines), as (row, score in [0, 1]), best first; `weight` is the semantic
-    list's share. With fusion="rrf" the weighted reciprocal ranks over the most they can sum
-    to; with fusion="score", (1 - weight) × lexical + weight × max(cosine, 0).
+    list's share: (1 - weight) × lexical + weight × max(cosine, 0), or with fusion="rrf" the
+    weighted reciprocal ranks over the most they can sum to.
 
     Ties keep the order in which rows first appear (the lexical list wins)."""
     lists = (lexical, semantic)

@@ -36,12 +36,14 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from beam_pipeline.search import FUSIONS
 from beam_pipeline.sourcefile import CHUNKERS, DEFAULT_CHUNKER
 
 DATA = Path(__file__).parent / "data"
 MODES = ("semantic", "fts", "hybrid")
 DEFAULT_EMBEDDER = "hashing"
-TARGET_RECALL, TARGET_MRR = 0.92, 0.6  # the default embedder, hybrid, over every tree
+# Issue 15's targets for the default search, set on the apache_beam questions.
+TARGET_TREE, TARGET_RECALL, TARGET_MRR = "apache_beam", 0.92, 0.6
 
 
 @dataclass(frozen=True)
@@ -201,22 +203,22 @@ def measure(trees: tuple[str, ...], embedders: tuple[str, ...], minilm_files: in
                                          **score(index, queries, mode, **options)})
     return {"queries": {name: len(TREES[name].load_queries()) for name in trees},
             "rows": rows, "summary": summarise(rows),
-            "targets": {"hybrid recall@10 (default)": TARGET_RECALL,
-                        "hybrid MRR@10 (default)": TARGET_MRR}}
+            "targets": {f"hybrid recall@10 (default, {TARGET_TREE})": TARGET_RECALL,
+                        f"hybrid MRR@10 (default, {TARGET_TREE})": TARGET_MRR}}
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Every configuration over all trees: recall and MRR averaged over all queries."""
+    """Every configuration over all trees: recall and MRR averaged over all queries (a
+    sample's rows apart from the whole trees')."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        if not row["sample"]:
-            key = (row["embedder"], row["chunker"], row["mode"], row["fusion"])
-            groups.setdefault(key, []).append(row)
+        key = (row["embedder"], row["chunker"], row["mode"], row["fusion"], row["sample"])
+        groups.setdefault(key, []).append(row)
     summary = []
-    for (embedder, chunker, mode, fusion), group in groups.items():
+    for (embedder, chunker, mode, fusion, sample), group in groups.items():
         total = sum(row["queries"] for row in group)
         summary.append({"embedder": embedder, "chunker": chunker, "mode": mode,
-                        "fusion": fusion, "queries": total,
+                        "fusion": fusion, "sample": sample, "queries": total,
                         "trees": [row["tree"] for row in group],
                         **{key: sum(row[key] * row["queries"] for row in group) / total
                            for key in ("recall_at_10", "mrr_at_10")}})
@@ -246,7 +248,8 @@ def print_quality(result: dict) -> None:
           f"{'recall':>7} {'MRR':>6}")
     for row in result["summary"]:
         mode = f"{row['mode']}{'/' + row['fusion'] if row['fusion'] else ''}"
-        print(f"{'':11} {row['embedder']:16} {row['chunker']:7} {mode:14} {row['queries']:>7} "
+        embedder = f"{row['embedder']}{'*' if row['sample'] else ''}"
+        print(f"{'':11} {embedder:16} {row['chunker']:7} {mode:14} {row['queries']:>7} "
               f"{row['recall_at_10']:>7.3f} {row['mrr_at_10']:>6.3f}")
     print()
     builds = {(r["tree"], r["embedder"], r["chunker"]): r for r in result["rows"]}
@@ -255,13 +258,15 @@ def print_quality(result: dict) -> None:
               f"indexed in {row['index_s']:.1f} s, peak RSS {row['peak_rss_MB']:.0f} MB"
               + (f"; fixed-size for {row['fixed_chunk_files']}" if row["fixed_chunk_files"]
                  else ""))
-    default = next((r for r in result["summary"] if (r["embedder"], r["chunker"], r["mode"])
-                    == (DEFAULT_EMBEDDER, DEFAULT_CHUNKER, "hybrid")), None)
+    default = next((r for r in result["rows"] if r["tree"] == TARGET_TREE and not r["sample"]
+                    and (r["embedder"], r["chunker"], r["mode"]) == (
+                        DEFAULT_EMBEDDER, DEFAULT_CHUNKER, "hybrid")
+                    and r["fusion"] in ("", FUSIONS[0])), None)
     if default is not None:
         for name, value, target in (("recall@10", default["recall_at_10"], TARGET_RECALL),
                                     ("MRR@10", default["mrr_at_10"], TARGET_MRR)):
-            print(f"default ({DEFAULT_EMBEDDER}) hybrid {name}: {value:.3f} (target ≥ {target})"
-                  f" {'met' if value >= target else 'MISSED'}")
+            print(f"default search ({DEFAULT_EMBEDDER}, hybrid) {name} on {TARGET_TREE}: "
+                  f"{value:.3f} (target ≥ {target}) {'met' if value >= target else 'MISSED'}")
 
 
 def main(argv: list[str] | None = None) -> int:

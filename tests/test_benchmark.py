@@ -155,15 +155,17 @@ def test_the_quality_benchmark_scores_every_tree_mode_and_fusion(tmp_path):
         assert row["index_s"] > 0 and row["peak_rss_MB"] > 50 and row["chunks"] > 10_000
         assert 0 <= row["mrr_at_10"] <= row["recall_at_10"] <= 1
         assert row["natural"]["queries"] + row["identifier"]["queries"] == row["queries"]
-    # Measured 0.93 / 0.65 on apache_beam and 0.86 / 0.68 on the stdlib (README); the floors
-    # leave room for a changed Beam or Python.
+    # The default (score fusion) measured 0.93 / 0.68 on apache_beam and 0.84 / 0.67 on the
+    # stdlib (README); the floors leave room for a changed Beam or Python.
     for tree in ("apache_beam", "stdlib"):
-        hybrid = every[(tree, "hybrid", "rrf")]
-        assert hybrid["recall_at_10"] >= 0.8 and hybrid["mrr_at_10"] >= 0.55
+        hybrid = every[(tree, "hybrid", "score")]
+        assert hybrid["recall_at_10"] >= 0.8 and hybrid["mrr_at_10"] >= 0.6
         assert every[(tree, "fts", "")]["identifier"]["recall_at_10"] == 1.0
     summary = {(row["mode"], row["fusion"]): row for row in data["summary"]}
-    assert summary[("hybrid", "rrf")]["queries"] == sum(data["queries"].values())
-    assert "hybrid recall@10" in proc.stdout and "all trees" in proc.stdout
+    assert summary[("hybrid", "score")]["queries"] == sum(data["queries"].values())
+    # Score fusion is the default because it ranked better than RRF (README: Quality).
+    assert summary[("hybrid", "score")]["mrr_at_10"] > summary[("hybrid", "rrf")]["mrr_at_10"]
+    assert "hybrid) recall@10 on apache_beam" in proc.stdout and "all trees" in proc.stdout
 
 
 def test_the_search_scale_benchmark_times_every_mode_and_ranks_exactly(tmp_path):
