@@ -141,7 +141,7 @@ def chunk_text(text: str, size: int = DEFAULT_CHUNK_SIZE, overlap: int | None = 
     """
     if overlap is None:
         overlap = default_overlap(size)
-    if not text.strip():
+    if not text or text.isspace():  # not text.strip(): that copies the text
         return []
     chunks = []
     line_start, previous = 1, 0

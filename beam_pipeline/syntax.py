@@ -14,7 +14,11 @@ gaps: joined, they are the file. Lines between nodes (blank lines, comments) go 
 after them.
 
 A file without a grammar or with a parse error raises `NoSyntax(reason)`; the caller falls back
-to the fixed-size chunker for that file and counts the reason.
+to the fixed-size chunker for that file and counts the reason. So does minified or generated
+code (a line longer than `LONG_LINE_CHUNKS` chunks, or a longer text whose lines average
+`MEAN_LINE_CHARS`), decided before any parse: tree-sitter builds a node per token, millions for a 10 MB bundle of
+one line (2 GB and most of a 10 s run), and no definition boundary inside such a line helps a
+chunk.
 
 Example::
 
@@ -52,6 +56,12 @@ GRAMMARS = {
 NO_GRAMMAR = "no_grammar"  # a language we have no grammar for (markdown, yaml, …)
 GRAMMAR_NOT_INSTALLED = "grammar_not_installed"
 PARSE_ERROR = "parse_error"
+MINIFIED = "minified"
+# Not worth parsing: a line longer than this many chunks (a test's 5-chunk literal is parsed),
+# or a text longer than that whose lines are this long on average (hand-written code: 30 to
+# 40); a shorter text costs little to parse whatever its lines.
+LONG_LINE_CHUNKS = 10
+MEAN_LINE_CHARS = 300
 # A pending header up to this share of the size is carried into the next, oversized node.
 HEADER_SHARE = 3
 # Nodes nested deeper than this are cut by size: Python's recursion limit stays far away.
@@ -98,21 +108,29 @@ def _parser(name: str):
 def syntax_chunks(text: str, path: str, size: int, overlap: int) -> list[Chunk]:
     """Cut `text` (the file at `path`) at syntax boundaries; raises NoSyntax to fall back."""
     parser = _parser(grammar_name(path))
-    if not text.strip():
+    if not text or text.isspace():  # not text.strip(): that copies the text
         return []
+    # Both tests are linear and the first copies nothing, so a one-line bundle costs a count.
+    if (len(text) > LONG_LINE_CHUNKS * size
+            and len(text) > MEAN_LINE_CHARS * (text.count("\n") + 1)):
+        raise NoSyntax(MINIFIED)
+    lengths = list(map(len, text.split("\n")))
+    if max(lengths) > LONG_LINE_CHUNKS * size:
+        raise NoSyntax(MINIFIED)
     tree = parser.parse(text.encode("utf-8", "surrogatepass"))
     if tree.root_node.has_error:
         raise NoSyntax(PARSE_ERROR)
-    return _Cutter(text, size, overlap).cut(tree.root_node)
+    return _Cutter(text, lengths, size, overlap).cut(tree.root_node)
 
 
 class _Cutter:
     """Packs line ranges of nodes into chunks. Lines are 0-based here, as tree-sitter's rows."""
 
-    def __init__(self, text: str, size: int, overlap: int):
+    def __init__(self, text: str, lengths: list[int], size: int, overlap: int):
         self.text, self.size, self.overlap = text, size, overlap
-        # starts[i] is where line i begins; the last entry is the end of the text.
-        self.starts = [0, *itertools.accumulate(len(line) + 1 for line in text.split("\n"))]
+        # starts[i] is where line i begins (lengths: of the lines without their newline); the
+        # last entry is the end of the text.
+        self.starts = [0, *itertools.accumulate(length + 1 for length in lengths)]
         self.starts[-1] = len(text)
         self.chunks: list[Chunk] = []
 

@@ -119,6 +119,77 @@ def test_fallback_reasons(monkeypatch):
     syntax._parsers.__dict__.pop("ruby", None)
 
 
+class CountedText(str):
+    """Text that counts the characters its methods scan and slice: the chunkers' work, which
+    a test can compare across sizes (a clock could not be trusted in CI)."""
+
+    work = 0
+
+    def _scanned(self, start, end) -> int:
+        return len(range(*slice(start, end).indices(len(self))))
+
+    def count(self, sub, start=None, end=None):
+        CountedText.work += self._scanned(start, end)
+        return super().count(sub, start, end)
+
+    def __getitem__(self, key):
+        CountedText.work += self._scanned(key.start, key.stop) if isinstance(key, slice) else 1
+        return super().__getitem__(key)
+
+    def split(self, *args, **kwargs):
+        CountedText.work += len(self)
+        return super().split(*args, **kwargs)
+
+    def strip(self, *args):
+        CountedText.work += len(self)
+        return super().strip(*args)
+
+    def isspace(self):
+        CountedText.work += len(self)
+        return super().isspace()
+
+
+def _cut_counted(text: str, path: str) -> tuple[list, str | None, int]:
+    from beam_pipeline.sourcefile import SYNTAX, ChunkerConfig, cut
+
+    CountedText.work = 0
+    config = ChunkerConfig(root=".", chunk_size=1000, overlap=150, max_file_size=10**8,
+                           chunker=SYNTAX)
+    chunks, reason = cut(config, path, CountedText(text))
+    return chunks, reason, CountedText.work
+
+
+@pytest.mark.parametrize("path, unit", [("bundle.min.js", "var x=1+1;"), ("gen.py", "x = 1; ")])
+def test_a_long_line_is_cut_by_size_without_parsing_and_in_linear_work(path, unit):
+    """Issue 35: a minified 10 MB line took the syntax chunker 7 s and 2 GB (tree-sitter's
+    nodes); it is cut by size, and the work grows with the text, not faster."""
+    works = {}
+    for n in (20_000, 80_000):  # 200 kB and 800 kB of one line
+        text = unit * n
+        chunks, reason, works[n] = _cut_counted(text, path)
+        assert reason == syntax.MINIFIED
+        assert chunks == chunk_text(text, 1000, 150) and chunks[-1].char_end == len(text)
+        assert all(c.line_start == c.line_end == 1 for c in chunks)
+    size = len(unit) * 20_000
+    assert works[20_000] <= 8 * size  # a few passes over the text, its slices included
+    assert works[80_000] <= 4.4 * works[20_000]  # linear: 4× the text, 4× the work
+
+
+def test_minified_code_is_decided_by_its_lines_and_ordinary_code_is_still_parsed():
+    size = 1000
+    wide = "x = [" + "1, " * 4000 + "]\n"  # one line of 12 chunks in ordinary code
+    with pytest.raises(NoSyntax, match=syntax.MINIFIED):
+        syntax_chunks(python_function("f", 5) + wide, "data.py", size, 150)
+    dense = "".join(f"a{i} = [{', '.join(['1'] * 120)}]\n" for i in range(40))  # 370-char lines
+    with pytest.raises(NoSyntax, match=syntax.MINIFIED):
+        syntax_chunks(dense, "table.py", size, 150)
+    # Below both: parsed, even with a line of 5 chunks, and a text of 10 chunks or fewer
+    # whatever its lines.
+    text = python_function("f", 5) + "y = [" + "1, " * 1600 + "]\n"
+    assert syntax_chunks(text, "ok.py", size, 150)[0].text.startswith("def f(")
+    assert syntax_chunks("z = '" + "q" * 900 + "'\n", "short.py", size, 150)
+
+
 line = st.one_of(
     st.sampled_from(["", "x = 1", "    y = x", "# note", "pass", "    return y"]),
     st.builds(lambda n, w: f"def f{n}(a):\n    return a + {'1' * w}", st.integers(0, 99),
