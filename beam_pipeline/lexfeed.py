@@ -37,6 +37,7 @@ import secrets
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from multiprocessing.connection import Client, Connection, Listener
@@ -59,6 +60,7 @@ _QUEUED_MESSAGES = 16
 # How long a bundle's end waits for its messages to leave.
 FLUSH_WAIT_S = 2.0
 _STOP = "stop"  # stop()'s message to its own listener
+SOCKET_PREFIX = "beam-index-feed-"  # the helper's private folder for its socket
 # Messages received but not yet indexed; beyond them the helper stops reading and senders wait
 # (at most this many times _MESSAGE_CHARS of text is held).
 _INBOX_MESSAGES = 64
@@ -223,6 +225,8 @@ class LexicalFeed:
             self._process.wait()
         if self._folder is not None:  # gone already, unless the helper was killed
             shutil.rmtree(self._folder, ignore_errors=True)
+        if self._link is not None:  # so is the socket's folder
+            shutil.rmtree(os.path.dirname(self._link.address), ignore_errors=True)
 
 
 class _Inbox:
@@ -233,7 +237,12 @@ class _Inbox:
         self.builder = builder
         self.sent: dict[str, str] = {}  # path → content hash of its documents in the index
         self.authkey = secrets.token_bytes(32)
-        self._listener = Listener(family="AF_UNIX", authkey=self.authkey)
+        # A socket in a folder of our own, not multiprocessing's arbitrary address: that
+        # makes a pymp-* folder which only an exit handler removes, and the helper leaves by
+        # os._exit. The folder is private (0700), and removed by the helper and the launcher.
+        self.folder = tempfile.mkdtemp(prefix=SOCKET_PREFIX)
+        self._listener = Listener(os.path.join(self.folder, "feed.sock"), family="AF_UNIX",
+                                  authkey=self.authkey)
         self.address = self._listener.address
         self._messages: queue.Queue = queue.Queue(_INBOX_MESSAGES)
         self._stopping = threading.Event()
@@ -338,7 +347,7 @@ def _serve(requests_fd: int, answers_fd: int) -> None:
     os.nice(19)
     requests = Connection(requests_fd, writable=False)
     answers = Connection(answers_fd, readable=False)
-    builder = None
+    builder = inbox = None
     try:
         base, deleted = requests.recv()
         builder = lexical.LexicalBuilder(base)
@@ -358,6 +367,8 @@ def _serve(requests_fd: int, answers_fd: int) -> None:
         except OSError:
             pass
     finally:
+        if inbox is not None:
+            shutil.rmtree(inbox.folder, ignore_errors=True)
         if builder is not None:
             builder.close()
 

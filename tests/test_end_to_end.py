@@ -14,7 +14,15 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import BEAM_INDEX, BrokenLoadEmbedder, SlowEmbedder, code_file, make_tree, run_cli
+from conftest import (
+    BEAM_INDEX,
+    BrokenLoadEmbedder,
+    SlowEmbedder,
+    code_file,
+    free_port,
+    make_tree,
+    run_cli,
+)
 
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.schema import (
@@ -267,9 +275,11 @@ def test_ctrl_c_stops_promptly_and_commits_nothing(tmp_path):
     out = tmp_path / "out"
     # Its own session, so that Ctrl-C can reach the whole process group as a terminal's does
     # (the embedding helper processes included).
+    temp = tmp_path / "tmp"  # the run's temp folder, to be left as it was found: empty
+    temp.mkdir()
     proc = subprocess.Popen([*BEAM_INDEX, "index", str(src), "--output", str(out), "-q",
                              "--batch-size", "2"], stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, env={**os.environ, "TMPDIR": str(temp)})
     deadline = time.monotonic() + 60
     # Well inside the pipeline: Beam is imported after the plan, then the helpers start.
     while not session_processes(proc.pid, "beam_pipeline.embedding"):
@@ -289,6 +299,28 @@ def test_ctrl_c_stops_promptly_and_commits_nothing(tmp_path):
     while session_processes(proc.pid, "beam_pipeline.embedding"):  # no helper outlives it
         assert time.monotonic() < deadline
         time.sleep(0.1)
+    assert list(temp.iterdir()) == []
+
+
+@pytest.mark.parametrize("outcome, flags", [
+    ("committed", []),
+    ("committed", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]),
+    ("failed", ["--embedder", "openai", "--embedding-url", "http://127.0.0.1:{port}/v1",
+                "--embedding-dim", "8"]),
+])
+def test_a_run_leaves_nothing_in_the_temp_folder(tmp_path, monkeypatch, outcome, flags):
+    """Issue 35: every run left an empty pymp-* folder (multiprocessing's, for the lexical
+    index helper's socket, removed only by an exit handler its os._exit skips)."""
+    src = make_tree(tmp_path / "src", {f"f{i}.py": code_file(f"f{i}", 20) for i in range(30)})
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    port = free_port()  # nothing listens there: every embedding request is refused
+    proc = run_cli("index", src, "--output", tmp_path / "out", "-q",
+                   *(flag.format(port=port) for flag in flags))
+    assert (proc.returncode == 0) == (outcome == "committed"), proc.stderr
+    assert (tmp_path / "out" / CURRENT_FILE).exists() == (outcome == "committed")
+    assert list(temp.iterdir()) == []
 
 
 def session_processes(session: int, marker: str) -> list[int]:
