@@ -1,7 +1,7 @@
 """WriteShards and WriteFilesTable: Parquet files in the staging folder of a new snapshot.
 
 Each shard is written under a temporary name and renamed, so a shard that exists is complete.
-A shard holds whole files only (one file = one Arrow batch). Shards of a bundle that Beam retries
+A shard holds whole files only (a file's rows arrive as one Arrow batch and stay together). Shards of a bundle that Beam retries
 would be orphans: the shard names that reach the end of the pipeline are recorded in
 `_staged.json`, and the commit keeps exactly those.
 """

@@ -169,17 +169,20 @@ def test_the_quality_benchmark_scores_every_tree_mode_and_fusion(tmp_path):
     assert "hybrid) recall@10 on apache_beam" in proc.stdout and "all trees" in proc.stdout
 
 
-def test_the_memory_benchmark_runs_the_long_line_through_the_whole_command(tmp_path):
+def test_the_memory_benchmark_runs_each_shape_through_the_whole_command(tmp_path):
     report = tmp_path / "memory.json"
     done = subprocess.run([sys.executable, "-m", "benchmarks.memory", "--repeat", "1",
-                           "--long-line-MB", "0.5", "--json", str(report)],
+                           "--shapes", "long-line,small", "--long-line-MB", "0.5",
+                           "--small-files", "1200", "--json", str(report)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    [row] = json.loads(report.read_text())["rows"]
-    assert row["name"] == "long line" and row["MB"] == pytest.approx(0.5, rel=0.01)
-    assert row["chunks"] == pytest.approx(500_000 / 850, rel=0.01)  # fixed-size, 15 % overlap
-    assert row["wall_s"] > 0 and row["peak_rss_MB"] > 50 and "targets" not in row
-    assert "long line" in done.stdout
+    line, small = json.loads(report.read_text())["rows"]
+    assert line["name"] == "long line" and line["MB"] == pytest.approx(0.5, rel=0.01)
+    assert line["chunks"] == pytest.approx(500_000 / 850, rel=0.01)  # fixed-size, 15 % overlap
+    assert small["name"] == "small files" and small["files"] == small["chunks"] == 1200
+    for row in (line, small):  # the targets are for the default sizes only
+        assert row["wall_s"] > 0 and row["peak_rss_MB"] > 50 and "targets" not in row
+    assert "long line" in done.stdout and "small files" in done.stdout
 
 
 def test_the_search_scale_benchmark_times_every_mode_and_ranks_exactly(tmp_path):

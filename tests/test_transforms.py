@@ -250,3 +250,31 @@ def test_write_shards_writes_whole_files_sorted_and_reports_every_shard(tmp_path
         assert table.num_rows < 50 + max(b.num_rows for b in batches)
         seen += sorted(set(paths))
     assert sorted(seen) == sorted(f"pkg/m{i:02}.py" for i in range(40))  # each file in one shard
+
+
+def test_a_shard_buffer_of_small_files_holds_few_arrow_batches_and_writes_them_sorted(tmp_path):
+    """Issue 35: each one-row file's batch cost ~16 KB of objects; 100,000 small files held
+    hundreds of MB in the shard buffers. Small files' batches are combined as they come."""
+    from beam_pipeline.records import FileRecord
+    from beam_pipeline.rows import COMPACT_BATCHES, ShardBuffer, build_rows
+
+    embedder = HashingEmbedder(8)
+    rng = np.random.default_rng(7)
+    buffer = ShardBuffer(str(tmp_path), 8, rows_per_shard=10**6)
+    sizes = {}
+    for i in rng.permutation(1000):  # out of path order, as after the per-file grouping
+        lines = 40 if i % 100 == 0 else 1  # a few files of many rows among one-row files
+        text = code_file(f"m{i}", lines)
+        chunks = chunk_text(text, 60, 10) if lines > 1 else chunk_text(text, 10**4, 0)
+        sizes[f"pkg/m{i:04}.py"] = len(chunks)
+        record = FileRecord(f"pkg/m{i:04}.py", len(text), 0, f"{i:064x}", len(chunks))
+        buffer.append(build_rows(record, chunks, embedder.embed([c.text for c in chunks]), 8))
+        assert buffer.batches <= 10 + 1000 // COMPACT_BATCHES + COMPACT_BATCHES
+    assert buffer.batches <= 10 + 1000 // COMPACT_BATCHES + COMPACT_BATCHES - 1
+    shard = buffer.flush()
+    assert shard["files"] == 1000 and shard["rows"] == sum(sizes.values())
+    table = pq.read_table(tmp_path / shard["path"])
+    keys = list(zip(table["path"].to_pylist(), table["chunk_index"].to_pylist()))
+    assert keys == sorted(keys)  # by path, each file's rows together and in chunk order
+    assert keys == [(path, index) for path in sorted(sizes) for index in range(sizes[path])]
+    assert buffer.take() is None
