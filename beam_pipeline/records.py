@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from .schema import FAILED, INDEXED, SKIPPED
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a run holds one per file, 100,000 and more
 class FileRecord:
     """What happened to one source file; one row of files.parquet."""
 

@@ -51,9 +51,12 @@ def build_rows(record: FileRecord, chunks, vectors: np.ndarray, dim: int) -> pa.
 
 
 # Small enough that shards are written (on a thread) while later files are assembled, leaving
-# little to write after the last one: on the standard library (37,748 rows) 16,384 rather than
-# 65,536 rows a shard took the run from 6.0–6.6 s to 5.6–5.8 s.
-DEFAULT_ROWS_PER_SHARD = 16_384
+# little to write after the last one (on the standard library 16,384 rather than 65,536 rows a
+# shard took the run from 6.0–6.6 s to 5.6–5.8 s), and that the three shards a writer may hold
+# (one filling, two writing) stay small: 8,192 rather than 16,384 took the standard library's
+# peak RSS from 531–534 to 421–439 MB and 100,000 small files' from 591 to 525 MB, in the same
+# time (8.0–9.5 s against 8.6–9.2 s; python -m benchmarks.memory --shapes x1, medians of 3).
+DEFAULT_ROWS_PER_SHARD = 8_192
 
 
 # A file's batch of a few rows costs ~16 KB of Arrow and Python objects beside its data (13
