@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -149,17 +147,10 @@ def build(corpus: Path, out: Path, embedder: str, chunker: str) -> dict:
     cmd = [sys.executable, "-m", "beam_pipeline", "index", str(corpus), "--output", str(out),
            "--embedder", name, *(["--embedding-model", model] if model else []),
            "--chunker", chunker, "--stats-json", str(stats_path), "-q"]
-    started = time.perf_counter()
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = child.stderr.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.stderr.write(stderr.decode(errors="replace"))
-        raise SystemExit(f"indexing failed: {' '.join(cmd)}")
-    stats = json.loads(stats_path.read_text())
-    return {"chunks": stats["chunks_created"], "index_s": seconds,
-            "peak_rss_MB": usage.ru_maxrss / 1024,
+    from benchmarks.run import timed_index
+
+    stats, seconds, peak = timed_index(cmd, stats_path, f"indexing {corpus.name}")
+    return {"chunks": stats["chunks_created"], "index_s": seconds, "peak_rss_MB": peak,
             "fixed_chunk_files": stats["fixed_chunks_by_reason"]}
 
 

@@ -125,16 +125,7 @@ def run_once(corpus: Path, scenario: Scenario, extra: list[str]) -> dict:
         if scenario.mode.startswith("reindex-"):
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             touch_share(corpus, int(scenario.mode.removeprefix("reindex-").rstrip("%")))
-        start = time.perf_counter()
-        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        stderr = child.stderr.read()
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode != 0:
-            sys.stderr.write(stderr.decode(errors="replace"))
-            raise SystemExit(f"{scenario.name}: exit status {child.returncode}: {' '.join(cmd)}")
-        stats = json.loads(stats_path.read_text())
+        stats, wall, peak = timed_index(cmd, stats_path, scenario.name)
     return {
         "embed_batches": stats["embed_batches"],
         "files": stats["files_processed"],
@@ -143,8 +134,23 @@ def run_once(corpus: Path, scenario: Scenario, extra: list[str]) -> dict:
         "wall_s": wall,
         "files_per_s": stats["files_processed"] / wall,
         "chunks_per_s": stats["chunks_created"] / wall,
-        "peak_rss_MB": usage.ru_maxrss / 1024,
+        "peak_rss_MB": peak,
     }
+
+
+def timed_index(cmd: list[str], stats_path: Path, name: str) -> tuple[dict, float, float]:
+    """Run an index command in a process of its own: (its --stats-json, wall seconds, peak
+    RSS MB of the process alone: wait4). Exits with the command's stderr when it fails."""
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.stderr.write(stderr.decode(errors="replace"))
+        raise SystemExit(f"{name}: exit status {code}: {' '.join(cmd)}")
+    return json.loads(stats_path.read_text()), wall, usage.ru_maxrss / 1024
 
 
 def search_benchmark(rows: int, queries: int = 5) -> dict:
