@@ -17,7 +17,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["beam_pipeline", "beam_pipeline.*"]),
-    package_data={"beam_pipeline": ["data/*.txt"]},
+    package_data={"beam_pipeline": ["data/*.txt", "data/static/*/*"]},
     install_requires=requirements,
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "duckdb>=1.1,<3", "pandas>=2.2,<4",

@@ -1,7 +1,7 @@
 """Search quality on real trees nobody here wrote: the installed apache_beam package and the
 Python standard library of the interpreter that runs it.
 
-    python -m benchmarks.quality [--trees apache_beam,stdlib] [--embedders hashing,minilm]
+    python -m benchmarks.quality [--trees apache_beam,stdlib] [--embedders hashing,static,minilm]
                                  [--chunkers fixed,syntax] [--fusions rrf,score]
                                  [--minilm-files N] [--work DIR]
 
@@ -16,9 +16,11 @@ run). For every tree, embedder, chunker and search mode (and fusion, for hybrid)
 apart for natural-language and identifier queries, and over all trees; with each index's
 build time and peak RSS (the `beam-index index` process alone).
 
-minilm embeds on a sample (`--minilm-files`: the answer files plus the first files in path
-order, 600 by default), since a whole tree takes it an hour on two cores; its rows say so and
-stay out of the all-trees summary. Prints tables and writes benchmarks/results/quality.json.
+`static+words` is the static embedder without identifier splitting (only the Python API
+selects it; it is here to measure what splitting is worth). minilm embeds on a sample
+(`--minilm-files`: the answer files plus the first files in path order, 600 by default), since
+a whole tree takes it an hour on two cores; its rows say so and stay out of the all-trees
+summary. Prints tables and writes benchmarks/results/quality.json.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from beam_pipeline.sourcefile import CHUNKERS, DEFAULT_CHUNKER
 DATA = Path(__file__).parent / "data"
 MODES = ("semantic", "fts", "hybrid")
 DEFAULT_EMBEDDER = "hashing"
+UNSPLIT = "static+words"
 # Issue 15's targets for the default search, set on the apache_beam questions.
 TARGET_TREE, TARGET_RECALL, TARGET_MRR = "apache_beam", 0.92, 0.6
 
@@ -139,14 +142,32 @@ def score(index, queries: list[dict], mode: str, **options) -> dict:
             "missed": [q["query"] for r, q in pairs if r is None]}
 
 
+def build_unsplit(corpus: str, out: str, chunker: str, model: str, stats_path: str) -> None:
+    """Index with the static embedder without identifier splitting, which only the Python API
+    selects: it is there to be measured against splitting."""
+    from beam_pipeline import IndexSettings, run_index
+    from beam_pipeline.embedders import StaticEmbedder
+
+    embedder = StaticEmbedder(split=False, **({"model": model} if model else {}))
+    stats = run_index(corpus, out, IndexSettings.create(embedder, chunker=chunker))
+    Path(stats_path).write_text(json.dumps(stats.to_dict()))
+
+
 def build(corpus: Path, out: Path, embedder: str, chunker: str) -> dict:
     """Index the corpus in a process of its own (`beam-index index`): its wall time and peak
-    RSS are the run's alone (wait4). EMBEDDER:MODEL passes --embedding-model MODEL."""
+    RSS are the run's alone (wait4). EMBEDDER:MODEL passes --embedding-model MODEL;
+    `static+words[:MODEL]` is the static embedder without identifier splitting."""
     stats_path = out.parent / f"{out.name}.stats.json"
     name, _, model = embedder.partition(":")
-    cmd = [sys.executable, "-m", "beam_pipeline", "index", str(corpus), "--output", str(out),
-           "--embedder", name, *(["--embedding-model", model] if model else []),
-           "--chunker", chunker, "--stats-json", str(stats_path), "-q"]
+    if name == UNSPLIT:
+        script = ("import sys; from benchmarks.quality import build_unsplit; "
+                  "build_unsplit(*sys.argv[1:])")
+        cmd = [sys.executable, "-c", script, str(corpus), str(out), chunker, model,
+               str(stats_path)]
+    else:
+        cmd = [sys.executable, "-m", "beam_pipeline", "index", str(corpus), "--output",
+               str(out), "--embedder", name, *(["--embedding-model", model] if model else []),
+               "--chunker", chunker, "--stats-json", str(stats_path), "-q"]
     from benchmarks.run import timed_index
 
     stats, seconds, peak = timed_index(cmd, stats_path, f"indexing {corpus.name}")

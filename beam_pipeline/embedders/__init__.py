@@ -11,6 +11,7 @@ from .base import ConfigurationError, Embedder, EmbeddingError
 _CLASSES = {
     "HashingEmbedder": ".hashing",
     "MiniLMEmbedder": ".minilm",
+    "StaticEmbedder": ".static",
     "OpenAIEmbedder": ".remote",
     "VoyageEmbedder": ".remote",
 }
@@ -18,6 +19,7 @@ _REGISTRY = {
     "hashing": "HashingEmbedder",
     "minilm": "MiniLMEmbedder",
     "openai": "OpenAIEmbedder",
+    "static": "StaticEmbedder",
     "voyage": "VoyageEmbedder",
 }
 
@@ -42,4 +44,4 @@ def get_embedder(name: str, **params) -> Embedder:
 
 
 __all__ = ["ConfigurationError", "Embedder", "EmbeddingError", "HashingEmbedder", "MiniLMEmbedder",
-           "OpenAIEmbedder", "VoyageEmbedder", "get_embedder"]
+           "OpenAIEmbedder", "StaticEmbedder", "VoyageEmbedder", "get_embedder"]

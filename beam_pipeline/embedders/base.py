@@ -74,3 +74,15 @@ class Embedder(abc.ABC):
     def fingerprint(self) -> dict:
         """What decides whether vectors of two runs are comparable."""
         return {"name": self.name, "model": self.model, "dim": self.dim}
+
+
+class Memo(dict):
+    """key → compute(key), computed on first lookup; lets `map(memo.__getitem__, keys)` run in C."""
+
+    def __init__(self, compute):
+        super().__init__()
+        self._compute = compute
+
+    def __missing__(self, key: str) -> int:
+        value = self[key] = self._compute(key)
+        return value

@@ -21,7 +21,7 @@ from hashlib import blake2b as _blake2b
 
 import numpy as np
 
-from .base import Embedder
+from .base import Embedder, Memo
 
 # Identifiers of two or more characters; single letters carry no meaning for search.
 _IDENTIFIER = re.compile(r"[^\W\d]\w+")
@@ -30,18 +30,6 @@ _SUBWORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_A-Za-z]+")
 _TRIGRAM_WEIGHT = 0.25
 _SUBWORD_WEIGHT = 0.75
 _VOCAB_LIMIT = 200_000  # ~15 features a token: tens of MB at most
-
-
-class _Memo(dict):
-    """key → compute(key), computed on first lookup; lets `map(memo.__getitem__, keys)` run in C."""
-
-    def __init__(self, compute):
-        super().__init__()
-        self._compute = compute
-
-    def __missing__(self, key: str) -> int:
-        value = self[key] = self._compute(key)
-        return value
 
 
 def _stable_hash(feature: str) -> int:
@@ -78,8 +66,8 @@ class HashingEmbedder(Embedder):
     def _reset_vocabulary(self) -> None:
         # Each token's hashed features are computed once per worker and kept in CSR form
         # (token id → slice of _buckets/_weights), so a batch is gathered with numpy alone.
-        self._vocab = _Memo(self._add_token)
-        self._hashes = _Memo(_stable_hash)  # sub-words and trigrams recur across many tokens
+        self._vocab = Memo(self._add_token)
+        self._hashes = Memo(_stable_hash)  # sub-words and trigrams recur across many tokens
         self._indptr = np.zeros(1024, dtype=np.int64)
         self._buckets = np.zeros(8192, dtype=np.int64)
         self._weights = np.zeros(8192, dtype=np.float64)
@@ -112,7 +100,7 @@ class HashingEmbedder(Embedder):
         self._buckets[start:end] = [h % self.dim for h in hashes]
         self._weights[start:end] = [w if h >> 63 else -w for h, w in zip(hashes, features.values())]
         self._indptr[tid + 1] = end
-        return tid  # _Memo stores it under the token
+        return tid  # Memo stores it under the token
 
     def embed(self, texts: list[str]) -> np.ndarray:
         with self._lock:
