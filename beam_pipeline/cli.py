@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--journal", choices=("auto", "always", "never"), default="auto",
                        help="keep what is embedded in OUT/.journal until the commit, so a "
                        "killed or failed run's vectors are reused by the next (default: auto, "
-                       "every embedder but hashing)")
+                       "every embedder but static and hashing)")
     index.add_argument("--journal-max-mb", type=count, default=DEFAULT_JOURNAL_MB,
                        metavar="MB",
                        help="cap of the resume journal; its oldest segments go first "

@@ -14,27 +14,29 @@ import argparse
 
 from .chunking import DEFAULT_CHUNK_SIZE
 from .discover import DEFAULT_MAX_FILE_SIZE
+from .embedders import DEFAULT_EMBEDDER
 from .sourcefile import AUTO, CHUNKERS
 
 DEFAULT_BATCH_SIZE = 64
-DEFAULT_DIM = 384
 
 
 def add_index_flags(group: argparse._ActionsContainer) -> None:
     """What shapes an index: the embedder, its service, chunking, batching, limits."""
-    group.add_argument("--embedder", default="hashing",
-                       help="embedder name (default: hashing, built in, no download)")
+    group.add_argument("--embedder", default=DEFAULT_EMBEDDER,
+                       help=f"embedder name (default: {DEFAULT_EMBEDDER}, built in, no download; "
+                       "hashing: built in, feature hashing of code tokens; minilm, openai, voyage)")
     group.add_argument("--embedding-url", "--embedding_url", dest="embedding_url",
                        help="openai: base URL of an OpenAI-compatible endpoint "
                        "(OpenAI, Ollama, vLLM, text-embeddings-inference, LM Studio)")
     group.add_argument("--embedding-model", "--embedding_model", dest="embedding_model",
-                       help="openai: the model name the endpoint expects")
+                       help="openai: the model name the endpoint expects; static: one of the "
+                       "tables shipped in beam_pipeline/data/static (default: potion-base-8m)")
     group.add_argument("--api-key-env", "--api_key_env", dest="api_key_env",
                        help="openai: environment variable holding the API key "
                        "(default: OPENAI_API_KEY; never logged or stored)")
     group.add_argument("--embedding-dim", "--embedding_dim", dest="embedding_dim", type=int,
                        default=None, help="vector dimension (default: the embedder's own: "
-                       f"hashing {DEFAULT_DIM}, minilm 384, voyage 1024; openai: learned from "
+                       "static 256, hashing 384, minilm 384, voyage 1024; openai: learned from "
                        "the live snapshot or one probe request)")
     group.add_argument("--chunk-size", "--chunk_size", dest="chunk_size", type=int,
                        default=None,
@@ -57,7 +59,7 @@ def add_index_flags(group: argparse._ActionsContainer) -> None:
                        "models: compute threads, capped at the cores (default: all cores)")
     group.add_argument("--embed-processes", "--embed_processes", dest="embed_processes",
                        type=int, default=None,
-                       help="GIL-bound embedders (hashing): helper processes that embed "
+                       help="GIL-bound embedders (static, hashing): helper processes that embed "
                        "while the pipeline chunks and writes; 0 embeds in the worker "
                        "(default: one per core on the local in-memory runner, else 0)")
     group.add_argument("--max-file-size", "--max_file_size", dest="max_file_size", type=int,

@@ -40,7 +40,7 @@ from .discover import (
     is_url,
     list_explicit_files,
 )
-from .embedders import ConfigurationError, Embedder, get_embedder
+from .embedders import DEFAULT_EMBEDDER, ConfigurationError, Embedder, get_embedder
 from .event_files import EVENTS_DIR
 from .faults import fault_point, fraction_point
 from .flags import DEFAULT_BATCH_SIZE
@@ -137,7 +137,7 @@ class IndexSettings:
                                             "api_key_env": options.api_key_env})
 
     @classmethod
-    def create(cls, embedder: str | Embedder = "hashing", *, chunk_size: int | None = None,
+    def create(cls, embedder: str | Embedder = DEFAULT_EMBEDDER, *, chunk_size: int | None = None,
                chunk_overlap: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                max_file_size: int = DEFAULT_MAX_FILE_SIZE,
                embedding_dim: int | None = None, embed_concurrency: int | None = None,
@@ -206,7 +206,7 @@ class RunRequest:
     # False decides by size and mtime only (--no-git).
     git: bool = True
     # The resume journal (journal.py): "auto" keeps one for every embedder whose calls cost
-    # something (all but hashing, whose vectors cost less to compute again than the journal
+    # something (all but static and hashing, whose vectors cost less to compute again than the journal
     # costs every run to write), "always", or "never"; its size cap, and whether each batch
     # is also fsynced (power loss).
     journal: str = "auto"

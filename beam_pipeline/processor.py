@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from .cancel import CancelToken
 from .discover import DEFAULT_MAX_FILE_SIZE, is_url, relative_to_root
-from .embedders import Embedder
+from .embedders import DEFAULT_EMBEDDER, Embedder
 from .index import Index
 from .indexing import IndexSettings, NothingCommitted, run_index
 from .progress import ProgressTracker
@@ -87,7 +87,7 @@ class HighThroughputProcessor:
     """
 
     def __init__(self, codebase_dir: str | os.PathLike, output_dir: str | os.PathLike,
-                 embedder: str | Embedder = "hashing", *, chunk_size: int | None = None,
+                 embedder: str | Embedder = DEFAULT_EMBEDDER, *, chunk_size: int | None = None,
                  chunk_overlap: int | None = None, chunker: str = AUTO,
                  max_file_size: int = DEFAULT_MAX_FILE_SIZE,
                  embedding_dim: int | None = None, keep: int = 3, pipeline_args: Sequence[str] = ()):

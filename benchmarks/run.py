@@ -138,19 +138,27 @@ def run_once(corpus: Path, scenario: Scenario, extra: list[str]) -> dict:
     }
 
 
+# Linux records a process's peak RSS across exec, so a child forked from a large process (one
+# that has loaded indexes or a model) reports the parent's size as its own peak. The command is
+# started from a fresh small interpreter instead, which reports its child's peak on stdout.
+_PEAK = ("import os, subprocess, sys\n"
+         "child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+         "_, status, usage = os.wait4(child.pid, 0)\n"
+         "print(usage.ru_maxrss / 1024)\n"
+         "sys.exit(os.waitstatus_to_exitcode(status))\n")
+
+
 def timed_index(cmd: list[str], stats_path: Path, name: str) -> tuple[dict, float, float]:
     """Run an index command in a process of its own: (its --stats-json, wall seconds, peak
-    RSS MB of the process alone: wait4). Exits with the command's stderr when it fails."""
+    RSS MB of the process alone). Exits with the command's stderr when it fails."""
     start = time.perf_counter()
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr = child.stderr.read()
-    _, status, usage = os.wait4(child.pid, 0)
+    child = subprocess.run([sys.executable, "-S", "-c", _PEAK, *cmd], capture_output=True,
+                           check=False)
     wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        sys.stderr.write(stderr.decode(errors="replace"))
-        raise SystemExit(f"{name}: exit status {code}: {' '.join(cmd)}")
-    return json.loads(stats_path.read_text()), wall, usage.ru_maxrss / 1024
+    if child.returncode != 0:
+        sys.stderr.write(child.stderr.decode(errors="replace"))
+        raise SystemExit(f"{name}: exit status {child.returncode}: {' '.join(cmd)}")
+    return json.loads(stats_path.read_text()), wall, float(child.stdout)
 
 
 def search_benchmark(rows: int, queries: int = 5) -> dict:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from beam_pipeline.chunking import DEFAULT_CHUNK_SIZE, default_overlap
 from beam_pipeline.discover import DEFAULT_MAX_FILE_SIZE
-from beam_pipeline.embedders import Embedder, get_embedder
+from beam_pipeline.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from beam_pipeline.records import FileRecord
 from beam_pipeline.rows import ShardBuffer, build_rows
 from beam_pipeline.sourcefile import (
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--files", type=Path, required=True, help="relative paths, one a line")
-    parser.add_argument("--embedder", default="hashing")
+    parser.add_argument("--embedder", default=DEFAULT_EMBEDDER)
     parser.add_argument("--embedding-url")
     parser.add_argument("--chunker", choices=CHUNKERS, default=DEFAULT_CHUNKER)
     parser.add_argument("--threads", type=int, default=8)

@@ -25,6 +25,7 @@ from conftest import (
 )
 
 from beam_pipeline import IndexSettings, run_index
+from beam_pipeline.embedders import DEFAULT_EMBEDDER, get_embedder
 from beam_pipeline.schema import (
     CURRENT_FILE,
     FILES_TABLE,
@@ -33,6 +34,7 @@ from beam_pipeline.schema import (
     STAGING_DIR,
 )
 
+DEFAULT_DIM = get_embedder(DEFAULT_EMBEDDER).dim  # a run that names no embedder
 TREE = {
     ".gitignore": "*.log\nignored_dir/\n",
     "main.py": code_file("main", 80),
@@ -92,7 +94,7 @@ def test_cli_indexes_a_generated_tree(tmp_path):
         assert keys == sorted(keys)
     assert not {"debug.log", "ignored_dir/x.py", "node_modules/dep/index.js", "huge.txt",
                 "pkg/scratch.tmp", "image.png", "garbage.bin", "blank.txt"} & set(paths)
-    assert rows.schema.field("vector").type.list_size == 384
+    assert rows.schema.field("vector").type.list_size == DEFAULT_DIM
     legacy = [c for p, c in zip(paths, rows["content"].to_pylist()) if p == "legacy.txt"]
     assert "crème brûlée" in legacy[0]
     stats = json.loads(stats_path.read_text())
@@ -110,7 +112,7 @@ def test_cli_indexes_a_generated_tree(tmp_path):
     counted = duckdb.sql(f"SELECT count(*), count(DISTINCT id) FROM '{shards}'").fetchall()
     assert counted == [(rows.num_rows, rows.num_rows)]
     frame = pd.read_parquet(snapshot_dir(out) / manifest["shards"][0]["path"])
-    assert len(frame["vector"].iloc[0]) == 384
+    assert len(frame["vector"].iloc[0]) == DEFAULT_DIM
 
 
 def test_stats_are_the_summed_beam_counters(tmp_path):

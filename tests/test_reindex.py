@@ -104,14 +104,21 @@ def test_failed_re_embedding_keeps_the_previous_rows_and_is_retried(tmp_path):
 def test_fingerprint_change_and_full_force_a_rebuild(tmp_path):
     src = make_tree(tmp_path / "src", {"a.py": code_file("a", 30)})
     out = tmp_path / "out"
-    run_cli("index", src, "--output", out, "-q")
-    proc = run_cli("index", src, "--output", out, "-q", "--embedding-dim", "128")
+    run_cli("index", src, "--output", out, "-q", "--embedder", "hashing")
+    proc = run_cli("index", src, "--output", out, "-q", "--embedder", "hashing",
+                   "--embedding-dim", "128")
     assert proc.returncode == 0, proc.stderr
     assert "Full build, fingerprint changed: embedder.dim 384 → 128" in proc.stderr
     _, rows, _ = live(out)
     assert rows.schema.field("vector").type.list_size == 128
-    proc = run_cli("index", src, "--output", out, "-q", "--embedding-dim", "128", "--full")
+    proc = run_cli("index", src, "--output", out, "-q", "--embedder", "hashing",
+                   "--embedding-dim", "128", "--full")
     assert "Full build, --full given: 1 files to index" in proc.stderr
+    # A run that names no embedder takes the default (static), and says why all is re-embedded.
+    proc = run_cli("index", src, "--output", out, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "Full build, fingerprint changed: embedder" in proc.stderr
+    assert "hashing → static" in proc.stderr
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):

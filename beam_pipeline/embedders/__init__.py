@@ -6,7 +6,12 @@ import importlib
 
 from .base import ConfigurationError, Embedder, EmbeddingError
 
-# Imported on first use: a helper process that embeds with `hashing` (embedding.py) must not
+# The embedder of a run that names none: built in, no torch, no download, and chosen by
+# the quality benchmark (README: Searching and checking an index, Quality): static beat
+# hashing in hybrid search at the same indexing speed.
+DEFAULT_EMBEDDER = "static"
+
+# Imported on first use: a helper process that embeds with `static` (embedding.py) must not
 # pay for torch's and Beam's imports, nor the CLI for providers it does not use.
 _CLASSES = {
     "HashingEmbedder": ".hashing",
@@ -43,5 +48,5 @@ def get_embedder(name: str, **params) -> Embedder:
         raise ValueError(f"embedder {name!r}: {exc}") from None
 
 
-__all__ = ["ConfigurationError", "Embedder", "EmbeddingError", "HashingEmbedder", "MiniLMEmbedder",
+__all__ = ["DEFAULT_EMBEDDER", "ConfigurationError", "Embedder", "EmbeddingError", "HashingEmbedder", "MiniLMEmbedder",
            "OpenAIEmbedder", "StaticEmbedder", "VoyageEmbedder", "get_embedder"]
