@@ -12,6 +12,7 @@ from conftest import code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.embedders import (
+    DEFAULT_EMBEDDER,
     ConfigurationError,
     EmbeddingError,
     HashingEmbedder,
@@ -151,7 +152,7 @@ def test_cli_indexes_and_searches_through_an_openai_compatible_endpoint(tmp_path
     assert hits[0]["path"] == "net.py"
     bad = run_cli("index", tmp_path / "src", "--output", tmp_path / "o2", "--embedding-url",
                   server.url)
-    assert bad.returncode == 2 and "embedder 'hashing'" in bad.stderr
+    assert bad.returncode == 2 and f"embedder '{DEFAULT_EMBEDDER}'" in bad.stderr
 
 
 def test_voyage_code_models_chunk_at_4096_and_send_document_input_type(tmp_path, server,
