@@ -175,7 +175,8 @@ def test_voyage_code_models_chunk_at_4096_and_send_document_input_type(tmp_path,
 
 
 def test_each_embedder_brings_its_own_default_dimension():
-    assert IndexSettings.create().embedder.dim == 384
+    assert IndexSettings.create().embedder.dim == 256  # static, the default
+    assert IndexSettings.create("hashing").embedder.dim == 384
     assert IndexSettings.create("voyage").embedder.dim == 1024
     assert IndexSettings.create("openai").embedder.dim is None  # learned: see below
     assert IndexSettings.create("openai", embedding_dim=768).embedder.dim == 768

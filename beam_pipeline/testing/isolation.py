@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from beam_pipeline.embedders import HashingEmbedder
+from beam_pipeline.embedders import StaticEmbedder
 
 _HOLD = "/dev/shm"  # covered by a tmpfs of the namespace's own: holds `keep` while hiding
 
@@ -73,21 +73,22 @@ def _main(argv: list[str]) -> None:
     os.execvp(command[0], command)
 
 
-class IsolationProbe(HashingEmbedder):
+class IsolationProbe(StaticEmbedder):
     """The default embedder (same fingerprint, same vectors) that refuses to load where it can
     see `canary` or shares the mount namespace `launcher_ns`; `delay` seconds a call make a run
-    last long enough to watch its progress."""
+    last long enough to watch its progress. Loading also proves the shipped model reaches a
+    worker that shares no files with the launcher."""
 
-    def __init__(self, canary: str, launcher_ns: str, delay: float = 0.0, dim: int = 384):
-        super().__init__(dim)
+    def __init__(self, canary: str, launcher_ns: str, delay: float = 0.0):
+        super().__init__()
         self.canary, self.launcher_ns, self.delay = canary, launcher_ns, delay
 
     def __getstate__(self):
-        return {**super().__getstate__(), "canary": self.canary,
+        return {"static": super().__getstate__(), "canary": self.canary,
                 "launcher_ns": self.launcher_ns, "delay": self.delay}
 
     def __setstate__(self, state):
-        super().__setstate__(state)
+        super().__setstate__(state["static"])
         self.canary, self.launcher_ns = state["canary"], state["launcher_ns"]
         self.delay = state["delay"]
 
