@@ -50,7 +50,7 @@ def count(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .ann import DEFAULT_MIN_ROWS as DEFAULT_ANN_MIN_ROWS
-    from .flags import add_index_flags
+    from .flags import add_endpoint_flags, add_index_flags
     from .journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
 
     parser = argparse.ArgumentParser(
@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--exact", action="store_true",
                         help="rank every row, even in a snapshot with an approximate index")
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
+    add_endpoint_flags(search.add_argument_group(
+        "a remote embedder's endpoint (an index made with openai or voyage; never taken from "
+        "the index, whose copy must match)"))
 
     verify = commands.add_parser("verify", help="check the live snapshot against its manifest")
     verify.add_argument("output", help="index folder or URL")
@@ -269,7 +272,9 @@ def search_command(args) -> int:
             exclude_paths=args.exclude_path, min_score=args.min_score, regex=args.regex,
             case_sensitive=args.case_sensitive, fuzzy=args.fuzzy, files_only=args.files_only,
             exact=args.exact)
-        hits = Index.open(args.output).search_request(request)
+        endpoint = {"base_url": args.embedding_url, "model": args.embedding_model,
+                    "api_key_env": args.api_key_env}
+        hits = Index.open(args.output, embedder_options=endpoint).search_request(request)
     except (IndexReadError, SearchError) as exc:
         print(f"beam-index: error: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -20,11 +20,9 @@ from .sourcefile import AUTO, CHUNKERS
 DEFAULT_BATCH_SIZE = 64
 
 
-def add_index_flags(group: argparse._ActionsContainer) -> None:
-    """What shapes an index: the embedder, its service, chunking, batching, limits."""
-    group.add_argument("--embedder", default=DEFAULT_EMBEDDER,
-                       help=f"embedder name (default: {DEFAULT_EMBEDDER}, built in, no download; "
-                       "hashing: built in, feature hashing of code tokens; minilm, openai, voyage)")
+def add_endpoint_flags(group: argparse._ActionsContainer) -> None:
+    """Where a remote embedder's requests go, under which model and key: always the user's
+    word, for a search as for a run (an index's copy is only compared: embedders/base.py)."""
     group.add_argument("--embedding-url", "--embedding_url", dest="embedding_url",
                        help="openai: base URL of an OpenAI-compatible endpoint "
                        "(OpenAI, Ollama, vLLM, text-embeddings-inference, LM Studio)")
@@ -34,6 +32,14 @@ def add_index_flags(group: argparse._ActionsContainer) -> None:
     group.add_argument("--api-key-env", "--api_key_env", dest="api_key_env",
                        help="openai: environment variable holding the API key "
                        "(default: OPENAI_API_KEY; never logged or stored)")
+
+
+def add_index_flags(group: argparse._ActionsContainer) -> None:
+    """What shapes an index: the embedder, its service, chunking, batching, limits."""
+    group.add_argument("--embedder", default=DEFAULT_EMBEDDER,
+                       help=f"embedder name (default: {DEFAULT_EMBEDDER}, built in, no download; "
+                       "hashing: built in, feature hashing of code tokens; minilm, openai, voyage)")
+    add_endpoint_flags(group)
     group.add_argument("--embedding-dim", "--embedding_dim", dest="embedding_dim", type=int,
                        default=None, help="vector dimension (default: the embedder's own: "
                        "static 256, hashing 384, minilm 384, voyage 1024; openai: learned from "

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from . import ann, lexical, storage
 from .ann import AnnError, ApproximateIndex
 from .columns import int_array, mask_of, numpy_of, string_array, vectors_of
-from .embedders import Embedder, get_embedder
+from .embedders import Embedder, embedder_class, get_embedder
 from .lexical import LexicalError, LexicalIndex
 from .schema import CURRENT_FILE, FILES_TABLE, FORMAT_VERSION, MANIFEST_FILE, SNAPSHOTS_DIR
 from .search import (
@@ -66,19 +66,29 @@ def shard_names(manifest: dict) -> list[str]:
     return names
 
 
+# The CLI's names for the options an index may not choose (flags.add_endpoint_flags).
+_ENDPOINT_FLAGS = {"base_url": "--embedding-url", "model": "--embedding-model",
+                   "api_key_env": "--api-key-env"}
+
+
 class Index:
     """The live snapshot of an output folder."""
 
-    def __init__(self, directory: str, manifest: dict):
+    def __init__(self, directory: str, manifest: dict, embedder_options: dict | None = None):
         self.directory = directory
         self.manifest = manifest
+        self.embedder_options = dict(embedder_options or {})
         self.snapshot_id: str = manifest.get("snapshot_id", os.path.basename(directory))
         self.shards = shard_names(manifest)
 
     @classmethod
-    def open(cls, out: str | os.PathLike, filesystem_flags: Sequence[str] = ()) -> Index:
+    def open(cls, out: str | os.PathLike, filesystem_flags: Sequence[str] = (),
+             embedder_options: dict | None = None) -> Index:
         """The live snapshot of `out`. `filesystem_flags` are Beam's options for a remote
-        filesystem (e.g. ["--s3_endpoint_url=…"]); they apply to this process's FileSystems."""
+        filesystem (e.g. ["--s3_endpoint_url=…"]); they apply to this process's FileSystems.
+        `embedder_options` are where a remote embedder sends queries, with which model and key
+        (`base_url`, `model`, `api_key_env`): the searcher's, never the index's, whose copy
+        must match (`Index.embedder`)."""
         if filesystem_flags:
             storage.use_options(filesystem_flags)
         out = os.fspath(out)
@@ -99,7 +109,7 @@ class Index:
         if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
             raise IndexReadError(f"snapshot {snapshot_id}: unsupported manifest format "
                              f"{manifest.get('format_version') if isinstance(manifest, dict) else manifest!r}")
-        return cls(directory, manifest)
+        return cls(directory, manifest, embedder_options)
 
     @property
     def fingerprint(self) -> dict:
@@ -118,15 +128,34 @@ class Index:
     @cached_property
     def embedder(self) -> Embedder:
         """The snapshot's own embedder, rebuilt from its fingerprint once: a second query of
-        the same Index reuses it (a model is loaded once, not per query)."""
+        the same Index reuses it (a model is loaded once, not per query).
+
+        The manifest chooses only what reaches neither the network nor the environment (the
+        class's `index_config`); an endpoint, its model and the key's variable are the
+        searcher's (`embedder_options`, else the embedder's defaults), and a mismatch with the
+        index's copy is refused before any request."""
         spec = self.fingerprint["embedder"]
-        config = self.manifest.get("embedder_config") or {}
-        if not isinstance(config, dict):
+        stored = self.manifest.get("embedder_config") or {}
+        if not isinstance(stored, dict):
             raise IndexReadError("manifest embedder_config is not a mapping")
         try:
-            embedder = get_embedder(spec["name"], dim=int(spec["dim"]), **config)
+            kind = embedder_class(spec["name"])
+            given = {key: value for key, value in self.embedder_options.items()
+                     if key in kind.user_config and value is not None}
+            embedder = get_embedder(spec["name"], dim=int(spec["dim"]), **given,
+                                    **{key: stored[key] for key in kind.index_config
+                                       if key in stored})
         except ValueError as exc:
             raise IndexReadError(f"cannot rebuild the index's embedder: {exc}") from None
+        mine = embedder.config()
+        for key in kind.checked_config:
+            if key in stored and stored[key] != mine.get(key):
+                source = "given" if key in given else "the default"
+                flag = _ENDPOINT_FLAGS.get(key, key)
+                raise IndexReadError(
+                    f"this index was embedded with {key} {stored[key]!r} (its manifest says), "
+                    f"and this search would use {mine.get(key)!r} ({source}); an index does not "
+                    f"choose where queries go: give {flag} yourself if you trust that value")
         if embedder.fingerprint() != spec:
             raise IndexReadError(f"this installation's {spec['name']} embedder "
                              f"({embedder.fingerprint()}) differs from the index's ({spec}); "

@@ -434,6 +434,11 @@ class _Run:
             result = self._pipeline(plan, channel)
             channel.close()  # what the workers sent last
             stats.progress_route, stats.progress_events = channel.route, tracker.events
+            stats.progress_dropped = channel.dropped + tracker.dropped
+            if stats.progress_dropped:
+                log.warning("progress: %d messages or events dropped (unsigned, unreadable, or "
+                            "not of this run); the counts come from Beam, not from them",
+                            stats.progress_dropped)
             if self.spill_dir is not None:
                 storage.delete_tree(self.spill_dir)  # the shards hold the vectors now
             if not self.placement.local:
@@ -559,7 +564,8 @@ class _Run:
         reuse = self._reuse_table(plan, spec)
         filesystems = storage.filesystem_options(options)
         if isinstance(channel, ProgressChannel):
-            link = RunLink(channel.address, self.req.cancel.check(), filesystems=filesystems)
+            link = RunLink(channel.address, self.req.cancel.check(), filesystems=filesystems,
+                           key=channel.key)
         else:
             link = RunLink(None, self.req.cancel.check(), events_dir=channel.directory,
                            filesystems=filesystems)

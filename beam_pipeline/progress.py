@@ -4,24 +4,28 @@ The per-file grouping is a barrier, so Beam's own output arrives only at the end
 DoFns send events to the launcher through a `RunLink`, and the launcher's channel feeds them to
 a `ProgressTracker`, which knows a file is finished when its last chunk is embedded. The route
 is chosen once per run from where the workers are (runners.Placement): in the local modes, JSON
-datagrams over UDP on 127.0.0.1 (`ProgressChannel`), which never block a worker; for any other
+datagrams over UDP on 127.0.0.1 (`ProgressChannel`), which never block a worker, each signed
+with the run's secret key, since any local user can send to that port; for any other
 runner, event files under the run's staging folder on OUT's filesystem (event_files.py), the one
 place every worker can reach. Progress is advisory; the stats come from Beam metrics and the
-pipeline's own outputs.
+pipeline's own outputs: a message the channel cannot authenticate or read, or an event that
+does not fit the run, is dropped and counted (`dropped`), never raised.
 
 Example::
 
     tracker = ProgressTracker(total_files=10)
     with ProgressChannel(tracker) as channel:
-        link = RunLink(channel.address)     # pickled into DoFns
+        link = RunLink(channel.address, key=channel.key)     # pickled into DoFns
         ...
 """
 
 from __future__ import annotations
 
 import collections
+import hmac
 import json
 import logging
+import secrets
 import shutil
 import socket
 import sys
@@ -43,6 +47,10 @@ ASSEMBLED = "a"  # {"k": "a", "n": files}
 WRITTEN = "w"  # {"k": "w", "r": rows}
 
 _MAX_DATAGRAM = 60_000
+_MAC = "sha256"
+_MAC_BYTES = 32
+# Per-path state when the number of files is not known: bounded whatever arrives.
+_PATH_CAP = 1_000_000
 FLUSH_S = 0.05
 FLUSH_EVENTS = 256
 RATE_WINDOW_S = 10.0
@@ -55,8 +63,9 @@ class RunLink:
     """The DoFns' link to the run: progress out, cancellation in, and the run's filesystem
     options, which every DoFn that touches SOURCE or OUT applies in setup (`setup()`).
 
-    Progress goes over UDP to `address` (the local modes), or into event files in `events_dir`
-    (any other runner; event_files.py), or nowhere when both are None.
+    Progress goes over UDP to `address` (the local modes; each datagram signed with `key`, an
+    HMAC), or into event files in `events_dir` (any other runner; event_files.py), or nowhere
+    when both are None.
 
     Events are sent in datagrams of many (a JSON list): one per event made the launcher's
     threads trade the GIL with the pipeline's thousands of times a run. The first event leaves
@@ -68,8 +77,12 @@ class RunLink:
     """
 
     def __init__(self, address: tuple[str, int] | None, cancel: CancelCheck | None = None,
-                 events_dir: str | None = None, filesystems: dict | None = None):
+                 events_dir: str | None = None, filesystems: dict | None = None,
+                 key: bytes | None = None):
+        if address is not None and not key:
+            raise ValueError("a progress address needs the run's key")
         self.address = address
+        self.key = key
         self.events_dir = events_dir
         self.cancel = cancel or CancelCheck(None)
         self.filesystems = filesystems or {}
@@ -80,11 +93,11 @@ class RunLink:
 
     def __getstate__(self):
         return {"address": self.address, "cancel": self.cancel, "events_dir": self.events_dir,
-                "filesystems": self.filesystems}
+                "filesystems": self.filesystems, "key": self.key}
 
     def __setstate__(self, state):
         RunLink.__init__(self, state["address"], state["cancel"], state.get("events_dir"),
-                         state.get("filesystems"))
+                         state.get("filesystems"), state.get("key"))
 
     def setup(self) -> None:
         """In DoFn.setup: this worker's FileSystems get the run's options (storage.py)."""
@@ -128,12 +141,12 @@ class RunLink:
 
     def _send(self, events: list[dict]) -> None:
         payload = json.dumps(events, separators=(",", ":")).encode("utf-8", "surrogateescape")
-        if len(payload) > _MAX_DATAGRAM:
+        if len(payload) > _MAX_DATAGRAM - _MAC_BYTES:
             for part in _halves(events):
                 self._send(part)
             return
         try:
-            self._sock.sendto(payload, self.address)
+            self._sock.sendto(hmac.digest(self.key, payload, _MAC) + payload, self.address)
         except OSError:
             pass  # progress is advisory; a full buffer or a gone launcher must not fail the run
 
@@ -207,6 +220,7 @@ class ProgressTracker:
         self.stage = "starting Beam"
         self.running_since: float | None = None
         self.events = 0
+        self.dropped = 0  # events that did not fit the run (malformed, or more files than it has)
         self._pending: dict[str, tuple[int, int]] = {}
         # Hashes of finished paths: a retried bundle's events (event files) count a file once.
         self._finished: set[int] = set()
@@ -227,39 +241,72 @@ class ProgressTracker:
                 self.running_since = self._clock()
 
     def handle(self, event: dict) -> None:
+        """Count one event; one that does not fit the run is dropped and counted."""
         finished = []
         with self._lock:
-            self.events += 1
-            kind = event.get("k")
-            if kind == CHUNKED:
-                path, n, size = event["p"], int(event["n"]), int(event["b"])
-                if hash(path) in self._finished:
-                    return
-                self.chunks_cut += n
-                self.current_file = path
-                if n == 0 or self._embedded[path] >= n:
-                    self._embedded.pop(path, None)
-                    finished.append(self._finish(path, size))
-                else:
-                    self._pending[path] = (n, size)
-            elif kind == EMBEDDED:
-                for path, n in event["p"].items():
-                    if hash(path) in self._finished:
-                        continue
-                    self.chunks_embedded += n
-                    self._embedded[path] += n
-                    expected = self._pending.get(path)
-                    if expected and self._embedded[path] >= expected[0]:
-                        del self._pending[path]
-                        del self._embedded[path]
-                        finished.append(self._finish(path, expected[1]))
-            elif kind == ASSEMBLED:
-                self.files_assembled += int(event["n"])
-            elif kind == WRITTEN:
-                self.rows_written += int(event["r"])
+            try:
+                self._handle(event, finished)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                self.dropped += 1
         if self.on_file_done is not None:
             for path in finished:
                 self.on_file_done(path)
+
+    def _handle(self, event: dict, finished: list[str]) -> None:
+        # Per-path state is bounded by the files the run has (a cap when that is unknown), so
+        # no stream of events can grow it or count past 100 %.
+        cap = self.total_files or _PATH_CAP
+        kind = event.get("k")
+        if kind == CHUNKED:
+            path, n, size = event["p"], int(event["n"]), int(event["b"])
+            if not isinstance(path, str) or n < 0 or size < 0:
+                raise ValueError("malformed")
+            if hash(path) in self._finished:
+                self.events += 1
+                return
+            if path not in self._pending and self.files_done + len(self._pending) >= cap:
+                raise ValueError("more files than the run has")
+            self.events += 1
+            self.chunks_cut += n
+            self.current_file = path
+            if n == 0 or self._embedded[path] >= n:
+                self._embedded.pop(path, None)
+                finished.append(self._finish(path, size))
+            else:
+                self._pending[path] = (n, size)
+        elif kind == EMBEDDED:
+            counts = event["p"]
+            if not all(isinstance(path, str) and isinstance(n, int) and n >= 0
+                       for path, n in counts.items()):
+                raise ValueError("malformed")
+            self.events += 1
+            for path, n in counts.items():
+                if hash(path) in self._finished:
+                    continue
+                if path not in self._embedded and len(self._embedded) >= cap:
+                    self.dropped += 1
+                    continue
+                self.chunks_embedded += n
+                self._embedded[path] += n
+                expected = self._pending.get(path)
+                if expected and self._embedded[path] >= expected[0]:
+                    del self._pending[path]
+                    del self._embedded[path]
+                    finished.append(self._finish(path, expected[1]))
+        elif kind == ASSEMBLED:
+            n = int(event["n"])
+            if n < 0:
+                raise ValueError("malformed")
+            self.events += 1
+            self.files_assembled += n
+        elif kind == WRITTEN:
+            rows = int(event["r"])
+            if rows < 0:
+                raise ValueError("malformed")
+            self.events += 1
+            self.rows_written += rows
+        else:
+            raise ValueError("unknown kind")
 
     def _finish(self, path: str, size: int) -> str:
         self._finished.add(hash(path))
@@ -321,6 +368,7 @@ class _Channel:
 
     def __init__(self, tracker: ProgressTracker):
         self.tracker = tracker
+        self.dropped = 0  # messages that could not be authenticated or read
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"progress-{self.route}",
                                         daemon=True)
@@ -337,14 +385,18 @@ class _Channel:
 
     def _feed(self, events) -> int:
         """Hand a list of events to the tracker; returns how many it held."""
-        count = 0
-        for event in events if isinstance(events, list) else []:
+        if not isinstance(events, list):
+            self.dropped += 1
+            return 0
+        for event in events:
+            if not isinstance(event, dict):
+                self.tracker.dropped += 1
+                continue
             try:
                 self.tracker.handle(event)
-            except Exception:  # a malformed event or a failing callback must not stop us
-                log.exception("progress event dropped")
-            count += 1
-        return count
+            except Exception:  # a failing on_file_done callback must not stop the channel
+                log.exception("progress callback failed")
+        return len(events)
 
     def _drain(self) -> None:
         """What arrived after the thread stopped."""
@@ -363,12 +415,15 @@ class _Channel:
 
 
 class ProgressChannel(_Channel):
-    """UDP datagrams on 127.0.0.1, for the local modes (runners.Placement.local)."""
+    """UDP datagrams on 127.0.0.1, for the local modes (runners.Placement.local). Any local
+    user can send to the port, so a datagram counts only when signed with `key`, this run's
+    secret, which reaches the workers inside the pickled RunLink."""
 
     route = "udp"
 
     def __init__(self, tracker: ProgressTracker):
         super().__init__(tracker)
+        self.key = secrets.token_bytes(_MAC_BYTES)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         # A large receive buffer so bursts (10k tiny files chunked at once) are not dropped.
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
@@ -398,10 +453,14 @@ class ProgressChannel(_Channel):
             return False
         if not data:
             return True
+        mac, payload = data[:_MAC_BYTES], data[_MAC_BYTES:]
+        if not hmac.compare_digest(mac, hmac.digest(self.key, payload, _MAC)):
+            self.dropped += 1
+            return True
         try:
-            events = json.loads(data.decode("utf-8", "surrogateescape"))
-        except ValueError:
-            log.exception("progress datagram dropped")
+            events = json.loads(payload.decode("utf-8", "surrogateescape"))
+        except Exception:  # noqa: BLE001 - even a signed message must not stop the channel
+            self.dropped += 1
             return True
         self._feed(events)
         return True

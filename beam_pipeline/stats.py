@@ -153,6 +153,8 @@ class ProcessingStats:
     stats_source: str | None = None
     progress_route: str | None = None  # "udp" (local modes) or "event files" (through OUT)
     progress_events: int = 0
+    # Progress messages and events refused: unsigned, unreadable, or more files than the run has.
+    progress_dropped: int = 0
 
     @property
     def duration(self) -> float:

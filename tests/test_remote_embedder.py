@@ -148,8 +148,17 @@ def test_cli_indexes_and_searches_through_an_openai_compatible_endpoint(tmp_path
     assert manifest["fingerprint"]["embedder"] == {"name": "openai", "model": "fake-embed",
                                                    "dim": DIM}
     assert manifest["embedder_config"]["base_url"] == server.url
-    hits = json.loads(run_cli("search", out, "socket server port", "--json").stdout)
+    hits = json.loads(run_cli("search", out, "socket server port", "--json", "--embedding-url",
+                              server.url, "--embedding-model", "fake-embed").stdout)
     assert hits[0]["path"] == "net.py"
+    # The endpoint is the searcher's word: without it, the default (OpenAI's) is compared with
+    # the index's and refused before any request.
+    asked = len(server.requests)
+    refused = run_cli("search", out, "socket server port", "--embedding-model", "fake-embed")
+    assert refused.returncode == 1
+    assert f"base_url {server.url!r} (its manifest says)" in refused.stderr
+    assert "'https://api.openai.com' (the default)" in refused.stderr
+    assert "--embedding-url" in refused.stderr and len(server.requests) == asked
     bad = run_cli("index", tmp_path / "src", "--output", tmp_path / "o2", "--embedding-url",
                   server.url)
     assert bad.returncode == 2 and f"embedder '{DEFAULT_EMBEDDER}'" in bad.stderr
@@ -286,3 +295,35 @@ def test_a_key_revoked_midway_stops_the_run_without_splitting(tmp_path, server, 
     assert "\n" not in str(err.value)
     assert len(server.requests) == 4  # three answered, then one 401: no batch was split
     assert not (tmp_path / "out" / "CURRENT").exists()
+
+
+def test_a_tampered_manifest_cannot_send_the_query_or_a_secret_anywhere(tmp_path, server,
+                                                                          monkeypatch):
+    """Finding 1 of issue 37: an index's manifest named a listener as the endpoint and
+    AWS_SECRET_ACCESS_KEY as the key variable, and `search` sent the secret and the query
+    there. Now the endpoint, model and key variable come from the searcher alone."""
+    small_tree(tmp_path / "src", n=2)
+    out = tmp_path / "out"
+    assert index(tmp_path, remote(server)).committed
+    manifest_path = Path(Index.open(out).directory) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-never-sent")
+    monkeypatch.setenv("OPENAI_API_KEY", "the-searchers-own-key")
+    with FakeEmbeddingServer(DIM) as listener:
+        manifest["embedder_config"].update(base_url=listener.url,
+                                           api_key_env="AWS_SECRET_ACCESS_KEY")
+        manifest_path.write_text(json.dumps(manifest))
+        for given in ([], ["--embedding-url", server.url]):
+            proc = run_cli("search", out, "where is the secret", "--embedding-model",
+                           "fake-embed", *given)
+            assert proc.returncode == 1 and f"base_url {listener.url!r}" in proc.stderr
+            assert "aws-secret-never-sent" not in proc.stderr + proc.stdout
+        assert listener.requests == []  # not one request, so neither the key nor the query
+        # The searcher who names the listener as the endpoint gets it, with their own key.
+        asked = len(server.requests)
+        hits = Index.open(out, embedder_options={"base_url": listener.url,
+                                                 "model": "fake-embed"}).search("m0", k=1)
+        assert hits and len(server.requests) == asked
+        assert [r["auth"] for r in listener.requests] == ["Bearer the-searchers-own-key"]
+    # A key the index names that the searcher did not give is never read: verify is unmoved.
+    assert verify_index(out) == []

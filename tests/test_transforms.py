@@ -164,11 +164,12 @@ def test_the_pipeline_reports_progress_events_to_the_launcher(tmp_path):
     with ProgressChannel(tracker) as channel, pipeline() as p:
         _ = (p | ReadFileList(str(listing))
                | IndexFiles(ChunkerConfig(str(src), 300, 45, 1 << 20), HashingEmbedder(), 4,
-                            str(staging), RunLink(channel.address)))
+                            str(staging), RunLink(channel.address, key=channel.key)))
     assert sorted(done) == [f"f{i}.py" for i in range(6)]  # f0.py is empty: done at chunking
     assert tracker.files_done == 6
     assert tracker.chunks_cut == tracker.chunks_embedded == expected_chunks
     assert tracker.files_assembled == 6 and tracker.rows_written == expected_chunks
+    assert channel.dropped == tracker.dropped == 0
 
 
 class CountingSlowEmbedder(SlowEmbedder):

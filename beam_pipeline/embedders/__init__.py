@@ -35,18 +35,24 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def get_embedder(name: str, **params) -> Embedder:
-    """An embedder by name, e.g. `get_embedder("hashing", dim=384)`; None params are dropped."""
+def embedder_class(name: str) -> type[Embedder]:
+    """The class registered as `name`, e.g. `embedder_class("static")`."""
     try:
-        factory = __getattr__(_REGISTRY[name])
+        return __getattr__(_REGISTRY[name])
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
         raise ValueError(f"unknown embedder {name!r}; known: {known}") from None
+
+
+def get_embedder(name: str, **params) -> Embedder:
+    """An embedder by name, e.g. `get_embedder("hashing", dim=384)`; None params are dropped."""
+    factory = embedder_class(name)
     try:
         return factory(**{k: v for k, v in params.items() if v is not None})
     except TypeError as exc:
         raise ValueError(f"embedder {name!r}: {exc}") from None
 
 
-__all__ = ["DEFAULT_EMBEDDER", "ConfigurationError", "Embedder", "EmbeddingError", "HashingEmbedder", "MiniLMEmbedder",
-           "OpenAIEmbedder", "StaticEmbedder", "VoyageEmbedder", "get_embedder"]
+__all__ = ["DEFAULT_EMBEDDER", "ConfigurationError", "Embedder", "EmbeddingError",
+           "HashingEmbedder", "MiniLMEmbedder", "OpenAIEmbedder", "StaticEmbedder",
+           "VoyageEmbedder", "embedder_class", "get_embedder"]

@@ -44,6 +44,15 @@ class Embedder(abc.ABC):
     # Is a vector worth keeping in the resume journal (journal.py) when a run may die? Calls
     # that cost time or money: yes. An embedder faster than reading the journal back: no.
     journal_pays: bool = True
+    # An index is often someone else's (a CI artifact, a shared bucket), so its manifest may
+    # rebuild only what reaches neither the network nor the environment: `index_config` names
+    # the config() keys a search takes from it. `user_config` names those it takes from its
+    # user alone (an endpoint, the model sent to it, the variable holding the key);
+    # `checked_config`, those among them that decide the vectors, so the index's copy must
+    # match them. Any other key an index holds is ignored.
+    index_config: tuple[str, ...] = ()
+    user_config: tuple[str, ...] = ()
+    checked_config: tuple[str, ...] = ()
 
     def use_threads(self, count: int) -> None:
         """Take the caller's thread count (`vector_thread_count`). Remote providers get it as

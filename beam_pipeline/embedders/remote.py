@@ -46,6 +46,9 @@ class OpenAIEmbedder(Embedder):
     name = "openai"
     parallel_calls = True
     probe_first = True
+    user_config = ("base_url", "model", "api_key_env")
+    # Which variable holds the key is the searcher's business: it does not change the vectors.
+    checked_config = ("base_url", "model")
 
     def __init__(self, dim: int | None = None, *, model: str = "text-embedding-3-small",
                  base_url: str = "https://api.openai.com", api_key_env: str = "OPENAI_API_KEY",

@@ -58,6 +58,9 @@ class StaticEmbedder(Embedder):
     # embed beside the pipeline, as for hashing.
     gil_bound = True
     journal_pays = False  # cheaper to compute again than to journal
+    # A table shipped in this package, by a checked name, and how text is cut: nothing that
+    # reaches the network or the environment, so an index may choose them.
+    index_config = ("model", "split")
 
     def __init__(self, dim: int | None = None, model: str = DEFAULT_MODEL, split: bool = True):
         if not re.fullmatch(r"[A-Za-z0-9._-]+", model or ""):
