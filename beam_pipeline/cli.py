@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from .config import ConfigError, expand_config
+from .terminal import json_text, printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -32,11 +33,19 @@ class _DropNoise(logging.Filter):
 
 def configure_logging(verbose: bool) -> None:
     # force=True: importing apache_beam may already have installed a root handler.
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, force=True,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addFilter(_DropNoise())
     # Beam logs every failing bundle with its traceback; the CLI prints a one-line reason instead.
     logging.getLogger("apache_beam").setLevel(logging.INFO if verbose else logging.CRITICAL)
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines name paths and quote errors: no control character of theirs reaches stderr."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), newlines=True)
 
 
 def count(text: str) -> int:
@@ -190,7 +199,7 @@ def print_summary(stats, stream=sys.stderr) -> None:
         lines.append(f"  FAILED {failure['path']}: {failure['reason']}")
     if len(stats.failures) > 20:
         lines.append(f"  … and {len(stats.failures) - 20} more failures (see the manifest)")
-    stream.write("\n".join(lines) + "\n")
+    stream.write("\n".join(map(printable, lines)) + "\n")
 
 
 def _write_stats(stats, path: Path | None) -> None:
@@ -212,15 +221,14 @@ def run_index_command(args, beam_flags: list[str]) -> int:
 
         unknown = unknown_flags(beam_flags)
         if unknown:
-            print(f"beam-index: error: unknown option(s): {' '.join(unknown)}",
-                  file=sys.stderr)
+            _error(f"unknown option(s): {' '.join(unknown)}")
             return EXIT_USAGE
     try:
         if args.keep < 1:
             raise ValueError(f"--keep must be at least 1, got {args.keep}")
         settings = IndexSettings.from_options(args)
     except ValueError as exc:
-        print(f"beam-index: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_USAGE
     if beam_flags and not args.verbose and not any(
             f.startswith("--default_sdk_harness_log_level") for f in beam_flags):
@@ -238,16 +246,16 @@ def run_index_command(args, beam_flags: list[str]) -> int:
                           journal_max_mb=args.journal_max_mb, journal_fsync=args.journal_fsync,
                           ann_min_rows=args.ann_min_rows)
     except RunnerRefused as exc:
-        print(f"beam-index: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_USAGE
     except NothingCommitted as exc:
         print_summary(exc.stats)
         _write_stats(exc.stats, args.stats_json)
-        print(f"beam-index: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_FAILED
     except (OSError, OutputError, LockedError, CorruptSnapshotError, StatsMismatch,
             ConfigurationError) as exc:
-        print(f"beam-index: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_FAILED
     if not args.dry_run:
         print_summary(stats)
@@ -258,7 +266,7 @@ def run_index_command(args, beam_flags: list[str]) -> int:
 def _announce(message: str) -> None:
     # On a terminal, clear the progress line first so the message gets a line of its own.
     prefix = "\r\x1b[K" if sys.stderr.isatty() else ""
-    print(prefix + message, file=sys.stderr, flush=True)
+    print(prefix + printable(message, newlines=True), file=sys.stderr, flush=True)
 
 
 def search_command(args) -> int:
@@ -276,15 +284,15 @@ def search_command(args) -> int:
                     "api_key_env": args.api_key_env}
         hits = Index.open(args.output, embedder_options=endpoint).search_request(request)
     except (IndexReadError, SearchError) as exc:
-        print(f"beam-index: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_FAILED
     for note in request.notes:
-        print(f"beam-index: note: {note}", file=sys.stderr)
+        print(f"beam-index: note: {printable(note)}", file=sys.stderr)
     if args.json:
-        print(json.dumps(hits, indent=2, ensure_ascii=False))
+        print(json_text(hits))
     elif args.files_only:
         for hit in hits:
-            print(f"{hit['path']}  {hit['score']:.3f}")
+            print(f"{printable(hit['path'])}  {hit['score']:.3f}")
     else:
         print_hits(hits, args.query, sys.stdout.isatty())
     return EXIT_OK
@@ -301,11 +309,12 @@ def print_hits(hits: list[dict], query: str, colour: bool) -> None:
     words = sorted({w for w in re.findall(r"\w{2,}", query)}, key=len, reverse=True)
     pattern = re.compile("|".join(map(re.escape, words)), re.IGNORECASE) if words else None
     for hit in hits:
-        print(f"{hit['path']}:{hit['line_start']}-{hit['line_end']}  {hit['score']:.3f}")
+        print(f"{printable(hit['path'])}:{hit['line_start']}-{hit['line_end']}  "
+              f"{hit['score']:.3f}")
         lines = hit["snippet"].split("\n")
         width = len(str(hit["line_start"] + len(lines)))
         for number, line in enumerate(lines[:SNIPPET_LINES], start=hit["line_start"]):
-            line = line[:160]
+            line = printable(line[:160])
             if colour and pattern is not None:
                 line = pattern.sub(lambda m: f"\x1b[1;33m{m.group(0)}\x1b[0m", line)
             print(f"  {number:>{width}} │ {line}")
@@ -318,7 +327,7 @@ def verify_command(args) -> int:
 
     problems = verify_index(args.output, args.source)
     for problem in problems:
-        print(problem)
+        print(printable(problem))
     if problems:
         print(f"beam-index: {len(problems)} problem(s) found in {args.output}", file=sys.stderr)
         return EXIT_FAILED
@@ -335,7 +344,7 @@ def _use_filesystem_flags(flags: list[str]) -> bool:
 
     bad = unknown_flags(flags) or [f for f in flags if not f.startswith("-")]
     if bad:
-        print(f"beam-index: error: unknown option(s): {' '.join(bad)}", file=sys.stderr)
+        _error(f"unknown option(s): {' '.join(bad)}")
         return False
     storage.use_options(flags)
     return True
@@ -346,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         argv = expand_config(list(sys.argv[1:] if argv is None else argv))
     except ConfigError as exc:
-        print(f"beam-index: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_USAGE
     args, rest = build_parser().parse_known_args(argv)
     if getattr(args, "verbose", False):
@@ -373,13 +382,16 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the one-line reason; the traceback only with --verbose
         if not interrupted.is_set():
             logging.getLogger(__name__).debug("run failed", exc_info=True)
-            print(f"beam-index: error: {type(exc).__name__}: {_first_line(exc)}",
-                  file=sys.stderr)
+            _error(f"{type(exc).__name__}: {_first_line(exc)}")
             return EXIT_FAILED
     if interrupted.is_set():
         print("beam-index: interrupted; nothing committed", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_USAGE
+
+
+def _error(message: str) -> None:
+    print(f"beam-index: error: {printable(message, newlines=True)}", file=sys.stderr)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -37,6 +37,7 @@ from typing import Self, TextIO
 
 from . import event_files, storage
 from .cancel import CancelCheck
+from .terminal import printable
 
 log = logging.getLogger(__name__)
 
@@ -557,7 +558,7 @@ class ProgressDisplay:
             self.render()
 
     def render(self) -> None:
-        line = self.tracker.summary_line()
+        line = printable(self.tracker.summary_line())  # it names a path from the tree
         try:
             if self.tty:
                 self.stream.write("\r\x1b[K" + line[:_terminal_width() - 1])

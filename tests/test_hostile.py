@@ -120,3 +120,28 @@ def test_symlinks_are_followed_only_when_asked_and_loops_are_walked_once(tmp_pat
     assert stats["skipped_by_reason"] == {"symlink_loop": 1, "broken_symlink": 1}
     assert set(_rows(tmp_path / "out2")["path"].to_pylist()) == {
         "main.py", "shared_link.py", "lib_link/util.py"}
+
+
+RAW_CONTROLS = ("\x1b", "\x07", "\r", "\x9b", "\u202e")
+
+
+def test_nothing_raw_reaches_a_terminal_from_names_or_content(tmp_path):
+    """Finding 3 of issue 37: a file's name and content with escape sequences (retitle, clear
+    the screen, carriage return, the C1 CSI, a bidi override) reach the output as escapes."""
+    name = "evil\x1b]0;pwned\x07\r\u202e.py"
+    src = make_tree(tmp_path / "src", {
+        name: "def pwned_function():\n    return '\x1b[2J\x07\rhidden \x9b1m'\n",
+        "plain.py": code_file("plain", 5)})
+    out = tmp_path / "out"
+    indexed = run_cli("index", src, "--output", out)
+    assert indexed.returncode == 0, indexed.stderr
+    human = run_cli("search", out, "pwned_function", "--fts", "-k", "1")
+    files = run_cli("search", out, "pwned_function", "--fts", "--files-only")
+    as_json = run_cli("search", out, "pwned_function", "--fts", "--json", "-k", "1")
+    for shown in (indexed.stderr, human.stdout, human.stderr, files.stdout, as_json.stdout):
+        assert not [c for c in RAW_CONTROLS if c in shown], repr(shown)
+    assert "evil\\x1b]0;pwned\\x07\\x0d\\u202e.py:1-2" in human.stdout
+    assert "\\x1b[2J\\x07\\x0dhidden \\x9b1m" in human.stdout
+    assert files.stdout.startswith("evil\\x1b]0;pwned\\x07\\x0d\\u202e.py  ")
+    hit = json.loads(as_json.stdout)[0]  # JSON escapes: the real name and text, intact
+    assert hit["path"] == name and "\x1b[2J\x07\rhidden \x9b1m" in hit["snippet"]
