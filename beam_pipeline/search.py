@@ -195,8 +195,12 @@ def top_rows(matrix: np.ndarray, query: np.ndarray, n: int, allowed: np.ndarray 
     n = min(n, int(np.count_nonzero(scores > -np.inf)))
     if n <= 0:
         return []
-    top = np.argpartition(-scores, n - 1)[:n]
-    top = top[np.argsort(-scores[top], kind="stable")]
+    # Every row tied with the n-th competes, and ties go to the lower row, as in the
+    # approximate index's ranking (ann._best): both answer alike when vectors are equal (the
+    # same words in two files).
+    edge = scores[np.argpartition(-scores, n - 1)[n - 1]]
+    top = np.flatnonzero(scores >= edge)
+    top = top[np.lexsort((top, -scores[top]))][:n]
     return [(int(row), float(scores[row])) for row in top]
 
 

@@ -32,7 +32,7 @@ def _built() -> tuple[Path, dict]:
     root = Path(tempfile.mkdtemp(prefix="beam-fuzz-"))
     atexit.register(shutil.rmtree, root, True)  # built once per session, shared by examples
     src = make_tree(root / "src", {f"m{i}.py": code_file(f"m{i}", 15) for i in range(3)})
-    run_index(src, root / "out", IndexSettings.create(embedding_dim=16))
+    run_index(src, root / "out", IndexSettings.create("hashing", embedding_dim=16))
     index = Index.open(root / "out")
     return root / "out", index.manifest
 

@@ -175,3 +175,21 @@ def test_exact_ranking_ranks_only_allowed_rows_above_the_minimum():
     assert [row for row, _ in top_rows(matrix, query, 2, allowed)] == [4, 1]
     assert top_rows(matrix, query, 10, allowed, min_score=0.5) == [(4, pytest.approx(0.9))]
     assert top_rows(matrix, query, 5, np.zeros(5, dtype=bool)) == []
+
+
+def test_exact_ranking_breaks_ties_by_row_as_the_approximate_index_does():
+    import numpy as np
+
+    from beam_pipeline.ann import _best
+
+    # Equal vectors (the same words in several files) score alike wherever they sit.
+    rng = np.random.default_rng(3)
+    distinct = rng.normal(size=(4, 8)).astype(np.float32)
+    matrix = distinct[rng.integers(0, 4, size=500)]
+    query = distinct[1] + np.float32(0.1) * distinct[2]
+    for n in (1, 3, 7, 40):
+        exact = top_rows(matrix, query, n)
+        rows = np.arange(len(matrix))
+        assert exact == _best(rows, matrix @ query, n, None)
+        tied = [row for row, score in exact if score == exact[0][1]]
+        assert tied == sorted(tied)
