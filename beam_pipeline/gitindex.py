@@ -1,18 +1,22 @@
-"""What git already knows about a work tree: content hashes of unchanged files, without reading
-them.
+"""What git already knows about a work tree: content hashes of unchanged files, mostly without
+reading them.
 
-git's index holds a blob id (a hash of the content) for every tracked file, and git finds the
-files whose work-tree content differs from it by their stat data, reading only those whose stat
-changed. So for a tracked file git reports unmodified, the index's blob id is the content's
-hash, and comparing it with the blob id recorded at the last run gives `--checksum`-grade
-decisions with no file read of ours. Untracked files (and anything git cannot vouch for) are
-decided as before, by size and mtime.
+git's index holds, for every tracked file, a blob id (a hash of the content) and the stat data
+the file had when that blob was taken. A file whose stat data still match (and that is not
+"racily clean": changed within the index's own timestamp) has that blob as its content, with no
+read at all; for the others the blob id is computed here, in-process, from the file's bytes
+(`blob <size>\0<content>`, SHA-1, as git hashes it). Comparing it with the blob id recorded at
+the last run gives `--checksum`-grade decisions. Untracked files (and anything that cannot be
+vouched for) are decided as before, by size and mtime.
 
-git runs read-only: `GIT_OPTIONAL_LOCKS=0` (it never refreshes its index on disk), no
-filesystem monitor (`core.fsmonitor` is a program a repository's config could name), and
-nothing is written into SOURCE. A tree that is not a git work tree, a git that is missing or
-refuses the repository (another owner: safe.directory) all give None, and the run falls back
-to stat data.
+git only reads: `git ls-files --stage --debug` lists the index with its stat data, which runs
+nothing of the repository's. Asking git to compare the work tree instead (`ls-files
+--modified`) would run the repository's configured programs, a clean filter
+(`filter.<name>.clean`, named by its .gitattributes) or a filesystem monitor, as the indexing
+user. So a file that such a filter would change hashes differently here and is re-indexed: a
+cost, never a wrong answer. Nothing is written into SOURCE (`GIT_OPTIONAL_LOCKS=0`). A tree
+that is not a git work tree, a git that is missing or refuses the repository (another owner:
+safe.directory) all give None, and the run falls back to stat data.
 
 Example::
 
@@ -23,8 +27,11 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
+import stat
 import subprocess
 from dataclasses import dataclass, field
 
@@ -32,7 +39,7 @@ from .discover import is_url
 
 log = logging.getLogger(__name__)
 
-_REGULAR_MODES = {"100644", "100755"}  # not symlinks (120000) nor submodules (160000)
+_REGULAR_MODES = {b"100644", b"100755"}  # not symlinks (120000) nor submodules (160000)
 _TIMEOUT_S = 120
 
 
@@ -78,25 +85,69 @@ def git_commit(root: str) -> str | None:
 
 
 def read_git_state(root: str) -> GitState | None:
-    """The blob ids git vouches for under `root` (paths relative to it), or None outside git."""
+    """The blob ids vouched for under `root` (paths relative to it), or None outside git."""
     if is_url(root):
         return None
-    staged = _git(str(root), "ls-files", "--stage", "-z")
-    if staged is None or staged.returncode != 0:
-        if staged is not None and b"dubious ownership" in staged.stderr:
+    listed = _git(str(root), "ls-files", "--stage", "--debug", "-z")
+    if listed is None or listed.returncode != 0:
+        if listed is not None and b"dubious ownership" in listed.stderr:
             log.warning("git refuses %s (another user owns it); deciding changes by size and "
                         "mtime", root)
         return None
-    modified = _git(str(root), "ls-files", "--modified", "-z")
-    if modified is None or modified.returncode != 0:
+    index_path = _git(str(root), "rev-parse", "--git-path", "index")
+    if index_path is None or index_path.returncode != 0:
         return None
-    dirty = set(modified.stdout.split(b"\0"))
+    try:
+        written = os.stat(os.path.join(root, os.fsdecode(index_path.stdout.strip())))
+    except OSError:
+        return None
     state = GitState(git_commit(root))
-    for record in staged.stdout.split(b"\0"):
-        if not record:
-            continue
-        meta, _, path = record.partition(b"\t")
-        mode, blob, stage = meta.decode().split()
-        if mode in _REGULAR_MODES and stage == "0":
-            (state.modified if path in dirty else state.blobs)[os.fsdecode(path)] = blob
+    _vouched(str(root), listed.stdout, written.st_mtime_ns, state)
     return state
+
+
+# One entry of `git ls-files --stage --debug -z`: `mode blob stage\tpath\0`, then its cached
+# stat data in five lines (ctime and mtime as seconds:nanoseconds).
+_ENTRY = re.compile(rb"(\d+) ([0-9a-f]+) (\d)\t([^\0]*)\0"
+                    rb"  ctime: (\d+):(\d+)\n  mtime: (\d+):(\d+)\n"
+                    rb"  dev: (\d+)\tino: (\d+)\n  uid: (\d+)\tgid: (\d+)\n"
+                    rb"  size: (\d+)\tflags: [0-9a-f]+\n")
+
+
+def _vouched(root: str, listing: bytes, index_written_ns: int, state: GitState) -> None:
+    """Each regular, merged entry's blob into `state.blobs` when the file's content is that
+    blob, into `state.modified` when it is not: by the cached stat data when they match and
+    are not racy (the file changed within the index's own timestamp), else by hashing the
+    file. Files gone or not regular are left to the walk."""
+    low = 0xFFFFFFFF  # the index keeps 32 bits of each
+    for (mode, blob, stage, path, c_s, c_ns, m_s, m_ns, dev, ino, uid, gid,
+         size) in _ENTRY.findall(listing):
+        if mode not in _REGULAR_MODES or stage != b"0":
+            continue
+        name = os.fsdecode(path)
+        try:
+            st = os.lstat(os.path.join(root, name))
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            mtime = int(m_s) * 1_000_000_000 + int(m_ns)
+            same = (mtime == st.st_mtime_ns and mtime < index_written_ns
+                    and int(c_s) * 1_000_000_000 + int(c_ns) == st.st_ctime_ns
+                    and (int(size), int(ino), int(dev), int(uid), int(gid))
+                    == (st.st_size & low, st.st_ino & low, st.st_dev & low, st.st_uid & low,
+                        st.st_gid & low))
+            blob = blob.decode()
+            if same or _blob_id(os.path.join(root, name), st.st_size) == blob:
+                state.blobs[name] = blob
+            else:
+                state.modified[name] = blob
+        except OSError:
+            continue  # gone or unreadable: the walk decides
+
+
+def _blob_id(path: str, size: int) -> str:
+    """git's id of the file's content as a blob: SHA-1 of `blob <size>\0<content>`."""
+    digest = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

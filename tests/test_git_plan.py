@@ -122,3 +122,24 @@ def test_a_subfolder_of_a_work_tree_and_a_tree_outside_git(repo, tmp_path):
     assert state.commit == git(repo, "rev-parse", "HEAD").strip()
     plain = make_tree(tmp_path / "plain", {"a.py": "x = 1\n"})
     assert read_git_state(str(plain)) is None
+
+
+def test_a_repository_cannot_make_indexing_run_its_programs(repo, tmp_path):
+    """Finding 4 of issue 37: a clean filter named by the repository's .gitattributes and
+    config ran as the indexing user when git compared the work tree. Nothing runs now."""
+    witness = tmp_path / "pwned.txt"
+    (repo / ".gitattributes").write_text("*.py filter=evil\n")
+    git(repo, "config", "filter.evil.clean", f"sh -c 'id > {witness}; cat'")
+    git(repo, "config", "core.fsmonitor", f"sh -c 'id > {witness}.fsmonitor'")
+    out = tmp_path / "out"
+    witness.unlink(missing_ok=True)  # `git add` above may run it: that is git's, not ours
+    index(repo, out)
+    later = os.stat(repo / "pkg/m0.py").st_mtime_ns + 5_000_000_000
+    for i in range(8):  # stat-dirty: comparing them is where git would run the filter
+        os.utime(repo / f"pkg/m{i}.py", ns=(later, later))
+    (repo / "pkg/m1.py").write_text(code_file("edited", 4))
+    stats = index(repo, out)
+    assert not list(tmp_path.glob("pwned.txt*")) and not list(repo.rglob("pwned*"))
+    # Decided in-process all the same: the touched files (and .gitattributes) are unchanged,
+    # the edit is found.
+    assert (stats.files_changed, stats.files_unchanged) == (1, 8)
