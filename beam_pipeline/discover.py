@@ -413,9 +413,23 @@ def _explicit_node(root: str, rel: str, follow_symlinks: bool) -> _Node | None:
         return None if found is None else _Node(rel, FILE, found[0], _ns(found[1]))
     full = os.path.join(root, rel)
     try:
+        if not follow_symlinks and _through_a_link(root, rel):
+            # O_NOFOLLOW guards only the last component: a symlinked folder on the way
+            # (etc_dir → /etc) would lead outside SOURCE, where the walk never goes.
+            return _Node(rel, LINK, 0, 0)
         return _local_node(rel, os.stat(full) if follow_symlinks else os.lstat(full))
     except OSError:
         return None
+
+
+def _through_a_link(root: str, rel: str) -> bool:
+    """Is a folder on the way from `root` to `rel` a symlink?"""
+    folder = root
+    for part in rel.split("/")[:-1]:
+        folder = os.path.join(folder, part)
+        if stat.S_ISLNK(os.lstat(folder).st_mode):
+            return True
+    return False
 
 
 def list_explicit_files(root: str | os.PathLike, files: Sequence[str | os.PathLike],

@@ -145,3 +145,23 @@ def test_nothing_raw_reaches_a_terminal_from_names_or_content(tmp_path):
     assert files.stdout.startswith("evil\\x1b]0;pwned\\x07\\x0d\\u202e.py  ")
     hit = json.loads(as_json.stdout)[0]  # JSON escapes: the real name and text, intact
     assert hit["path"] == name and "\x1b[2J\x07\rhidden \x9b1m" in hit["snippet"]
+
+
+def test_an_explicit_list_cannot_leave_source_through_a_symlinked_folder(tmp_path):
+    """Finding 5 of issue 37: `etc_dir/passwd`, with etc_dir a symlink to /etc, was read and
+    indexed; O_NOFOLLOW guarded only the last component."""
+    outside = make_tree(tmp_path / "outside", {"passwd": "root:x:0:0:SECRET_OUTSIDE:/root\n"})
+    src = make_tree(tmp_path / "src", {"ok.py": code_file("ok", 3)})
+    (src / "etc_dir").symlink_to(outside, target_is_directory=True)
+    out = tmp_path / "out"
+    stats = run_index(src, out, IndexSettings.create("hashing"),
+                      files=["etc_dir/passwd", str(src / "etc_dir" / "passwd"), "ok.py"])
+    assert stats.files_processed == 1 and stats.failed_files == 0
+    assert stats.skipped_by_reason.get("symlink") == 1  # the two spellings are one path
+    rows = pq.read_table([str(Index.open(out).shard_path(s)) for s in Index.open(out).shards])
+    assert rows["path"].to_pylist() == ["ok.py"] * rows.num_rows
+    assert not any("SECRET_OUTSIDE" in c for c in rows["content"].to_pylist())
+    # Asked for, symlinks are followed, as for the walk.
+    again = run_index(src, tmp_path / "out2", IndexSettings.create("hashing"),
+                      files=["etc_dir/passwd"], follow_symlinks=True)
+    assert again.files_processed == 1
