@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .secretscan import SECRET_FILES
+
 if TYPE_CHECKING:  # imported where a walk needs it: `search` and `--help` never walk
     import pathspec
 
@@ -276,6 +278,7 @@ def iter_source_files(
     *,
     max_file_size: int = DEFAULT_MAX_FILE_SIZE,
     excludes: Sequence[str] = DEFAULT_EXCLUDES,
+    secret_files: Sequence[str] = SECRET_FILES,
     use_gitignore: bool = True,
     skipped: Counter | None = None,
     follow_symlinks: bool = False,
@@ -283,7 +286,8 @@ def iter_source_files(
     """Yield the files under `root` (a local folder, or a URL Beam has a filesystem for) to
     index, in a stable (sorted) order; the same rules hold for both.
 
-    Skips are counted in `skipped` by reason: `excluded`, `gitignored`, `too_large`,
+    Skips are counted in `skipped` by reason: `excluded`, `secret` (a name of
+    `secret_files`: secretscan.py), `gitignored`, `too_large`,
     `symlink`, `not_regular`, `unreadable_dir`, `undecodable_name` (a file name that is not
     UTF-8), `vanished`. With `follow_symlinks` links are followed wherever they point, a
     folder is walked once (`symlink_loop`: reached again through a link) and a link that
@@ -297,6 +301,7 @@ def iter_source_files(
     import pathspec
 
     exclude_spec = pathspec.GitIgnoreSpec.from_lines(excludes)
+    secret_spec = pathspec.GitIgnoreSpec.from_lines(secret_files)
     # Stack of (folder relative path with trailing "/", gitignore specs in force).
     stack: list[tuple[str, list[tuple[str, pathspec.GitIgnoreSpec]]]] = [("", [])]
     while stack:
@@ -328,6 +333,9 @@ def iter_source_files(
             is_dir = node.kind == FOLDER
             if exclude_spec.check_file(rel + "/" if is_dir else rel).include:
                 skipped["excluded"] += 1
+                continue
+            if not is_dir and secret_files and secret_spec.check_file(rel).include:
+                skipped["secret"] += 1
                 continue
             if specs and _ignored(specs, rel, is_dir):
                 skipped["gitignored"] += 1
@@ -434,14 +442,18 @@ def _through_a_link(root: str, rel: str) -> bool:
 
 def list_explicit_files(root: str | os.PathLike, files: Sequence[str | os.PathLike],
                         list_path: Path, max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-                        follow_symlinks: bool = False) -> DiscoveryResult:
+                        follow_symlinks: bool = False,
+                        secret_files: Sequence[str] = SECRET_FILES) -> DiscoveryResult:
     """Write an explicit file list (relative to `root`, or absolute) in discovery's format.
 
-    Explicit files bypass .gitignore and the default excludes but keep the regular-file and
-    size checks. A path outside `root`, or one that does not exist, is listed as given so the
-    pipeline fails it with its reason.
+    Explicit files bypass .gitignore and the default excludes but keep the secret, regular-file
+    and size checks. A path outside `root`, or one that does not exist, is listed as given so
+    the pipeline fails it with its reason.
     """
+    import pathspec
+
     root = os.fspath(root)
+    secret_spec = pathspec.GitIgnoreSpec.from_lines(secret_files)
     result = DiscoveryResult()
     seen: set[str] = set()
     with open(list_path, "w", encoding="ascii") as out:
@@ -452,6 +464,9 @@ def list_explicit_files(root: str | os.PathLike, files: Sequence[str | os.PathLi
             seen.add(rel)
             if not _utf8(rel):
                 result.skipped["undecodable_name"] += 1
+                continue
+            if secret_files and secret_spec.check_file(rel).include:
+                result.skipped["secret"] += 1
                 continue
             node = _explicit_node(root, rel, follow_symlinks)
             if node is not None and node.kind == LINK:

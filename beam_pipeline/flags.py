@@ -44,6 +44,11 @@ def add_index_flags(group: argparse._ActionsContainer) -> None:
                        default=None, help="vector dimension (default: the embedder's own: "
                        "static 256, hashing 384, minilm 384, voyage 1024; openai: learned from "
                        "the live snapshot or one probe request)")
+    group.add_argument("--include-secrets", "--include_secrets", dest="include_secrets",
+                       action="store_true",
+                       help="also index files named or holding secrets (.env, *.pem, id_rsa*, "
+                       "credentials…; private key blocks, known token formats), which are "
+                       "skipped by default and counted as 'secret'")
     group.add_argument("--chunk-size", "--chunk_size", dest="chunk_size", type=int,
                        default=None,
                        help=f"characters per chunk (default: {DEFAULT_CHUNK_SIZE}; "

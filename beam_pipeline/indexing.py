@@ -34,6 +34,7 @@ from .cancel import CancelToken
 from .chunking import DEFAULT_CHUNK_SIZE, default_overlap
 from .discover import (
     DEFAULT_MAX_FILE_SIZE,
+    SECRET_FILES,
     FileEntry,
     SourceError,
     discover_to_file,
@@ -108,6 +109,9 @@ class IndexSettings:
     embed_concurrency: int = 1  # batches embedded at once (remote providers: requests)
     embed_processes: int | None = None  # helper processes for a GIL-bound embedder; None: auto
     chunker: str = AUTO  # resolved by `for_previous` before anything is chunked
+    # Index files that are or hold secrets too (secretscan.py); part of the fingerprint when
+    # set, so turning it on or off rebuilds rather than leaving earlier skips in place.
+    include_secrets: bool = False
 
     def fingerprint(self) -> dict:
         if self.chunker == AUTO:
@@ -121,6 +125,7 @@ class IndexSettings:
             "chunker": chunker,
             "embedder": self.embedder.fingerprint(),
             "schema_version": SCHEMA_VERSION,
+            **({"include_secrets": True} if self.include_secrets else {}),
         }
 
     @classmethod
@@ -132,6 +137,7 @@ class IndexSettings:
                           embedding_dim=options.embedding_dim,
                           embed_concurrency=options.embed_concurrency,
                           embed_processes=options.embed_processes, chunker=options.chunker,
+                          include_secrets=getattr(options, "include_secrets", False),
                           embedder_options={"base_url": options.embedding_url,
                                             "model": options.embedding_model,
                                             "api_key_env": options.api_key_env})
@@ -142,7 +148,8 @@ class IndexSettings:
                max_file_size: int = DEFAULT_MAX_FILE_SIZE,
                embedding_dim: int | None = None, embed_concurrency: int | None = None,
                embed_processes: int | None = None, chunker: str = AUTO,
-               embedder_options: dict | None = None) -> IndexSettings:
+               embedder_options: dict | None = None,
+               include_secrets: bool = False) -> IndexSettings:
         if isinstance(embedder, str):
             embedder = get_embedder(embedder, dim=embedding_dim, **(embedder_options or {}))
         # The embedder's own default (voyage-code models: 4096, as the replaced system), else 1000.
@@ -167,7 +174,7 @@ class IndexSettings:
             raise ValueError(f"unknown chunker {chunker!r}; choose from "
                              f"{', '.join((AUTO, *CHUNKERS))}")
         return cls(embedder, chunk_size, overlap, batch_size, max_file_size,
-                   embed_concurrency or 1, embed_processes, chunker)
+                   embed_concurrency or 1, embed_processes, chunker, bool(include_secrets))
 
     def for_previous(self, previous: reindex.Previous | None) -> IndexSettings:
         """With chunker "auto": the live snapshot's chunker (another would re-embed every
@@ -505,11 +512,12 @@ class _Run:
         if req.files is None:
             discovery = discover_to_file(
                 self.root, self.scratch / FILE_LIST, max_file_size=self.settings.max_file_size,
-                follow_symlinks=req.follow_symlinks,
+                follow_symlinks=req.follow_symlinks, secret_files=self._secret_files,
                 on_progress=lambda found: setattr(tracker, "total_files", found))
         else:
             discovery = list_explicit_files(self.root, req.files, self.scratch / FILE_LIST,
-                                            self.settings.max_file_size, req.follow_symlinks)
+                                            self.settings.max_file_size, req.follow_symlinks,
+                                            self._secret_files)
         if req.git:
             self.git = gitindex.read_git_state(self.root)
         plan = reindex.plan_changes(self.scratch / FILE_LIST, self.scratch / TODO_LIST, base,
@@ -541,10 +549,14 @@ class _Run:
             return None
         return plan
 
+    @property
+    def _secret_files(self) -> tuple[str, ...]:
+        return () if self.settings.include_secrets else SECRET_FILES
+
     def _chunker(self) -> ChunkerConfig:
         return ChunkerConfig(self.root, self.settings.chunk_size, self.settings.chunk_overlap,
                              self.settings.max_file_size, self.req.follow_symlinks,
-                             self.settings.chunker)
+                             self.settings.chunker, self.settings.include_secrets)
 
     def _pipeline(self, plan: reindex.Plan, channel):
         base, staging = self.base, self.staging

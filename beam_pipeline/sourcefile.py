@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from .chunking import Chunk, Decoded, UndecodableError, chunk_text, decode_source, is_binary
 from .discover import is_url, join_url, read_store_object
+from .secretscan import holds_secret
 
 FIXED, SYNTAX = "fixed", "syntax"
 CHUNKERS = (FIXED, SYNTAX)
@@ -42,6 +43,7 @@ class ChunkerConfig:
     max_file_size: int
     follow_symlinks: bool = False  # --follow-symlinks: read what a listed symlink points to
     chunker: str = FIXED  # or SYNTAX: cut code at definitions, fixed-size for the rest
+    include_secrets: bool = False  # --include-secrets: index files that hold a secret too
 
 
 class OutsideRootError(OSError):
@@ -83,6 +85,8 @@ def load_text(config: ChunkerConfig, rel: str) -> tuple[str, Decoded]:
         decoded = decode_source(data)
     except UndecodableError as exc:
         raise FileSkipped("undecodable") from exc
+    if not config.include_secrets and holds_secret(decoded.text):
+        raise FileSkipped("secret")  # before any row, lexical entry, journal or spill of it
     return digest, decoded
 
 

@@ -165,3 +165,45 @@ def test_an_explicit_list_cannot_leave_source_through_a_symlinked_folder(tmp_pat
     again = run_index(src, tmp_path / "out2", IndexSettings.create("hashing"),
                       files=["etc_dir/passwd"], follow_symlinks=True)
     assert again.files_processed == 1
+
+
+AWS_KEY = "AKIA" + "Q3ZJXK7PW2LMNB4V"  # made up, in the format of an AWS access key id
+PRIVATE = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7s0bXy\n-----END RSA PRIVATE KEY-----\n"
+
+
+def test_secrets_stay_out_of_the_index_by_default(tmp_path):
+    """Issue 38, finding 1: a .env, an id_rsa, a server.pem and a credentials file were indexed
+    and `search` printed the keys. Files named as secrets, and files holding a private key
+    block or a known token, are skipped as `secret`, in no form in OUT."""
+    src = make_tree(tmp_path / "src", {
+        ".env": f"OPENAI_API_KEY=sk-{'a' * 20}T3BlbkFJ{'b' * 20}\n",
+        "deploy/id_rsa": PRIVATE,
+        "certs/server.pem": PRIVATE,
+        "aws/credentials": f"[default]\naws_access_key_id = {AWS_KEY}\n",
+        "settings.py": f"AWS_KEY = '{AWS_KEY}'\n",
+        "keys/embedded.txt": "the key we use:\n" + PRIVATE,
+        "docs/aws.md": "Use a key like AKIAIOSFODNN7EXAMPLE, never a real PRIVATE KEY.\n",
+        "app.py": code_file("app", 4),
+    })
+    out = tmp_path / "out"
+    proc = run_cli("index", src, "--output", out, "--journal", "always", "--stats-json",
+                   tmp_path / "stats.json")
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["skipped_by_reason"]["secret"] == 6 and stats["files_processed"] == 2
+    assert "secret: 6" in proc.stderr  # the summary counts them
+    for query in (AWS_KEY, "PRIVATE KEY", "OPENAI_API_KEY", "MIIEowIBAAKCAQEA7s0bXy"):
+        found = json.loads(run_cli("search", out, query, "--fts", "--json").stdout)
+        assert {hit["path"] for hit in found} <= {"docs/aws.md"}, query
+    leaked = [path for path in out.rglob("*") if path.is_file()
+              and any(secret in path.read_bytes() for secret in
+                      (AWS_KEY.encode(), b"MIIEowIBAAKCAQEA7s0bXy", b"T3BlbkFJ"))]
+    assert leaked == []
+    # Asked for, they are indexed: the fingerprint changes, so nothing stays skipped.
+    proc = run_cli("index", src, "--output", out, "--include-secrets", "--stats-json",
+                   tmp_path / "stats.json")
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["files_processed"] == 8 and "secret" not in stats["skipped_by_reason"]
+    found = json.loads(run_cli("search", out, AWS_KEY, "--fts", "--json").stdout)
+    assert {hit["path"] for hit in found} == {"aws/credentials", "settings.py"}
