@@ -125,8 +125,9 @@ def _vouched(root: str, listing: bytes, index_written_ns: int, state: GitState) 
         if mode not in _REGULAR_MODES or stage != b"0":
             continue
         name = os.fsdecode(path)
+        full = os.path.join(root, name)
         try:
-            st = os.lstat(os.path.join(root, name))
+            st = os.lstat(full)
             if not stat.S_ISREG(st.st_mode):
                 continue
             mtime = int(m_s) * 1_000_000_000 + int(m_ns)
@@ -136,7 +137,7 @@ def _vouched(root: str, listing: bytes, index_written_ns: int, state: GitState) 
                     == (st.st_size & low, st.st_ino & low, st.st_dev & low, st.st_uid & low,
                         st.st_gid & low))
             blob = blob.decode()
-            if same or _blob_id(os.path.join(root, name), st.st_size) == blob:
+            if same or _blob_id(full, st.st_size) == blob:
                 state.blobs[name] = blob
             else:
                 state.modified[name] = blob

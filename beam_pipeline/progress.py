@@ -249,6 +249,8 @@ class ProgressTracker:
                 self._handle(event, finished)
             except (KeyError, TypeError, ValueError, AttributeError):
                 self.dropped += 1
+            else:
+                self.events += 1
         if self.on_file_done is not None:
             for path in finished:
                 self.on_file_done(path)
@@ -263,11 +265,9 @@ class ProgressTracker:
             if not isinstance(path, str) or n < 0 or size < 0:
                 raise ValueError("malformed")
             if hash(path) in self._finished:
-                self.events += 1
                 return
             if path not in self._pending and self.files_done + len(self._pending) >= cap:
                 raise ValueError("more files than the run has")
-            self.events += 1
             self.chunks_cut += n
             self.current_file = path
             if n == 0 or self._embedded[path] >= n:
@@ -280,7 +280,6 @@ class ProgressTracker:
             if not all(isinstance(path, str) and isinstance(n, int) and n >= 0
                        for path, n in counts.items()):
                 raise ValueError("malformed")
-            self.events += 1
             for path, n in counts.items():
                 if hash(path) in self._finished:
                     continue
@@ -298,13 +297,11 @@ class ProgressTracker:
             n = int(event["n"])
             if n < 0:
                 raise ValueError("malformed")
-            self.events += 1
             self.files_assembled += n
         elif kind == WRITTEN:
             rows = int(event["r"])
             if rows < 0:
                 raise ValueError("malformed")
-            self.events += 1
             self.rows_written += rows
         else:
             raise ValueError("unknown kind")

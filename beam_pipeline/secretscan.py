@@ -78,6 +78,5 @@ def holds_secret(text: str) -> str | None:
     """The name of the first secret pattern `text` holds (documentation examples aside)."""
     for found in _any_secret().finditer(text):
         if "EXAMPLE" not in found.group(0).upper():
-            return next(name.replace("_", "-") for name, value in found.groupdict().items()
-                        if value is not None)
+            return found.lastgroup.replace("_", "-")
     return None
