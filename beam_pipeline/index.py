@@ -274,14 +274,13 @@ class Index:
         when there are no path filters)."""
         if not request.filtered:
             return None, None
-        _, meta = self._rows
-        mask = np.ones(meta.num_rows, dtype=bool)
-        language = meta["language"]
+        languages, codes = self._language_codes
+        mask = np.ones(len(codes), dtype=bool)
         if request.languages:
-            mask &= mask_of(pc.is_in(language, value_set=string_array(request.languages)))
+            mask &= mask_of(pc.is_in(languages, value_set=string_array(request.languages)))[codes]
         if request.exclude_languages:
-            mask &= ~mask_of(pc.is_in(language, value_set=string_array(
-                request.exclude_languages)))
+            mask &= ~mask_of(pc.is_in(languages, value_set=string_array(
+                request.exclude_languages)))[codes]
         names, codes = self._path_codes
         allowed = allowed_paths(names, request)
         if allowed is None:
@@ -295,8 +294,13 @@ class Index:
     def _path_codes(self) -> tuple[pa.Array, np.ndarray]:
         """Each distinct path once, and each row's path as a position among them: filters
         match the 25k paths of a 275k-row index, not every row's."""
-        encoded = pc.dictionary_encode(self._rows[1]["path"].combine_chunks())
-        return encoded.dictionary, numpy_of(encoded.indices)
+        return _distinct(self._rows[1]["path"])
+
+    @cached_property
+    def _language_codes(self) -> tuple[pa.Array, np.ndarray]:
+        """As _path_codes, for languages: a language filter hashes a few names, not 275k
+        strings (4 ms a query)."""
+        return _distinct(self._rows[1]["language"])
 
     def _semantic(self, request: SearchRequest, allowed: np.ndarray | None):
         matrix, _ = self._rows
@@ -453,6 +457,12 @@ class PathTerms(NamedTuple):
 _META_COLUMNS = {"id": pa.string(), "path": pa.string(), "language": pa.string(),
                  "line_start": pa.int32(), "line_end": pa.int32()}
 _PIECE_COLUMNS = ("path", "char_start", "char_end", "content")
+
+
+def _distinct(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """A column's distinct values, and each row's value as a position among them."""
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    return encoded.dictionary, numpy_of(encoded.indices)
 
 
 def terms_in_text(query: str) -> list[str]:

@@ -61,6 +61,7 @@ RRF_K = 60  # the usual constant of reciprocal-rank fusion (Cormack et al.)
 # (README: Quality): 0.6 led RRF's MRR@10 with hashing and with minilm. A name wants its words.
 QUESTION_WEIGHT = 0.6
 NAME_WEIGHT = 0.1
+SAMPLE_STRIDE = 16  # nth_best: a sixteenth of the scores bounds the rest
 
 
 class SearchError(ValueError):
@@ -198,10 +199,22 @@ def top_rows(matrix: np.ndarray, query: np.ndarray, n: int, allowed: np.ndarray 
     # Every row tied with the n-th competes, and ties go to the lower row, as in the
     # approximate index's ranking (ann._best): both answer alike when vectors are equal (the
     # same words in two files).
-    edge = scores[np.argpartition(-scores, n - 1)[n - 1]]
-    top = np.flatnonzero(scores >= edge)
+    top = np.flatnonzero(scores >= nth_best(scores, n))
     top = top[np.lexsort((top, -scores[top]))][:n]
     return [(int(row), float(scores[row])) for row in top]
+
+
+def nth_best(scores: np.ndarray, n: int) -> float:
+    """The n-th highest of `scores` (1 <= n <= len(scores)).
+
+    Partitioning 275k scores takes 3.5 ms, a fifth of an exact query. The n-th best of every
+    SAMPLE_STRIDE-th score is at most the n-th best of all (the sample's n are among all), so
+    the n best are among the scores at or above it: about SAMPLE_STRIDE × n of them, partitioned
+    in well under a millisecond. The answer is the same number, not an estimate."""
+    sample = scores[::SAMPLE_STRIDE]
+    if len(sample) > n:
+        scores = scores[scores >= np.partition(sample, len(sample) - n)[len(sample) - n]]
+    return scores[np.argpartition(scores, len(scores) - n)[len(scores) - n]]
 
 
 @dataclass(frozen=True)

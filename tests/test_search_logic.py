@@ -3,6 +3,8 @@
 import pathspec
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from beam_pipeline.search import (
     Piece,
@@ -10,6 +12,7 @@ from beam_pipeline.search import (
     SearchRequest,
     allowed_paths,
     fuse,
+    nth_best,
     relative,
     top_rows,
     whole_lines,
@@ -193,3 +196,25 @@ def test_exact_ranking_breaks_ties_by_row_as_the_approximate_index_does():
         assert exact == _best(rows, matrix @ query, n, None)
         tied = [row for row, score in exact if score == exact[0][1]]
         assert tied == sorted(tied)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([-1.0, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0]) | st.floats(-1, 1),
+                min_size=1, max_size=120),
+       st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_exact_ranking_is_a_full_sort_whatever_the_sample_sees(values, n, seed):
+    """nth_best bounds the n best by a sample of the scores: many ties, masked rows and n near
+    the sample's size must still give what sorting every row gives."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    scores = np.asarray(values, dtype=np.float32)
+    matrix = np.zeros((len(scores), 2), dtype=np.float32)
+    matrix[:, 0] = scores
+    allowed = rng.random(len(scores)) < 0.7 if seed % 2 else None
+    kept = [row for row in range(len(scores)) if allowed is None or allowed[row]]
+    expected = sorted(kept, key=lambda row: (-scores[row], row))[:n]
+    found = top_rows(matrix, np.array([1, 0], dtype=np.float32), n, allowed)
+    assert [row for row, _ in found] == expected
+    assert nth_best(scores, min(n, len(scores))) == sorted(scores, reverse=True)[
+        min(n, len(scores)) - 1]

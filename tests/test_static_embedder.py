@@ -45,6 +45,20 @@ def test_vectors_are_unit_rows_deterministic_and_survive_pickling(embedder):
     np.testing.assert_array_equal(embedder.embed(texts[1:2])[0], vectors[1])
 
 
+def test_a_query_gets_the_vector_its_text_gets_inside_a_large_batch():
+    """A query sums float16 rows, a batch float32 rows widened once: the same numbers, so a
+    question about a chunk's own text scores exactly 1 against it."""
+    fresh = StaticEmbedder()
+    texts = [f"def handler_{n}(request):\n    return retryUpload(request, attempts={n})\n" * 20
+             for n in range(40)]
+    batch = fresh.embed(texts)
+    assert fresh._widened is not None  # the batch took the float32 table
+    alone = StaticEmbedder()
+    for text, row in zip(texts[::7], batch[::7]):
+        np.testing.assert_array_equal(alone.embed([text])[0], row)
+    assert alone._widened is None  # and each query the table as shipped
+
+
 def test_identifiers_are_split_into_the_words_the_teacher_knows(embedder):
     forms = ["readConfigFile", "read_config_file", "READ_CONFIG_FILE", "ReadConfigFile",
              "read config file"]

@@ -42,6 +42,7 @@ _WHOLE = re.compile(r"\S+")
 # Bumped whenever the way text becomes tokens changes: they are part of the fingerprint.
 _RECIPES = {True: "split-v1", False: "words-v1"}
 _CACHE_LIMIT = 500_000  # distinct words remembered per worker: a few MB of token ids
+_WIDEN_AT = 4_096  # tokens in one call: a batch of chunks, not a query (see _table)
 
 
 def models_dir() -> Path:
@@ -99,7 +100,19 @@ class StaticEmbedder(Embedder):
         self._tokenizer = tokenizer
         self._unknown = tokenizer.token_to_id(self._meta.get("unk_token", "[UNK]"))
         self._vectors = _load_vectors(folder, self._meta)
+        self._widened: np.ndarray | None = None
         self._reset_cache()
+
+    def _table(self, tokens: int) -> np.ndarray:
+        """The token table to gather `tokens` rows from. A query sums its few rows as shipped
+        (float16): converting the whole table would add 16 ms to every search process. Batches
+        sum 1.5x faster from float32 rows, converted once. The sums are the same either way:
+        each float16 becomes a float32 exactly, and both add in float32, in the same order."""
+        if self._vectors.dtype == np.float32 or tokens < _WIDEN_AT:
+            return self._vectors
+        if self._widened is None:
+            self._widened = self._vectors.astype(np.float32)
+        return self._widened
 
     def _reset_cache(self) -> None:
         # word → its token ids, as a slice of _token_ids (CSR): a batch is gathered with numpy.
@@ -145,11 +158,12 @@ class StaticEmbedder(Embedder):
         per_text = np.bincount(np.repeat(np.arange(len(texts)), words_per_text),
                                weights=lengths, minlength=len(texts)).astype(np.int64)
         matrix = np.zeros((len(texts), self.dim), dtype=np.float32)
+        table = self._table(len(tokens))
         end = 0
         # One gather and sum per text: 5x faster than np.add.reduceat along rows here.
         for row, count in enumerate(per_text.tolist()):
             if count:
-                matrix[row] = self._vectors[tokens[end:end + count]].sum(axis=0)
+                matrix[row] = table[tokens[end:end + count]].sum(axis=0, dtype=np.float32)
                 end += count
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         np.divide(matrix, norms, out=matrix, where=norms > 0)
@@ -182,8 +196,9 @@ def _checked(folder: Path, name: str, digest: str | None) -> bytes:
 
 
 def _load_vectors(folder: Path, meta: dict) -> np.ndarray:
-    """The token table as float32 rows, checked against the hash model.json records (a
-    corrupt or swapped file would silently change every vector)."""
+    """The token table as stored (float16 or float32; int8 is widened with its scales),
+    checked against the hash model.json records (a corrupt or swapped file would silently
+    change every vector)."""
     raw = _checked(folder, "vectors.npy", meta["sha256"])
     stored = np.load(io.BytesIO(raw), allow_pickle=False)
     if stored.ndim != 2 or stored.shape[1] != meta["dim"]:
@@ -191,4 +206,6 @@ def _load_vectors(folder: Path, meta: dict) -> np.ndarray:
     if stored.dtype == np.int8:  # per-row scales, so each row keeps its own precision
         scales = np.load(folder / "scales.npy", allow_pickle=False).astype(np.float32)
         return stored.astype(np.float32) * scales[:, None]
-    return stored.astype(np.float32)
+    if stored.dtype not in (np.float16, np.float32):
+        raise EmbeddingError(f"static model {folder.name}: vectors of type {stored.dtype}")
+    return stored
