@@ -34,6 +34,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import math
@@ -195,15 +196,19 @@ def build(staging: str, shards: Sequence[dict], dim: int, base: tuple[str, dict]
     storage.write_bytes(keys_target, buffer.getvalue())
     if storage.is_local(target):
         graph.save(target)
+        digest = storage.sha256(target)
     else:
         with tempfile.TemporaryDirectory(prefix="beam-ann-") as tmp:
             local = os.path.join(tmp, ANN_FILE)
             graph.save(local)
+            digest = storage.sha256(local)
             with open(local, "rb") as fh:
                 storage.write_bytes(target, fh.read())
     return {"engine": ENGINE, "layout": LAYOUT, "file": ANN_FILE,
-            "bytes": storage.size(target), "keys_file": KEYS_FILE,
-            "keys_bytes": storage.size(keys_target), "rows": total, "dim": dim, "dtype": DTYPE,
+            "bytes": storage.size(target), "sha256": digest, "keys_file": KEYS_FILE,
+            "keys_bytes": storage.size(keys_target),
+            "keys_sha256": hashlib.sha256(buffer.getbuffer()).hexdigest(),
+            "rows": total, "dim": dim, "dtype": DTYPE,
             "metric": METRIC, "connectivity": CONNECTIVITY, "expansion_add": EXPANSION_ADD,
             "expansion_search": EXPANSION_SEARCH, "added": added, "removed": removed}
 

@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--source",
                         help="also report files missing from or stale in the index (a folder "
                         "or a URL)")
+    verify.add_argument("--quick", action="store_true",
+                        help="compare each file's size with the manifest, not its sha256 "
+                        "(reads every shard all the same)")
     return parser
 
 
@@ -323,11 +326,13 @@ def print_hits(hits: list[dict], query: str, colour: bool) -> None:
 
 
 def verify_command(args) -> int:
-    from .verify import verify_index
+    from .verify import check_index
 
-    problems = verify_index(args.output, args.source)
+    problems, notes = check_index(args.output, args.source, quick=args.quick)
     for problem in problems:
         print(printable(problem))
+    for note in notes:
+        print(f"note: {printable(note)}", file=sys.stderr)
     if problems:
         print(f"beam-index: {len(problems)} problem(s) found in {args.output}", file=sys.stderr)
         return EXIT_FAILED

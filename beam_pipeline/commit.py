@@ -92,7 +92,11 @@ def read_current(out: str) -> str | None:
 def build_manifest(snapshot_id: str, fingerprint: dict, shards: list[dict], counts: dict,
                    failures: list[dict], stale: list[dict], stats: dict, source: dict,
                    previous: str | None = None, embedder_config: dict | None = None,
-                   lexical: dict | None = None, ann: dict | None = None) -> dict[str, Any]:
+                   lexical: dict | None = None, ann: dict | None = None,
+                   files_table: storage.Stored | None = None) -> dict[str, Any]:
+    """The snapshot's manifest. Every file of the snapshot is named in it with its size and
+    sha256 (the shards', lexical and approximate index's entries; `files_table` for
+    files.parquet), which `verify` recomputes."""
     manifest = {
         "format_version": FORMAT_VERSION,
         "schema_version": SCHEMA_VERSION,
@@ -103,6 +107,8 @@ def build_manifest(snapshot_id: str, fingerprint: dict, shards: list[dict], coun
         "embedder_config": embedder_config or {},
         "source": source,
         "files_table": FILES_TABLE,
+        **({"files_table_bytes": files_table.bytes, "files_table_sha256": files_table.sha256}
+           if files_table is not None else {}),
         "shards": sorted(shards, key=lambda s: s["path"]),
         "counts": {**counts, "rows": sum(s["rows"] for s in shards)},
         "failures": failures,
@@ -114,6 +120,11 @@ def build_manifest(snapshot_id: str, fingerprint: dict, shards: list[dict], coun
     if ann is not None:
         manifest["ann"] = ann
     return manifest
+
+
+def stored(path: str) -> storage.Stored:
+    """A file's size and sha256 as the manifest records them."""
+    return storage.Stored(storage.size(path), storage.sha256(path))
 
 
 def staged_counts(staging: str) -> dict[str, int]:

@@ -744,7 +744,8 @@ class _Run:
             self.snapshot_id, self.settings.fingerprint(), shards, commit.staged_counts(staging),
             stats.failures, stats.stale, run_stats, source,
             previous=base.snapshot_id if base else None,
-            embedder_config=self.settings.embedder.config(), lexical=lexicon, ann=graph)
+            embedder_config=self.settings.embedder.config(), lexical=lexicon, ann=graph,
+            files_table=commit.stored(storage.join(staging, FILES_TABLE)))
         commit.commit_snapshot(self.out, staging, manifest)
         stats.committed = True
         journal.clear(self.out)  # the snapshot holds what an unfinished run journaled

@@ -296,7 +296,8 @@ def export(folder: str, docs: int, snapshot_dir: str) -> dict:
         else:
             with open(source, "rb") as fh:
                 storage.write_bytes(target, fh.read())
-        files.append({"name": name, "bytes": os.path.getsize(source)})
+        files.append({"name": name, "bytes": os.path.getsize(source),
+                      "sha256": storage.sha256(source)})
     return manifest_entry(files, docs)
 
 

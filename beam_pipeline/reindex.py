@@ -231,11 +231,15 @@ def carry_rows(previous: Previous, paths: set[str], staging: str,
         target = storage.join(staging, name)
         if kept_rows == shard_paths.num_rows:
             storage.link_or_copy(source, target)
-            size = storage.size(target)
+            # The previous manifest's hash, not the file's now: a copy of an altered shard
+            # must fail verify here too.
+            stored = storage.Stored(storage.size(target),
+                                    shard.get("sha256") or storage.sha256(target))
         else:
-            size = write_table(storage.read_parquet(source).filter(keep), target)
+            stored = write_table(storage.read_parquet(source).filter(keep), target)
         files = pc.count_distinct(shard_paths["path"].filter(keep)).as_py()
-        shards.append({"path": name, "rows": kept_rows, "files": files, "bytes": size})
+        shards.append({"path": name, "rows": kept_rows, "files": files, "bytes": stored.bytes,
+                       "sha256": stored.sha256})
         fault_point("mid-carry")
     return shards
 

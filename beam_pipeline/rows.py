@@ -112,7 +112,7 @@ class ShardBuffer:
         return len(self._batches) + len(self._small)
 
     def flush(self) -> dict | None:
-        """Write what is buffered as one shard; its record {"path", "rows", "files", "bytes"}."""
+        """Write what is buffered as one shard; its record {"path", "rows", "files", "bytes", "sha256"}."""
         shard = self.take()
         return shard() if shard is not None else None
 
@@ -136,6 +136,7 @@ def write_shard(batches: list[pa.RecordBatch], directory: str, dim: int) -> dict
     table = pa.Table.from_batches(batches, schema=row_schema(dim)).sort_by(
         [("path", "ascending"), ("chunk_index", "ascending")])
     name = f"{SHARD_PREFIX}{uuid.uuid4().hex}.parquet"
-    size = write_table(table, storage.join(directory, name))
+    stored = write_table(table, storage.join(directory, name))
     return {"path": name, "rows": table.num_rows,
-            "files": pc.count_distinct(table.column("path")).as_py(), "bytes": size}
+            "files": pc.count_distinct(table.column("path")).as_py(), "bytes": stored.bytes,
+            "sha256": stored.sha256}

@@ -89,9 +89,9 @@ def chunk_id(path: str, file_hash: str, chunk_index: int) -> str:
 ROW_GROUP_SIZE = 1_024
 
 
-def write_table(table: pa.Table, path: str) -> int:
+def write_table(table: pa.Table, path: str) -> storage.Stored:
     """Write a shard or a files table as the layout has them, atomically (on any FileSystems
-    scheme); returns the size in bytes.
+    scheme); its size and sha256.
 
     zstd; only low-cardinality string columns are dictionary-encoded: on the vector column a
     dictionary only grows the file and slows the write (BEAM_NOTES.md).

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import re
@@ -30,7 +31,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -331,17 +332,40 @@ def read_parquet_rows(path: str, rows: Iterable[int], columns: Sequence[str]
     return reader.read_row_groups(groups, columns=list(columns)), where
 
 
-def write_parquet(table: pa.Table, path: str, **kwargs) -> int:
-    """Write a Parquet file atomically (local: temp name, then rename); returns its size."""
+class Stored(NamedTuple):
+    """What was written: its size and the sha256 of its bytes (hex), as a manifest records
+    them."""
+
+    bytes: int
+    sha256: str
+
+
+def sha256(path: str) -> str:
+    """The hex sha256 of a file's bytes, on any scheme, read in blocks."""
+    if is_local(path):
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    if not isinstance(_remote(path), _S3) and not exists(path):
+        raise FileNotFoundError(path)
+    digest = hashlib.sha256()
+    with open_read(path) as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_parquet(table: pa.Table, path: str, **kwargs) -> Stored:
+    """Write a Parquet file atomically (local: temp name, then rename)."""
     if is_local(path):
         tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
         pq.write_table(table, tmp, **kwargs)
+        stored = Stored(os.path.getsize(tmp), sha256(tmp))  # just written: read from memory
         os.replace(tmp, path)
-        return os.path.getsize(path)
+        return stored
     buffer = io.BytesIO()
     pq.write_table(table, buffer, **kwargs)
     write_bytes(path, buffer.getvalue())
-    return buffer.tell()
+    return Stored(buffer.tell(), hashlib.sha256(buffer.getbuffer()).hexdigest())
 
 
 def size(path: str) -> int:

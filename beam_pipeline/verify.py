@@ -1,5 +1,10 @@
 """verify: check the live snapshot against its manifest (and optionally against the source).
 
+Every file of a snapshot is named in its manifest with its size and sha256; verify recomputes
+each hash (`quick=True` compares sizes only, as versions before hashes did), then checks what
+the files hold: rows against files.parquet, one lexical document and one graph key per row,
+and a search's vector cache (`_vectors.npy`) against the shards' vectors.
+
 Example::
 
     problems = verify_index(Path("index"))
@@ -8,70 +13,162 @@ Example::
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import ann, lexical, storage
+from .columns import vectors_of
 from .discover import DEFAULT_MAX_FILE_SIZE, iter_source_files
-from .index import Index, IndexReadError
-from .schema import INDEXED, STALE, chunk_id, row_schema
+from .index import VECTOR_CACHE, Index, IndexReadError
+from .schema import FILES_TABLE, INDEXED, STALE, chunk_id, row_schema
+
+
+class Verdict(NamedTuple):
+    """What verify found: problems (the index is not sound when there is one) and notes
+    (what it could not check, e.g. a snapshot older than content hashes)."""
+
+    problems: list[str]
+    notes: list[str]
 
 
 def verify_index(out: str | Path, source: str | Path | None = None,
-                 max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> list[str]:
+                 max_file_size: int = DEFAULT_MAX_FILE_SIZE, quick: bool = False) -> list[str]:
     """Every problem found, as one line each; an empty list means the index is sound."""
+    return check_index(out, source, max_file_size, quick).problems
+
+
+def check_index(out: str | Path, source: str | Path | None = None,
+                max_file_size: int = DEFAULT_MAX_FILE_SIZE, quick: bool = False) -> Verdict:
+    """Check the live snapshot of `out`.
+
+    Args:
+        out: the index folder or URL.
+        source: the tree it was made from, to report files added, changed or gone since.
+        max_file_size: the index run's limit (files above it are not expected in the index).
+        quick: compare each file's size with the manifest's, not its sha256.
+    """
     try:
         index = Index.open(out)
     except IndexReadError as exc:
-        return [str(exc)]
-    problems: list[str] = []
+        return Verdict([str(exc)], [])
+    content = _Files(index.directory, quick)
     try:
         dim = index.dim
         expected_schema = row_schema(dim)
     except (KeyError, TypeError, ValueError) as exc:
-        return [f"manifest fingerprint is malformed: {exc!r}"]
+        return Verdict([f"manifest fingerprint is malformed: {exc!r}"], [])
+    manifest = index.manifest
+    problems = content.check(FILES_TABLE, FILES_TABLE, manifest.get("files_table_bytes"),
+                            manifest.get("files_table_sha256"))
+    if problems:
+        return Verdict(problems, content.notes())
     try:
         files = index.files_table()
     except (OSError, pa.ArrowException) as exc:
-        return [f"files.parquet unreadable: {exc}"]
+        return Verdict([f"files.parquet unreadable: {exc}"], content.notes())
 
     tables = []
-    for shard in index.manifest["shards"]:
+    for shard in manifest["shards"]:
         name = shard["path"]
+        # An altered shard that still reads is checked on: what its rows now say is news.
+        found = content.check(name, f"shard {name}", shard.get("bytes"), shard.get("sha256"))
+        problems += found
         try:
             table = storage.read_parquet(index.shard_path(name))
         except (OSError, pa.ArrowException) as exc:
-            problems.append(f"shard {name}: missing or unreadable ({_first_line(exc)})")
+            if not found:
+                problems.append(f"shard {name}: unreadable ({_first_line(exc)})")
             continue
         if table.num_rows != shard.get("rows"):
             problems.append(f"shard {name}: {table.num_rows} rows, manifest says "
                             f"{shard.get('rows')}")
         if not table.schema.equals(expected_schema, check_metadata=False):
             problems.append(f"shard {name}: schema differs from schema version "
-                            f"{index.manifest.get('schema_version')} with dim {dim}")
+                            f"{manifest.get('schema_version')} with dim {dim}")
             continue
         tables.append(table)
     rows = pa.concat_tables(tables) if tables else expected_schema.empty_table()
-    counts = index.manifest.get("counts")
+    counts = manifest.get("counts")
     manifest_rows = counts.get("rows") if isinstance(counts, dict) else None
-    if manifest_rows is not None and sum(t.num_rows for t in tables) != manifest_rows \
-            and len(tables) == len(index.shards):
+    whole = len(tables) == len(index.shards)
+    if manifest_rows is not None and sum(t.num_rows for t in tables) != manifest_rows and whole:
         problems.append(f"{rows.num_rows} rows in shards, manifest counts {manifest_rows}")
     problems += _check_rows(rows, files)
-    if "lexical" in index.manifest:
-        problems += _check_lexical(index, rows)
-    if "ann" in index.manifest:
-        problems += _check_ann(index, rows)
+    if whole:
+        problems += _check_vector_cache(index, rows, dim)
+    if "lexical" in manifest:
+        problems += _check_lexical(index, rows, content)
+    if "ann" in manifest:
+        problems += _check_ann(index, rows, content)
     if source is not None:
         problems += _check_source(files, source, max_file_size)
-    return problems
+    return Verdict(problems, content.notes())
 
 
-def _check_lexical(index: Index, rows: pa.Table) -> list[str]:
+class _Files:
+    """Each file of the snapshot against the size and sha256 its manifest records."""
+
+    def __init__(self, directory: str, quick: bool):
+        self.directory, self.quick = directory, quick
+        self.unhashed: list[str] = []
+
+    def check(self, name: str, label: str, size, digest) -> list[str]:
+        """The file's problem, if any, as a one-item list; `name` is relative to the
+        snapshot folder, `label` how a problem names it."""
+        path = storage.join(self.directory, name)
+        try:
+            actual = storage.size(path)
+        except OSError:
+            return [f"{label} is missing"]
+        if size is not None and actual != size:
+            return [f"{label}: {actual} bytes, manifest says {size}"]
+        if self.quick:
+            return []
+        if not digest:
+            self.unhashed.append(label)
+            return []
+        if storage.sha256(path) != digest:
+            return [f"{label}: content differs from the sha256 in the manifest "
+                    + "(altered or corrupt)"]
+        return []
+
+    def notes(self) -> list[str]:
+        if self.quick:
+            return ["quick: file sizes compared with the manifest, not their sha256"]
+        if self.unhashed:
+            return [f"{len(self.unhashed)} file(s) have no sha256 in the manifest (made by an "
+                    + f"older version; sizes compared only), e.g. {self.unhashed[0]}; the next "
+                    + "snapshot records them"]
+        return []
+
+
+def _check_vector_cache(index: Index, rows: pa.Table, dim: int) -> list[str]:
+    """A search's vector cache holds the shards' vectors. It is written after the commit, so
+    no manifest can hash it; a cache of another shape is ignored by searches (and rewritten),
+    one of this shape is used as it is, so its content is compared."""
+    path = os.path.join(index.directory, VECTOR_CACHE)
+    if not storage.is_local(index.directory) or not os.path.isfile(path):
+        return []
+    try:
+        cached = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return []
+    if cached.shape != (rows.num_rows, dim) or cached.dtype != np.float32:
+        return []
+    vectors = vectors_of(rows["vector"], dim) if rows.num_rows else np.zeros((0, dim))
+    if not np.array_equal(cached, vectors):
+        return [f"{VECTOR_CACHE}: differs from the shards' vectors (searches read it: delete "
+                + "it and the next search writes it again)"]
+    return []
+
+
+def _check_lexical(index: Index, rows: pa.Table, content: _Files) -> list[str]:
     """The lexical index's files are those the manifest lists, and it holds one document
     per row, by row id."""
     entry = index.manifest["lexical"]
@@ -83,14 +180,8 @@ def _check_lexical(index: Index, rows: pa.Table) -> list[str]:
     except lexical.LexicalError as exc:
         return [f"lexical index: {exc}"]
     for name, item in zip(names, entry["files"]):
-        try:
-            size = storage.size(storage.join(index.directory, lexical.LEXICAL_DIR, name))
-        except OSError:
-            problems.append(f"lexical index: {name} is missing")
-            continue
-        if size != item.get("bytes"):
-            problems.append(f"lexical index: {name} has {size} bytes, manifest says "
-                            f"{item.get('bytes')}")
+        problems += content.check(f"{lexical.LEXICAL_DIR}/{name}", f"lexical index: {name}",
+                                 item.get("bytes"), item.get("sha256"))
     if problems:
         return problems
     try:
@@ -107,19 +198,17 @@ def _check_lexical(index: Index, rows: pa.Table) -> list[str]:
     return problems
 
 
-def _check_ann(index: Index, rows: pa.Table) -> list[str]:
-    """The approximate index's file is the manifest's, and its graph holds exactly the rows'
+def _check_ann(index: Index, rows: pa.Table, content: _Files) -> list[str]:
+    """The approximate index's files are the manifest's, and its graph holds exactly the rows'
     keys."""
     entry = index.manifest["ann"]
     if not ann.usable(entry):
         return [f"approximate index: not one this version reads ({str(entry)[:80]})"]
-    for name, key in ((ann.ANN_FILE, "bytes"), (ann.KEYS_FILE, "keys_bytes")):
-        try:
-            size = storage.size(storage.join(index.directory, name))
-        except OSError:
-            return [f"approximate index: {name} is missing"]
-        if size != entry.get(key):
-            return [f"approximate index: {name} has {size} bytes, manifest says {entry.get(key)}"]
+    for name, key in ((ann.ANN_FILE, ""), (ann.KEYS_FILE, "keys_")):
+        found = content.check(name, f"approximate index: {name}", entry.get(f"{key}bytes"),
+                             entry.get(f"{key}sha256"))
+        if found:
+            return found
     try:
         opened = ann.ApproximateIndex.open(index.directory, entry, rows.num_rows)
         keys = ann.row_keys(rows["id"])

@@ -1,6 +1,7 @@
 """The approximate vector index (issue 15, part 6): keys, ranking against exact ranking, and
 a snapshot's graph built, carried forward, verified and searched."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -161,6 +162,9 @@ def test_a_snapshot_past_the_threshold_holds_a_graph_carried_forward(tmp_path):
     rows = _manifest(out)["counts"]["rows"]
     assert entry["rows"] == entry["added"] == rows and verify_index(out) == []
     index = Index.open(out)
+    for name, key in ((ann.ANN_FILE, "sha256"), (ann.KEYS_FILE, "keys_sha256")):
+        data = (Path(index.directory) / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry[key], name
     for query in ("m3_function_7", "return the total", "go"):
         approximate = index.search(query, 10, mode="semantic")
         exact = index.search(query, 10, mode="semantic", exact=True)
@@ -214,6 +218,7 @@ def test_verify_finds_a_graph_that_misses_rows(tmp_path):
     manifest_path = Path(index.directory) / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text())
     manifest["ann"]["bytes"] = path.stat().st_size
+    manifest["ann"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     manifest_path.write_text(json.dumps(manifest))
     problems = verify_index(out)
     assert len(problems) == 1 and problems[0].startswith("approximate index:")
@@ -225,7 +230,10 @@ def test_verify_finds_a_keys_file_that_misplaces_rows(tmp_path):
     table = np.load(path)
     table[1, [0, 1]] = table[1, [1, 0]]  # two keys name each other's rows
     np.save(path, table)
-    assert verify_index(out) == [
+    assert verify_index(out) == [(f"approximate index: {ann.KEYS_FILE}: content differs from "
+                                 "the sha256 in the manifest (altered or corrupt)")]
+    # Without hashes (quick), the keys are still checked against the rows.
+    assert verify_index(out, quick=True) == [
         f"approximate index: {ann.KEYS_FILE} does not map the rows' keys to their rows"]
 
 

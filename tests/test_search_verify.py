@@ -1,5 +1,6 @@
 """`search` and `verify` on real indexes, including damaged ones."""
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +14,7 @@ from conftest import code_file, make_tree, run_cli
 from beam_pipeline import run_index
 from beam_pipeline.index import VECTOR_CACHE, Index, IndexReadError
 from beam_pipeline.schema import MANIFEST_FILE
-from beam_pipeline.verify import verify_index
+from beam_pipeline.verify import check_index, verify_index
 
 TREE = {
     "config/loader.py": "import json\n\ndef load_json_config(path):\n"
@@ -77,14 +78,15 @@ def test_verify_catches_a_deleted_shard(index_dir):
     shard.unlink()
     proc = run_cli("verify", index_dir)
     assert proc.returncode == 1
-    assert "missing or unreadable" in proc.stdout
+    assert f"shard {shard.name} is missing" in proc.stdout
 
 
 def test_verify_catches_a_truncated_shard(index_dir):
     _, shard = shard_of(index_dir)
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) // 2])
-    assert any("missing or unreadable" in p for p in verify_index(index_dir))
+    assert f"shard {shard.name}: {len(data) // 2} bytes, manifest says {len(data)}" in \
+        verify_index(index_dir)
 
 
 def test_verify_catches_a_duplicated_row(index_dir):
@@ -105,6 +107,88 @@ def test_verify_catches_missing_chunks_and_bad_vectors(index_dir):
     pq.write_table(table.filter(pa.array(keep)), shard)
     problems = verify_index(index_dir)
     assert any(p.startswith("big.py: rows") for p in problems)
+
+
+def test_every_file_of_a_snapshot_has_its_sha256_in_the_manifest(index_dir):
+    index = Index.open(index_dir)
+    manifest, folder = index.manifest, Path(index.directory)
+    recorded = {name["path"]: name["sha256"] for name in manifest["shards"]}
+    recorded[manifest["files_table"]] = manifest["files_table_sha256"]
+    recorded.update({f"lexical/{item['name']}": item["sha256"]
+                     for item in manifest["lexical"]["files"]})
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+               if p.is_file() and p.name != MANIFEST_FILE}
+    assert set(recorded) == on_disk
+    for name, digest in recorded.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+
+
+def _flip_bytes(path: Path, count: int = 64) -> None:
+    """Change `count` bytes in the middle of a file, keeping its size."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2 - count // 2
+    data[middle:middle + count] = bytes(b ^ 0xFF for b in data[middle:middle + count])
+    path.write_bytes(bytes(data))
+
+
+def test_verify_proves_content_not_sizes_a_flipped_lexical_file(index_dir):
+    index = Index.open(index_dir)
+    item = max(index.manifest["lexical"]["files"], key=lambda item: item["bytes"])
+    _flip_bytes(Path(index.directory) / "lexical" / item["name"])
+    expected = (f"lexical index: {item['name']}: content differs from the sha256 in the "
+                "manifest (altered or corrupt)")
+    assert verify_index(index_dir) == [expected]
+    proc = run_cli("verify", index_dir)
+    assert proc.returncode == 1 and expected in proc.stdout
+    # --quick keeps the size check, which this passes, and says what it compared.
+    proc = run_cli("verify", index_dir, "--quick")
+    assert proc.returncode == 0 and "sizes compared" in proc.stderr, proc.stderr
+
+
+def test_verify_proves_content_a_shard_with_rewritten_text(index_dir):
+    index = Index.open(index_dir)
+    shard = Path(index.shard_path(index.shards[0]))
+    table = pq.read_table(shard)
+    content = [text.replace("json", "yaml") for text in table["content"].to_pylist()]
+    rewritten = table.set_column(table.schema.get_field_index("content"),
+                                 table.schema.field("content"), pa.array(content))
+    pq.write_table(rewritten, shard)
+    assert rewritten.schema == table.schema and rewritten.num_rows == table.num_rows
+    problems = verify_index(index_dir)
+    assert any(p.startswith(f"shard {shard.name}: ") for p in problems), problems
+    proc = run_cli("verify", index_dir)
+    assert proc.returncode == 1 and shard.name in proc.stdout
+
+
+def test_verify_compares_the_vector_cache_with_the_shards(index_dir):
+    index = Index.open(index_dir)
+    index.search("json", 1, mode="semantic")  # writes the cache
+    cache = Path(index.directory) / VECTOR_CACHE
+    matrix = np.load(cache)
+    assert verify_index(index_dir) == []
+    np.save(cache, np.zeros_like(matrix))  # same shape and type: searches would use it
+    expected = [(f"{VECTOR_CACHE}: differs from the shards' vectors (searches read it: delete "
+                "it and the next search writes it again)")]
+    assert verify_index(index_dir) == expected
+    assert verify_index(index_dir, quick=True) == expected  # cheap next to reading the shards
+    cache.unlink()
+    assert verify_index(index_dir) == []
+
+
+def test_verify_says_when_a_snapshot_has_no_hashes(index_dir):
+    """An older version's snapshot: sizes still compared, and verify says it could not do
+    more."""
+    index = Index.open(index_dir)
+    path = Path(index.directory) / MANIFEST_FILE
+    manifest = json.loads(path.read_text())
+    for shard in manifest["shards"]:
+        del shard["sha256"]
+    path.write_text(json.dumps(manifest))
+    verdict = check_index(index_dir)
+    assert verdict.problems == []
+    assert len(verdict.notes) == 1 and "have no sha256" in verdict.notes[0]
+    proc = run_cli("verify", index_dir)
+    assert proc.returncode == 0 and "no sha256" in proc.stderr
 
 
 @pytest.mark.parametrize("evil", ["../outside.parquet", "/etc/passwd", "part-x/../../y.parquet"])
