@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .ann import DEFAULT_MIN_ROWS as DEFAULT_ANN_MIN_ROWS
     from .flags import add_endpoint_flags, add_index_flags
     from .journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
+    from .schema import PRUNE_GRACE_S
 
     parser = argparse.ArgumentParser(
         prog="beam-index", description="Index a code repository into Parquet vector shards "
@@ -87,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--keep", type=int, default=3, metavar="N",
                        help="snapshots to keep; older ones are pruned after a commit "
                        "(default: %(default)s)")
+    index.add_argument("--prune-grace", type=float, default=PRUNE_GRACE_S, metavar="SECONDS",
+                       dest="prune_grace_s",
+                       help="prune a snapshot only once it has been superseded this long, so "
+                       "searches that opened it finish (default: %(default)s)")
     index.add_argument("--follow-symlinks", action="store_true",
                        help="index what symlinks point to, also outside SOURCE (default: "
                        "symlinks are skipped); a folder is walked once")
@@ -243,7 +248,8 @@ def run_index_command(args, beam_flags: list[str]) -> int:
         stats = run_index(args.source, args.output, settings,
                           pipeline_options=beam_flags, full=args.full,
                           checksum=args.checksum, follow_symlinks=args.follow_symlinks,
-                          keep=args.keep, dry_run=args.dry_run, announce=_announce,
+                          keep=args.keep, prune_grace_s=args.prune_grace_s,
+                          dry_run=args.dry_run, announce=_announce,
                           quiet=args.quiet, local_paths_on_workers=args.local_paths_on_workers,
                           spill=args.spill, git=args.git, journal=args.journal,
                           journal_max_mb=args.journal_max_mb, journal_fsync=args.journal_fsync,

@@ -74,10 +74,12 @@ _ENDPOINT_FLAGS = {"base_url": "--embedding-url", "model": "--embedding-model",
 class Index:
     """The live snapshot of an output folder."""
 
-    def __init__(self, directory: str, manifest: dict, embedder_options: dict | None = None):
+    def __init__(self, directory: str, manifest: dict, embedder_options: dict | None = None,
+                 out: str | None = None):
         self.directory = directory
         self.manifest = manifest
         self.embedder_options = dict(embedder_options or {})
+        self.out = out  # the output folder whose CURRENT named this snapshot, when known
         self.snapshot_id: str = manifest.get("snapshot_id", os.path.basename(directory))
         self.shards = shard_names(manifest)
 
@@ -109,7 +111,7 @@ class Index:
         if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
             raise IndexReadError(f"snapshot {snapshot_id}: unsupported manifest format "
                              f"{manifest.get('format_version') if isinstance(manifest, dict) else manifest!r}")
-        return cls(directory, manifest, embedder_options)
+        return cls(directory, manifest, embedder_options, out)
 
     @property
     def fingerprint(self) -> dict:
@@ -240,6 +242,31 @@ class Index:
         return self.search_request(SearchRequest(text, k, **options))
 
     def search_request(self, request: SearchRequest) -> list[dict]:
+        """The hits of `request`. A reader that outlives its snapshot (superseded for longer
+        than the prune grace, then pruned) follows CURRENT once and answers from the live
+        snapshot."""
+        try:
+            return self._answer(request)
+        except (FileNotFoundError, IndexReadError):
+            if not self.follow_current():
+                raise
+        request.notes.clear()
+        return self._answer(request)
+
+    def follow_current(self) -> bool:
+        """Become the snapshot CURRENT names now, if it is another; whether it was."""
+        if self.out is None:
+            return False
+        try:
+            live = Index.open(self.out, embedder_options=self.embedder_options)
+        except IndexReadError:
+            return False
+        if live.snapshot_id == self.snapshot_id:
+            return False
+        self.__dict__ = live.__dict__  # its manifest, and none of this snapshot's caches
+        return True
+
+    def _answer(self, request: SearchRequest) -> list[dict]:
         if request.k < 1 or not self.shards:
             return []
         allowed, paths = self._filter(request)

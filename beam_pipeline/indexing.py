@@ -55,7 +55,7 @@ from .progress import (
     ProgressTracker,
     RunLink,
 )
-from .schema import FILES_TABLE, INDEXED, REUSE_TABLE, SCHEMA_VERSION, SPILL_DIR
+from .schema import FILES_TABLE, INDEXED, PRUNE_GRACE_S, REUSE_TABLE, SCHEMA_VERSION, SPILL_DIR
 from .sourcefile import (
     AUTO,
     CHUNKERS,
@@ -197,6 +197,8 @@ class RunRequest:
     checksum: bool = False
     follow_symlinks: bool = False  # index what symlinks point to (loops walked once)
     keep: int = DEFAULT_KEEP
+    # Snapshots past `keep` are pruned once superseded this long (reindex.prune_snapshots).
+    prune_grace_s: float = PRUNE_GRACE_S
     dry_run: bool = False
     announce: Callable[[str], None] = field(default=lambda message: log.info("%s", message))
     cancel: CancelToken = field(default_factory=CancelToken)
@@ -258,6 +260,8 @@ def run_index(
         pipeline_options = list(pipeline_options or [])
     if req.keep < 1:
         raise ValueError(f"--keep must be at least 1, got {req.keep}")
+    if not req.prune_grace_s >= 0:
+        raise ValueError(f"--prune-grace must be at least 0 seconds, got {req.prune_grace_s}")
     if req.journal not in JOURNAL_MODES:
         raise ValueError(f"--journal must be one of {', '.join(JOURNAL_MODES)}, "
                          f"got {req.journal!r}")
@@ -750,7 +754,8 @@ class _Run:
         stats.committed = True
         journal.clear(self.out)  # the snapshot holds what an unfinished run journaled
         fault_point("after-current")
-        stats.pruned = reindex.prune_snapshots(self.out, req.keep, self.snapshot_id)
+        stats.pruned = reindex.prune_snapshots(self.out, req.keep, self.snapshot_id,
+                                               req.prune_grace_s)
 
 
 def _is_pipeline_options(options) -> bool:

@@ -16,12 +16,14 @@ Example::
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
 import re
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from .schema import (
     GIT_BLOB,
     INDEXED,
     MANIFEST_FILE,
+    PRUNE_GRACE_S,
     SHARD_PREFIX,
     SKIPPED,
     SNAPSHOTS_DIR,
@@ -289,13 +292,49 @@ def _set_git_blobs(table: pa.Table, git: GitState) -> pa.Table:
                             pa.array(blobs, pa.string()))
 
 
-def prune_snapshots(out: str, keep: int, live: str) -> list[str]:
-    """Remove all but the `keep` newest snapshots (never the live one); returns those removed."""
+def prune_snapshots(out: str, keep: int, live: str, grace_s: float = PRUNE_GRACE_S,
+                    now: float | None = None) -> list[str]:
+    """Remove the snapshots older than the `keep` newest (never the live one) that have been
+    superseded for at least `grace_s` seconds; returns those removed. The rest wait for a
+    later run's prune."""
     root = storage.join(out, SNAPSHOTS_DIR)
     ids = [name for name in storage.list_names(root) if _SNAPSHOT_ID.match(name)
            and (not storage.is_local(root) or Path(root, name).is_dir())]
-    doomed = [i for i in ids[:max(0, len(ids) - keep)] if i != live]
+    now = time.time() if now is None else now
+    committed = {snapshot_id: _committed_at(root, snapshot_id) for snapshot_id in ids}
+    doomed = prunable(ids, committed, keep, live, grace_s, now)
     for snapshot_id in doomed:
         storage.delete_tree(storage.join(root, snapshot_id))
         fault_point("mid-prune")
     return doomed
+
+
+def prunable(ids: Sequence[str], committed: dict[str, float | None], keep: int, live: str,
+             grace_s: float, now: float) -> list[str]:
+    """Which of `ids` (snapshot ids, oldest first) go: those past the `keep` newest, but the
+    live one, whose successor was committed at least `grace_s` before `now`. `committed` is
+    each snapshot's commit time, None for a folder with no readable manifest: a run killed
+    before its commit, which no reader ever saw (it goes at once) and which superseded
+    nothing (it is skipped when looking for a snapshot's successor)."""
+    ids = sorted(ids)
+    doomed = []
+    for at, snapshot_id in enumerate(ids[:max(0, len(ids) - keep)]):
+        if snapshot_id == live:
+            continue
+        if committed[snapshot_id] is None:
+            doomed.append(snapshot_id)
+            continue
+        successor = next((committed[later] for later in ids[at + 1:]
+                          if committed[later] is not None), None)
+        if successor is not None and now - successor >= grace_s:
+            doomed.append(snapshot_id)
+    return doomed
+
+
+def _committed_at(root: str, snapshot_id: str) -> float | None:
+    """When a snapshot was committed (its manifest's created_at), or None without one."""
+    try:
+        manifest = json.loads(storage.read_bytes(storage.join(root, snapshot_id, MANIFEST_FILE)))
+        return dt.datetime.fromisoformat(manifest["created_at"]).timestamp()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -20,6 +20,10 @@ SNAPSHOTS_DIR = "snapshots"
 STAGING_DIR = ".staging"
 MANIFEST_FILE = "manifest.json"
 FILES_TABLE = "files.parquet"
+# How long a superseded snapshot stays for the readers that opened it while it was live: a
+# search process reads it for well under a second; a long-lived reader (a server, a Python
+# Index) re-reads CURRENT when a file it wants is gone (index.Index.search_request).
+PRUNE_GRACE_S = 600.0
 SHARD_PREFIX = "part-"
 JOURNAL_DIR = ".journal"  # OUT/.journal/: the resume journal, outside every snapshot (journal.py)
 # In a run's staging folder (OUT/.staging/<id>/), never in a snapshot:

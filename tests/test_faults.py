@@ -26,7 +26,7 @@ def _source(root):
 
 def _first_run(tmp_path):
     src, out = _source(tmp_path / "src"), tmp_path / "out"
-    done = run_cli("index", src, "--output", out, "--quiet", "--keep", "1")
+    done = run_cli("index", src, "--output", out, "--quiet", "--keep", "1", "--prune-grace", "0")
     assert done.returncode == 0, done.stderr
     # The second run has work of every kind: changed files to embed, unchanged ones to carry.
     for i in (1, 7, 13):
@@ -39,7 +39,7 @@ def _check_after_kill(src, out, before: str, committed: bool | None) -> None:
     if committed is not None:
         assert (live != before) == committed, f"CURRENT {live}, before {before}"
     assert verify_index(out) == [], "the live snapshot must stay sound"
-    again = run_cli("index", src, "--output", out, "--quiet", "--keep", "1")
+    again = run_cli("index", src, "--output", out, "--quiet", "--keep", "1", "--prune-grace", "0")
     assert again.returncode == 0, again.stderr
     assert not any((out / STAGING_DIR).iterdir()), "leftovers must be cleaned"
     assert verify_index(out, src) == []
@@ -50,7 +50,8 @@ def _check_after_kill(src, out, before: str, committed: bool | None) -> None:
 def test_sigkill_at_a_named_point(tmp_path, point):
     src, out, before = _first_run(tmp_path)
     env_run = subprocess.run(
-        [*BEAM_INDEX, "index", str(src), "--output", str(out), "--quiet", "--keep", "1"],
+        [*BEAM_INDEX, "index", str(src), "--output", str(out), "--quiet", "--keep", "1",
+         "--prune-grace", "0"],
         env={**os.environ, "BEAM_INDEX_FAULT": point}, capture_output=True, text=True,
         timeout=300, check=False)
     assert env_run.returncode == -signal.SIGKILL, (point, env_run.returncode, env_run.stderr)
@@ -63,7 +64,8 @@ def test_sigkill_at_a_random_moment(tmp_path, seed):
     src, out, before = _first_run(tmp_path)
     delay = random.Random(seed).uniform(0.2, 3.5)
     child = subprocess.Popen(
-        [*BEAM_INDEX, "index", str(src), "--output", str(out), "--quiet", "--keep", "1"],
+        [*BEAM_INDEX, "index", str(src), "--output", str(out), "--quiet", "--keep", "1",
+         "--prune-grace", "0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(delay)
     child.send_signal(signal.SIGKILL)

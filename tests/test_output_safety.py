@@ -94,7 +94,7 @@ def test_nothing_outside_the_output_is_written_or_deleted(tmp_path):
     before["src/m0.py"] = _listing(tmp_path, out)["src/m0.py"]
     for keep in ("3", "1"):  # re-index, then prune down to one snapshot
         assert run_cli("index", src, "--output", out, "-q", "--keep", keep,
-                       "--full").returncode == 0
+                       "--prune-grace", "0", "--full").returncode == 0
     assert _listing(tmp_path, out) == before
 
 

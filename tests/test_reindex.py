@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 
 import numpy as np
@@ -13,8 +14,17 @@ from conftest import BEAM_INDEX, PoisonEmbedder, code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.chunking import chunk_text
+from beam_pipeline.index import Index
 from beam_pipeline.lock import LockedError, OutputLock
-from beam_pipeline.schema import CURRENT_FILE, MANIFEST_FILE, SNAPSHOTS_DIR, STAGING_DIR
+from beam_pipeline.reindex import prunable, prune_snapshots
+from beam_pipeline.schema import (
+    CURRENT_FILE,
+    MANIFEST_FILE,
+    PRUNE_GRACE_S,
+    SNAPSHOTS_DIR,
+    STAGING_DIR,
+)
+from beam_pipeline.verify import verify_index
 
 
 def live(out):
@@ -171,12 +181,77 @@ def test_a_killed_runs_lock_and_leftovers_are_taken_over(tmp_path):
     assert (out / ".lock").read_text() == ""
 
 
-def test_old_snapshots_are_pruned_after_a_commit(tmp_path):
+def test_old_snapshots_are_pruned_once_superseded_for_the_grace(tmp_path):
     src = make_tree(tmp_path / "src", {"a.py": code_file("a", 10)})
     out = tmp_path / "out"
     ids = [run_index(src, out, full=True, keep=2).snapshot_id for _ in range(4)]
-    assert sorted(p.name for p in (out / SNAPSHOTS_DIR).iterdir()) == ids[2:]
-    assert (out / CURRENT_FILE).read_text().strip() == ids[3]
+    # Superseded seconds ago: a search that opened one may still be reading it.
+    assert sorted(p.name for p in (out / SNAPSHOTS_DIR).iterdir()) == ids
+    assert prune_snapshots(str(out), 2, ids[3]) == []
+    # Ten minutes on, --keep decides again.
+    assert prune_snapshots(str(out), 2, ids[3], now=time.time() + PRUNE_GRACE_S) == ids[:2]
+    ids.append(run_index(src, out, full=True, keep=2, prune_grace_s=0).snapshot_id)
+    assert sorted(p.name for p in (out / SNAPSHOTS_DIR).iterdir()) == ids[3:]
+    assert (out / CURRENT_FILE).read_text().strip() == ids[4]
+    with pytest.raises(ValueError, match="--prune-grace"):
+        run_index(src, out, prune_grace_s=-1)
+
+
+def test_prunable_keeps_the_newest_the_live_and_what_readers_may_hold():
+    ids = ["s1", "s2", "s3", "s4"]
+    committed = {"s1": 0.0, "s2": 100.0, "s3": 700.0, "s4": 1000.0}
+    # At 1000 s: s1 was superseded 900 s ago, s2 300 s ago, s3 just now.
+    assert prunable(ids, committed, 1, "s4", 600, 1000) == ["s1"]
+    assert prunable(ids, committed, 1, "s4", 0, 1000) == ["s1", "s2", "s3"]
+    assert prunable(ids, committed, 3, "s4", 0, 1000) == ["s1"]
+    assert prunable(ids, committed, 1, "s2", 0, 1000) == ["s1", "s3"]  # never the live one
+    # A folder without a manifest (a run killed on an object store) was never read: it goes
+    # at once, and s2's successor is s4, committed just now.
+    assert prunable(ids, {**committed, "s3": None}, 1, "s4", 600, 1000) == ["s1", "s3"]
+
+
+def test_searches_during_re_indexes_with_keep_1_never_fail(tmp_path):
+    src = make_tree(tmp_path / "src", {f"m{i}.py": code_file(f"m{i}", 20) for i in range(6)})
+    out = tmp_path / "out"
+    run_index(src, out, keep=1)
+    failures, answered, stop = [], [], threading.Event()
+
+    def searches():
+        while not stop.is_set():
+            try:
+                index = Index.open(out)
+                time.sleep(0.02)  # opened, not yet read: where a prune used to cut in
+                answered.append(index.search("m3_2", 3)[0]["path"])
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                failures.append(repr(exc))
+
+    reader = threading.Thread(target=searches)
+    reader.start()
+    try:
+        for grace in (None, None, None, 0, 0, 0):  # the default grace, then none at all
+            (src / "m0.py").write_text(code_file(f"edit{len(answered)}", 20))
+            run_index(src, out, keep=1, **({} if grace is None else {"prune_grace_s": grace}))
+    finally:
+        stop.set()
+        reader.join()
+    assert failures == [] and len(answered) > 20 and set(answered) == {"m3.py"}
+    assert len(list((out / SNAPSHOTS_DIR).iterdir())) == 1 and verify_index(out) == []
+
+
+def test_a_long_lived_reader_follows_current_when_its_snapshot_is_pruned(tmp_path):
+    src = make_tree(tmp_path / "src", {f"m{i}.py": code_file(f"m{i}", 20) for i in range(4)})
+    out = tmp_path / "out"
+    run_index(src, out)
+    index = Index.open(out)
+    first = index.snapshot_id
+    assert index.search("m1_3", 1)[0]["path"] == "m1.py"  # vectors and lexicon loaded
+    (src / "m1.py").unlink()
+    (src / "fresh.py").write_text(code_file("fresh", 20))
+    live = run_index(src, out, keep=1, prune_grace_s=0).snapshot_id
+    assert not (out / SNAPSHOTS_DIR / first).exists()
+    hits = index.search("fresh_3", 3)
+    assert index.snapshot_id == live and hits[0]["path"] == "fresh.py"
+    assert all(hit["path"] != "m1.py" for hit in index.search("m1_3", 10))
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")

@@ -36,14 +36,16 @@ def test_index_reindex_search_and_verify_on_s3(tmp_path, s3_flags):
     out = f"s3://{BUCKET}/nightly/index"
     settings = IndexSettings.create(chunk_size=400)
     # A graph on every snapshot: the approximate index goes through FileSystems too.
-    first = run_index(src, out, settings, pipeline_options=s3_flags, keep=1, ann_min_rows=1)
+    first = run_index(src, out, settings, pipeline_options=s3_flags, keep=1, ann_min_rows=1,
+                      prune_grace_s=0)
     assert first.committed and first.files_processed == 7
     local = run_index(src, tmp_path / "local", settings)
     assert _rows(Index.open(out, s3_flags)).equals(_rows(Index.open(tmp_path / "local")))
 
     (src / "pkg/m0.py").write_text(code_file("changed", 3))
     (src / "pkg/m5.py").unlink()
-    second = run_index(src, out, settings, pipeline_options=s3_flags, keep=1, ann_min_rows=1)
+    second = run_index(src, out, settings, pipeline_options=s3_flags, keep=1, ann_min_rows=1,
+                      prune_grace_s=0)
     assert second.committed and (second.files_changed, second.files_deleted) == (1, 1)
     assert second.files_unchanged == 5 and second.pruned == [first.snapshot_id]
     index = Index.open(out)
