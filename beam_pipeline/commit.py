@@ -1,9 +1,11 @@
 """CommitSnapshot: the single last step that makes a staged snapshot live.
 
-Order matters: the manifest is written into the staging folder, the folder is renamed into
-`snapshots/<id>` (atomic on one local filesystem; object by object on an object store, where
-nothing names the new folder yet), and only then is `CURRENT` replaced atomically. A reader
-following `CURRENT` therefore sees the old snapshot or the whole new one, never a part.
+Order matters: the staged files are fsynced with their folders (local disks), the manifest
+is written into the staging folder, the folder is renamed into `snapshots/<id>` (atomic on one
+local filesystem; object by object on an object store, where nothing names the new folder
+yet), and only then is `CURRENT` replaced atomically. A reader following `CURRENT` therefore
+sees the old snapshot or the whole new one, never a part, after a killed process or a power
+cut alike.
 
 Paths are strings through `storage` (Beam's FileSystems), so OUT may be gs://, s3://, ….
 """
@@ -172,6 +174,10 @@ def commit_snapshot(out: str, staging: str, manifest: dict) -> str:
     """Write the manifest, move staging into snapshots/, then flip CURRENT. Returns the snapshot."""
     snapshot_id = manifest["snapshot_id"]
     storage.delete(storage.join(staging, STAGED_SUMMARY))
+    # Shards, files.parquet and the indexes reach the disk before the manifest names them:
+    # the page cache writes files back in any order, and a power cut must not leave CURRENT
+    # naming a snapshot whose shards are empty.
+    storage.sync_tree(staging)
     storage.write_bytes(storage.join(staging, MANIFEST_FILE),
                         (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
     storage.sync_folder(staging)

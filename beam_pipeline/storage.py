@@ -454,6 +454,22 @@ def link_or_copy(source: str, target: str) -> None:
     _remote(source).copy([source], [target])
 
 
+def sync_tree(folder: str) -> None:
+    """Make a local folder's files durable, then its folders' entries, deepest first: after a
+    power cut, a file that a later rename or manifest names must hold its data. (Object stores
+    need nothing: an upload that closed without an error is stored durably.)"""
+    if not is_local(folder):
+        return
+    for root, _, files in os.walk(folder, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(root)
+
+
 def sync_folder(folder: str) -> None:
     """Make a local folder's entries durable (a rename is only durable once its folder is)."""
     if is_local(folder):

@@ -72,3 +72,55 @@ def test_files_table_is_sorted_and_typed():
     assert table.column("status").to_pylist() == ["skipped", "indexed"]
     assert table.column("error").to_pylist() == ["binary", None]
     assert table.schema.field("mtime_ns").type == pa.int64()
+
+
+def test_a_commit_makes_every_file_durable_before_the_manifest_and_current(tmp_path,
+                                                                          monkeypatch):
+    """Power-cut safety is an order of system calls: each staged file's data and folder are
+    fsynced before the manifest that names them, the manifest before the rename that
+    publishes it, the rename before CURRENT, CURRENT's data before its own rename."""
+    import os
+
+    from conftest import code_file, make_tree
+
+    from beam_pipeline import run_index
+
+    calls = []
+    real_fsync, real_rename, real_replace = os.fsync, os.rename, os.replace
+
+    def fsync(fd):
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def renamed(real):
+        def rename(src, dst, *args, **kwargs):
+            calls.append(("rename", os.path.realpath(src), os.path.realpath(dst)))
+            return real(src, dst, *args, **kwargs)
+        return rename
+
+    src = make_tree(tmp_path / "src", {f"m{i}.py": code_file(f"m{i}", 30) for i in range(5)})
+    out = (tmp_path / "out").resolve()
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", renamed(real_rename))
+    monkeypatch.setattr(os, "replace", renamed(real_replace))
+    snapshot_id = run_index(src, out).snapshot_id
+    monkeypatch.undo()
+
+    def at(call):
+        assert call in calls, call
+        return calls.index(call)
+
+    staging, live = out / ".staging" / snapshot_id, out / SNAPSHOTS_DIR / snapshot_id
+    manifest = at(("fsync", str(staging / f".{MANIFEST_FILE}.tmp")))
+    published = at(("rename", str(staging), str(live)))
+    current_data = at(("fsync", str(out / f".{CURRENT_FILE}.tmp")))
+    current = at(("rename", str(out / f".{CURRENT_FILE}.tmp"), str(out / CURRENT_FILE)))
+    staged = [path for path in live.rglob("*") if path.name != MANIFEST_FILE]
+    assert any(path.suffix == ".parquet" for path in staged)
+    assert any(path.parent.name == "lexical" for path in staged)
+    for path in staged:  # files and folders, each before the manifest
+        assert at(("fsync", str(staging / path.relative_to(live)))) < manifest, path
+    assert at(("fsync", str(staging))) < manifest
+    assert manifest < calls.index(("fsync", str(staging)), manifest) < published
+    assert published < at(("fsync", str(out / SNAPSHOTS_DIR))) < current_data < current
+    assert current < calls.index(("fsync", str(out)), current)
