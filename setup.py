@@ -21,7 +21,8 @@ setup(
     install_requires=requirements,
     extras_require={
         "test": ["pytest>=8,<10", "hypothesis>=6.100,<7", "duckdb>=1.1,<3", "pandas>=2.2,<4",
-                 "ruff>=0.6", "apache-beam[aws]>=2.77,<3", "moto[server]>=5.1,<6"],
+                 "ruff>=0.6", "apache-beam[aws]>=2.77,<3", "moto[server]>=5.1,<6",
+                 "import-linter>=2.17,<3"],
         # Outputs on object stores: Beam's own filesystems for them.
         "aws": ["apache-beam[aws]>=2.77,<3"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],

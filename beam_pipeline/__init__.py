@@ -19,7 +19,7 @@ _EXPORTS = {
     "FileProcessingResult": "processor",
     "HighThroughputProcessor": "processor",
     "IndexFiles": "pipeline",
-    "IndexSettings": "indexing",
+    "IndexSettings": "settings",
     "NothingCommitted": "indexing",
     "ReadFileList": "pipeline",
     "run_index": "indexing",

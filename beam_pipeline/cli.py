@@ -219,10 +219,11 @@ def run_index_command(args, beam_flags: list[str]) -> int:
     global _exit_without_teardown
     from .commit import OutputError
     from .embedders import ConfigurationError
-    from .indexing import IndexSettings, NothingCommitted, StatsMismatch, run_index
+    from .indexing import NothingCommitted, StatsMismatch, run_index
     from .lock import LockedError
     from .reindex import CorruptSnapshotError
     from .runners import RunnerRefused, place
+    from .settings import IndexSettings
 
     if beam_flags:  # only flags need Beam to be checked: a plain local run plans without it
         from .options import unknown_flags

@@ -13,7 +13,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import math
@@ -24,16 +23,14 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from . import ann, commit, faults, gitindex, journal, lexfeed, lexical, reindex, runners, storage
 from . import stats as stats_mod
 from .cancel import CancelToken
-from .chunking import DEFAULT_CHUNK_SIZE, default_overlap
 from .discover import (
-    DEFAULT_MAX_FILE_SIZE,
     SECRET_FILES,
     FileEntry,
     SourceError,
@@ -41,10 +38,9 @@ from .discover import (
     is_url,
     list_explicit_files,
 )
-from .embedders import DEFAULT_EMBEDDER, ConfigurationError, Embedder, get_embedder
+from .embedders import ConfigurationError, Embedder
 from .event_files import EVENTS_DIR
 from .faults import fault_point, fraction_point
-from .flags import DEFAULT_BATCH_SIZE
 from .index import shard_names
 from .journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
 from .lock import output_lock
@@ -55,23 +51,13 @@ from .progress import (
     ProgressTracker,
     RunLink,
 )
-from .schema import FILES_TABLE, INDEXED, PRUNE_GRACE_S, REUSE_TABLE, SCHEMA_VERSION, SPILL_DIR
-from .sourcefile import (
-    AUTO,
-    CHUNKERS,
-    DEFAULT_CHUNKER,
-    FIXED,
-    SYNTAX,
-    ChunkerConfig,
-    FileSkipped,
-    load_chunks,
-)
+from .schema import FILES_TABLE, INDEXED, PRUNE_GRACE_S, REUSE_TABLE, SPILL_DIR
+from .settings import IndexSettings
+from .sourcefile import ChunkerConfig, FileSkipped, load_chunks
 from .stats import ProcessingStats
 
 if TYPE_CHECKING:
     from apache_beam.options.pipeline_options import PipelineOptions
-
-    from .options import IndexOptions
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +66,6 @@ FILE_LIST = "_discovered.jsonl"
 TODO_LIST = "_todo.jsonl"
 DEFAULT_KEEP = 3
 JOURNAL_MODES = ("auto", "always", "never")
-# The chunkers' names in the fingerprint; SYNTAX_VERSION moves when its cuts change.
-CHUNKER_NAMES = {FIXED: "fixed-chars", SYNTAX: "syntax"}
-SYNTAX_VERSION = 1
 
 
 class StatsMismatch(Exception):
@@ -97,95 +80,6 @@ class NothingCommitted(Exception):
         self.stats = stats
 
 
-@dataclass(frozen=True)
-class IndexSettings:
-    """Everything that shapes the index; resolved from IndexOptions or keyword arguments."""
-
-    embedder: Embedder
-    chunk_size: int
-    chunk_overlap: int
-    batch_size: int
-    max_file_size: int
-    embed_concurrency: int = 1  # batches embedded at once (remote providers: requests)
-    embed_processes: int | None = None  # helper processes for a GIL-bound embedder; None: auto
-    chunker: str = AUTO  # resolved by `for_previous` before anything is chunked
-    # Index files that are or hold secrets too (secretscan.py); part of the fingerprint when
-    # set, so turning it on or off rebuilds rather than leaving earlier skips in place.
-    include_secrets: bool = False
-
-    def fingerprint(self) -> dict:
-        if self.chunker == AUTO:
-            raise ValueError("the chunker is still 'auto': for_previous() decides it, and a "
-                             "fingerprint names the chunker that cuts the files")
-        chunker = {"name": CHUNKER_NAMES[self.chunker], "size": self.chunk_size,
-                   "overlap": self.chunk_overlap}
-        if self.chunker == SYNTAX:
-            chunker["version"] = SYNTAX_VERSION
-        return {
-            "chunker": chunker,
-            "embedder": self.embedder.fingerprint(),
-            "schema_version": SCHEMA_VERSION,
-            **({"include_secrets": True} if self.include_secrets else {}),
-        }
-
-    @classmethod
-    def from_options(cls, options: IndexOptions | argparse.Namespace) -> IndexSettings:
-        """From `PipelineOptions.view_as(IndexOptions)` or the CLI's parsed arguments."""
-        return cls.create(options.embedder, chunk_size=options.chunk_size,
-                          chunk_overlap=options.chunk_overlap, batch_size=options.batch_size,
-                          max_file_size=options.max_file_size,
-                          embedding_dim=options.embedding_dim,
-                          embed_concurrency=options.embed_concurrency,
-                          embed_processes=options.embed_processes, chunker=options.chunker,
-                          include_secrets=getattr(options, "include_secrets", False),
-                          embedder_options={"base_url": options.embedding_url,
-                                            "model": options.embedding_model,
-                                            "api_key_env": options.api_key_env})
-
-    @classmethod
-    def create(cls, embedder: str | Embedder = DEFAULT_EMBEDDER, *, chunk_size: int | None = None,
-               chunk_overlap: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-               max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-               embedding_dim: int | None = None, embed_concurrency: int | None = None,
-               embed_processes: int | None = None, chunker: str = AUTO,
-               embedder_options: dict | None = None,
-               include_secrets: bool = False) -> IndexSettings:
-        if isinstance(embedder, str):
-            embedder = get_embedder(embedder, dim=embedding_dim, **(embedder_options or {}))
-        # The embedder's own default (voyage-code models: 4096, as the replaced system), else 1000.
-        if chunk_size is None:
-            chunk_size = embedder.default_chunk_size or DEFAULT_CHUNK_SIZE
-        overlap = default_overlap(chunk_size) if chunk_overlap is None else chunk_overlap
-        if chunk_size < 1 or not 0 <= overlap < chunk_size:
-            raise ValueError(f"need chunk size ≥ 1 and 0 ≤ overlap < size, "
-                             f"got size {chunk_size}, overlap {overlap}")
-        if batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {batch_size}")
-        if max_file_size < 0:
-            raise ValueError(f"max file size must be ≥ 0, got {max_file_size}")
-        if embed_concurrency is not None:
-            if embed_concurrency < 1:
-                raise ValueError(f"embed concurrency must be at least 1, got {embed_concurrency}")
-            # A local model's threads; left alone (all cores) when not asked for.
-            embedder.use_threads(embed_concurrency)
-        if embed_processes is not None and embed_processes < 0:
-            raise ValueError(f"embed processes must be at least 0, got {embed_processes}")
-        if chunker not in (AUTO, *CHUNKERS):
-            raise ValueError(f"unknown chunker {chunker!r}; choose from "
-                             f"{', '.join((AUTO, *CHUNKERS))}")
-        return cls(embedder, chunk_size, overlap, batch_size, max_file_size,
-                   embed_concurrency or 1, embed_processes, chunker, bool(include_secrets))
-
-    def for_previous(self, previous: reindex.Previous | None) -> IndexSettings:
-        """With chunker "auto": the live snapshot's chunker (another would re-embed every
-        file), or the default for a new index or a --full rebuild (`previous` None)."""
-        if self.chunker != AUTO:
-            return self
-        spec = (previous.manifest.get("fingerprint") or {}).get("chunker") if previous else None
-        name = spec.get("name") if isinstance(spec, dict) else None
-        chunker = next((key for key, value in CHUNKER_NAMES.items() if value == name),
-                       DEFAULT_CHUNKER)
-        return replace(self, chunker=chunker)
 
 
 @dataclass

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import atexit
 import gc
+import importlib
 import time
+import warnings
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -32,19 +34,12 @@ from .chunk import ChunkerConfig, ChunkFiles
 from .discover import FileEntry
 from .embed import EmbedChunks
 from .embedders import Embedder
-from .indexing import (  # noqa: F401 - the pipeline's API, importable from here as before
-    IndexSettings,
-    NothingCommitted,
-    RunRequest,
-    StatsMismatch,
-    run_index,
-    spill_folder,
-)
 from .journal import JournalSpec
 from .lexfeed import FeedLink
 from .options import IndexOptions, embed_processes
 from .progress import RunLink
 from .reuse import MISSING, ReuseKnownVectors
+from .settings import IndexSettings
 from .spill import SpillVectors
 from .write import WriteFilesTable, WriteShards
 
@@ -204,5 +199,17 @@ def _wait(result):
     return state
 
 
-__all__ = ["IndexFiles", "IndexOptions", "IndexSettings", "NothingCommitted", "ReadFileList",
-           "StatsMismatch", "run_index"]
+__all__ = ["IndexFiles", "IndexOptions", "IndexSettings", "ReadFileList", "run_pipeline"]
+
+# The launcher's names, importable from here before the launcher and the pipeline stopped
+# importing each other. By name, not by an import statement: the launcher imports this module.
+_MOVED = {name: "indexing" for name in ("NothingCommitted", "RunRequest", "StatsMismatch",
+                                        "run_index", "spill_folder")}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        warnings.warn(f"beam_pipeline.pipeline.{name} moved: import it from beam_pipeline "
+                      f"(or beam_pipeline.{_MOVED[name]})", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,9 +29,10 @@ from .cancel import CancelToken
 from .discover import DEFAULT_MAX_FILE_SIZE, is_url, relative_to_root
 from .embedders import DEFAULT_EMBEDDER, Embedder
 from .index import Index
-from .indexing import IndexSettings, NothingCommitted, run_index
+from .indexing import NothingCommitted, run_index
 from .progress import ProgressTracker
 from .schema import INDEXED
+from .settings import IndexSettings
 from .sourcefile import AUTO
 from .stats import ProcessingStats
 

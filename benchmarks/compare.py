@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -81,6 +82,13 @@ def first_files_holding(corpus: Path, chunks: int) -> list[str]:
         if total >= chunks:
             break
     return chosen
+
+
+def sample_corpus(source: Path, target: Path, chunks: int) -> None:
+    """Copy the first whole files of `source` that hold at least `chunks` chunks."""
+    for rel in first_files_holding(source, chunks):
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / rel, target / rel)
 
 
 def file_lists(corpus: Path, target: Path) -> dict[str, Path]:

@@ -136,7 +136,7 @@ def remote_call_cost(corpus: Path, chunks: int, log: Callable[[str], None]) -> d
     cost of a run (the same command on one small file) against the latency limit."""
     from beam_pipeline.testing.fake_embeddings import FakeEmbeddingServer
 
-    from .run import sample_corpus
+    from .compare import sample_corpus
 
     latency, dim, in_flight, batch = 0.1, 1024, 8, 64
     # Fixed vectors: computing each text's on this machine would take the client's cores (at
@@ -181,7 +181,7 @@ def resume_share(corpus: Path, chunks: int, log: Callable[[str], None]) -> dict:
     """Kill at 60 % embedded, run again: the share of chunks the second run embeds."""
     from beam_pipeline.testing.fake_embeddings import FakeEmbeddingServer
 
-    from .run import sample_corpus
+    from .compare import sample_corpus
 
     with tempfile.TemporaryDirectory(prefix="beam-resume-") as tmp, \
             FakeEmbeddingServer(384, keep_requests=False) as server:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from beam_pipeline.cli import configure_logging
 
-from .compare import EMBEDDERS, compare, first_files_holding
+from .compare import EMBEDDERS, compare, sample_corpus
 from .costs import costs, print_costs
 
 
@@ -248,13 +248,6 @@ def face_benchmark(corpus: Path) -> dict:
                 "cancel_to_return_s": end - marks["cancel"] if marks else None,
             }
     return figures
-
-
-def sample_corpus(source: Path, target: Path, chunks: int) -> None:
-    """Copy the first whole files of `source` that hold at least `chunks` chunks."""
-    for rel in first_files_holding(source, chunks):
-        (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source / rel, target / rel)
 
 
 def remote_benchmark(corpus: Path, latency: float, batch: int, threads: tuple[int, ...],

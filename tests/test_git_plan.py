@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import code_file, make_tree
 
+from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.gitindex import read_git_state
 from beam_pipeline.index import Index
-from beam_pipeline.indexing import IndexSettings, run_index
 from beam_pipeline.schema import FILES_TABLE
 
 GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
