@@ -17,7 +17,7 @@ import apache_beam as beam
 import numpy as np
 
 from . import stats
-from .chunking import cut_at
+from .chunking.fixed import cut_at
 from .progress import ASSEMBLED, RunLink
 from .records import FileRecord
 from .rows import build_rows

@@ -1,100 +1,10 @@
-"""ChunkFile: read one file, hash it, decode it, cut it into chunks.
+"""Moved to `beam_pipeline.chunking.transform`; this name stays for one release."""
 
-Outputs: the main output is one `(path, FileRecord)` per file (its expected chunk count, or the
-reason it was skipped or failed); the `chunks` output carries each file's chunks as one element,
-`(path, [(chunk_index, text), …])`: Beam's per-element cost is paid per file, not per chunk.
-A bad file never raises: it becomes a record with its reason.
-"""
+import sys
+import warnings
 
-from __future__ import annotations
+from .chunking import transform as _moved
 
-import apache_beam as beam
-
-from . import stats
-from .chunking import spans_of
-from .discover import FileEntry
-from .lexfeed import FeedLink
-from .progress import CHUNKED, RunLink
-from .records import FileRecord
-from .sourcefile import (  # noqa: F401 - ChunkerConfig and load_chunks are found here too
-    ChunkerConfig,
-    FileSkipped,
-    OutsideRootError,
-    cut,
-    describe_os_error,
-    load_chunks,
-    load_text,
-    read_source,
-)
-
-CHUNKS = "chunks"
-
-
-class ChunkFile(beam.DoFn):
-    """FileEntry → (path, FileRecord) and, tagged `chunks`, (path, [(index, text), …])."""
-
-    def __init__(self, config: ChunkerConfig, progress: RunLink | None = None,
-                 lexicon: FeedLink | None = None):
-        self.config = config
-        self.progress = progress or RunLink(None)
-        self.lexicon = lexicon  # the launcher's lexical index, fed as files are cut (lexfeed)
-        self.legacy = stats.counter(stats.LEGACY_ENCODING)
-
-    def setup(self):
-        self.progress.setup()
-        if self.lexicon is not None:
-            self.lexicon.setup()
-
-    def process(self, entry: FileEntry):
-        self.progress.checkpoint()
-        record = FileRecord(entry.path, entry.size, entry.mtime_ns)
-        chunks = []
-        try:
-            digest, decoded = load_text(self.config, entry.path)
-            chunks, fallback = cut(self.config, entry.path, decoded.text)
-        except FileSkipped as exc:
-            record = record.skipped(exc.reason)
-        except OSError as exc:
-            record = record.failed(describe_os_error(exc))
-        else:
-            record = FileRecord(entry.path, entry.size, entry.mtime_ns, digest, len(chunks),
-                                spans=spans_of(chunks))
-            if decoded.legacy:
-                self.legacy.inc()
-            if fallback is not None:
-                stats.fallback_counter(fallback).inc()
-        self.progress.send({"k": CHUNKED, "p": entry.path, "n": len(chunks), "b": entry.size})
-        yield entry.path, record
-        if chunks:
-            texts = [(c.index, c.text) for c in chunks]
-            if self.lexicon is not None:
-                self.lexicon.send(entry.path, record.file_hash, texts)
-            yield beam.pvalue.TaggedOutput(CHUNKS, (entry.path, texts))
-
-    def finish_bundle(self):
-        if self.lexicon is not None:
-            self.lexicon.flush()
-        self.progress.flush()
-
-    def teardown(self):
-        if self.lexicon is not None:
-            self.lexicon.close()
-        self.progress.close()
-
-
-class ChunkFiles(beam.PTransform):
-    """PCollection[FileEntry] → {"files": (path, FileRecord),
-    "chunks": (path, [(index, text), …])}."""
-
-    def __init__(self, config: ChunkerConfig, progress: RunLink | None = None,
-                 lexicon: FeedLink | None = None):
-        super().__init__()
-        self.config = config
-        self.progress = progress
-        self.lexicon = lexicon
-
-    def expand(self, entries):
-        outputs = entries | "ChunkFile" >> beam.ParDo(
-            ChunkFile(self.config, self.progress, self.lexicon)
-        ).with_outputs(CHUNKS, main="files")
-        return {"files": outputs.files, "chunks": outputs[CHUNKS]}
+warnings.warn("beam_pipeline.chunk moved to beam_pipeline.chunking.transform",
+              DeprecationWarning, stacklevel=2)
+sys.modules[__name__] = _moved

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from .chunking import DEFAULT_CHUNK_SIZE
+from .chunking.fixed import DEFAULT_CHUNK_SIZE
 from .discover import DEFAULT_MAX_FILE_SIZE
 from .embedders import DEFAULT_EMBEDDER
 from .sourcefile import AUTO, CHUNKERS

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, TextIO
 from . import ann, commit, faults, gitindex, journal, lexfeed, lexical, reindex, runners, storage
 from . import stats as stats_mod
 from .cancel import CancelToken
+from .chunking.cut import load_chunks
 from .discover import (
     SECRET_FILES,
     FileEntry,
@@ -53,7 +54,7 @@ from .progress import (
 )
 from .schema import FILES_TABLE, INDEXED, PRUNE_GRACE_S, REUSE_TABLE, SPILL_DIR
 from .settings import IndexSettings
-from .sourcefile import ChunkerConfig, FileSkipped, load_chunks
+from .sourcefile import ChunkerConfig, FileSkipped
 from .stats import ProcessingStats
 
 if TYPE_CHECKING:

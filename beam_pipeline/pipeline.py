@@ -30,7 +30,7 @@ from apache_beam.runners.runner import PipelineState
 from . import runners, storage
 from .assemble import AssembleFiles
 from .cancel import CancelToken
-from .chunk import ChunkerConfig, ChunkFiles
+from .chunking.transform import ChunkFiles
 from .discover import FileEntry
 from .embed import EmbedChunks
 from .embedders import Embedder
@@ -40,6 +40,7 @@ from .options import IndexOptions, embed_processes
 from .progress import RunLink
 from .reuse import MISSING, ReuseKnownVectors
 from .settings import IndexSettings
+from .sourcefile import ChunkerConfig
 from .spill import SpillVectors
 from .write import WriteFilesTable, WriteShards
 

@@ -14,7 +14,7 @@ import argparse
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from .chunking import DEFAULT_CHUNK_SIZE, default_overlap
+from .chunking.fixed import DEFAULT_CHUNK_SIZE, default_overlap
 from .discover import DEFAULT_MAX_FILE_SIZE
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from .flags import DEFAULT_BATCH_SIZE

@@ -1,22 +1,25 @@
-"""One source file: read it (a local file, or an object through Beam's FileSystems), hash it,
-decode it and cut it into chunks. Pure, without Beam: ChunkFile and AssembleFile cut files
-with it on the workers, and the launcher's dry run and the benchmarks do too.
+"""One source file's text: read it (a local file, or an object through Beam's FileSystems),
+hash it, refuse binaries and secrets, and decode it (by its BOM, else strict UTF-8, else, when
+it looks like text, a legacy single-byte codec). Pure, without Beam: the chunking and
+assembly steps read files with it on the workers; `chunking.cut` cuts what it returns.
 
 Example::
 
-    config = ChunkerConfig("repo", chunk_size=1000, overlap=150, max_file_size=1 << 20,
-                           chunker="syntax")
-    digest, decoded, chunks = load_chunks(config, "pkg/mod.py")
+    config = ChunkerConfig("repo", chunk_size=1000, overlap=150, max_file_size=1 << 20)
+    digest, decoded = load_text(config, "pkg/mod.py")
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import importlib
 import os
+import re
 import stat
+import warnings
 from dataclasses import dataclass
 
-from .chunking import Chunk, Decoded, UndecodableError, chunk_text, decode_source, is_binary
 from .discover import is_url, join_url, read_store_object
 from .secretscan import holds_secret
 
@@ -25,6 +28,70 @@ CHUNKERS = (FIXED, SYNTAX)
 DEFAULT_CHUNKER = SYNTAX  # of a new index: better search (README: Quality) for 1.2x the time
 # The flag's default: keep the live snapshot's chunker, whose change would re-embed everything.
 AUTO = "auto"
+
+# A NUL byte in the first 8 KiB is the same binary test git uses.
+BINARY_SNIFF_BYTES = 8192
+
+# BOMs in the order they must be tested: UTF-32 LE starts with the UTF-16 LE BOM.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+# Control bytes that never occur in text (tab, newlines, form feed, ESC are allowed).
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")
+
+
+class UndecodableError(ValueError):
+    """The bytes are neither valid text in a known encoding nor plausibly text."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    text: str
+    encoding: str
+    legacy: bool  # decoded with a single-byte legacy codec as a last resort
+
+
+def is_binary(data: bytes) -> bool:
+    """True for bytes with a NUL in the first 8 KiB and no Unicode BOM (UTF-16/32 text has NULs)."""
+    if any(data.startswith(bom) for bom, _ in _BOMS):
+        return False
+    return b"\x00" in data[:BINARY_SNIFF_BYTES]
+
+
+def looks_like_text(data: bytes) -> bool:
+    """Heuristic for legacy-encoded text: almost no control bytes."""
+    if not data:
+        return True
+    sample = data[:65536]
+    return len(_CONTROL.findall(sample)) <= len(sample) * 0.01
+
+
+def decode_source(data: bytes) -> Decoded:
+    """Decode by BOM, else strict UTF-8, else (when it looks like text) cp1252 or latin-1.
+
+    Raises UndecodableError when none applies.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return Decoded(data.decode(encoding), encoding, legacy=False)
+            except UnicodeDecodeError as exc:
+                raise UndecodableError(f"invalid {encoding} after BOM: {exc.reason}") from exc
+    try:
+        return Decoded(data.decode("utf-8"), "utf-8", legacy=False)
+    except UnicodeDecodeError:
+        pass
+    if not looks_like_text(data):
+        raise UndecodableError("not valid UTF-8 and does not look like text")
+    try:
+        return Decoded(data.decode("cp1252"), "cp1252", legacy=True)
+    except UnicodeDecodeError:
+        # cp1252 leaves five bytes undefined; latin-1 maps every byte.
+        return Decoded(data.decode("latin-1"), "latin-1", legacy=True)
 
 
 class FileSkipped(Exception):
@@ -90,27 +157,21 @@ def load_text(config: ChunkerConfig, rel: str) -> tuple[str, Decoded]:
     return digest, decoded
 
 
-def cut(config: ChunkerConfig, rel: str, text: str) -> tuple[list[Chunk], str | None]:
-    """The chunks of `text` (the file `rel`) and, when the syntax chunker fell back to the
-    fixed-size one for this file, why."""
-    if config.chunker == SYNTAX:
-        from .syntax import NoSyntax, syntax_chunks  # tree-sitter loads only when asked for
-
-        try:
-            return syntax_chunks(text, rel, config.chunk_size, config.overlap), None
-        except NoSyntax as exc:
-            return chunk_text(text, config.chunk_size, config.overlap), exc.reason
-    return chunk_text(text, config.chunk_size, config.overlap), None
-
-
-def load_chunks(config: ChunkerConfig, rel: str) -> tuple[str, Decoded, list[Chunk]]:
-    """Bytes → (sha256 hex, Decoded, chunks). Raises OSError or FileSkipped."""
-    digest, decoded = load_text(config, rel)
-    return digest, decoded, cut(config, rel, decoded.text)[0]
-
-
 def describe_os_error(exc: OSError) -> str:
     if isinstance(exc, OutsideRootError):
         return str(exc)
     text = str(exc.strerror or exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+# Cutting moved to the chunking stage (chunking/cut.py), which imports this module; by name,
+# so that this module imports nothing of that stage.
+_MOVED = {"cut": "chunking.cut", "load_chunks": "chunking.cut"}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        warnings.warn(f"beam_pipeline.sourcefile.{name} moved to beam_pipeline.{_MOVED[name]}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

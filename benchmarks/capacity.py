@@ -57,11 +57,12 @@ def stage_cpu(corpus: Path) -> dict:
     import numpy as np
 
     from beam_pipeline.chunking import cut_at, spans_of
+    from beam_pipeline.chunking.cut import load_chunks
     from beam_pipeline.discover import iter_source_files
     from beam_pipeline.embedders import HashingEmbedder
     from beam_pipeline.records import FileRecord
     from beam_pipeline.rows import DEFAULT_ROWS_PER_SHARD, build_rows, write_shard
-    from beam_pipeline.sourcefile import ChunkerConfig, FileSkipped, load_chunks, load_text
+    from beam_pipeline.sourcefile import ChunkerConfig, FileSkipped, load_text
 
     config = ChunkerConfig(str(corpus), 1000, 150, 1 << 20)
     seconds = {}
@@ -140,10 +141,11 @@ def shuffle_bytes(corpus: Path) -> dict:
     """Bytes through the per-file grouping with vectors in the shuffle, per chunk."""
     from apache_beam.coders.coders import FastPrimitivesCoder
 
-    from beam_pipeline.chunk import ChunkerConfig, FileSkipped, load_chunks
     from beam_pipeline.chunking import spans_of
+    from beam_pipeline.chunking.cut import load_chunks
     from beam_pipeline.discover import iter_source_files
     from beam_pipeline.records import FileRecord
+    from beam_pipeline.sourcefile import ChunkerConfig, FileSkipped
 
     coder = FastPrimitivesCoder()
     config = ChunkerConfig(str(corpus), 1000, 150, 1 << 20)

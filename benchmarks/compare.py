@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from beam_pipeline.chunking import DEFAULT_CHUNK_SIZE, default_overlap
+from beam_pipeline.chunking.cut import load_chunks
 from beam_pipeline.discover import DEFAULT_MAX_FILE_SIZE
-from beam_pipeline.sourcefile import DEFAULT_CHUNKER, ChunkerConfig, FileSkipped, load_chunks
+from beam_pipeline.sourcefile import DEFAULT_CHUNKER, ChunkerConfig, FileSkipped
 
 THREADS = 8
 BATCH = 64
@@ -108,7 +109,8 @@ def file_lists(corpus: Path, target: Path) -> dict[str, Path]:
 _ALONE = """
 import json, sys, time
 from pathlib import Path
-from beam_pipeline.sourcefile import ChunkerConfig, FileSkipped, load_chunks
+from beam_pipeline.chunking.cut import load_chunks
+from beam_pipeline.sourcefile import ChunkerConfig, FileSkipped
 from beam_pipeline.chunking import DEFAULT_CHUNK_SIZE, default_overlap
 from benchmarks.shapes import make_embedder
 start = time.perf_counter()

@@ -29,17 +29,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from beam_pipeline.chunking import DEFAULT_CHUNK_SIZE, default_overlap
+from beam_pipeline.chunking.cut import load_chunks
 from beam_pipeline.discover import DEFAULT_MAX_FILE_SIZE
 from beam_pipeline.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from beam_pipeline.records import FileRecord
 from beam_pipeline.rows import ShardBuffer, build_rows
-from beam_pipeline.sourcefile import (
-    CHUNKERS,
-    DEFAULT_CHUNKER,
-    ChunkerConfig,
-    FileSkipped,
-    load_chunks,
-)
+from beam_pipeline.sourcefile import CHUNKERS, DEFAULT_CHUNKER, ChunkerConfig, FileSkipped
 
 FAKE_MODEL = "fake"
 DIM = 384

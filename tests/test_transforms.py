@@ -11,14 +11,15 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from conftest import PoisonEmbedder, SlowEmbedder, block_chunks, code_file, make_tree
 
-from beam_pipeline.chunk import ChunkerConfig, ChunkFiles
 from beam_pipeline.chunking import chunk_text
+from beam_pipeline.chunking.transform import ChunkFiles
 from beam_pipeline.discover import FileEntry, discover_to_file
 from beam_pipeline.embed import EmbedChunks
 from beam_pipeline.embedders import HashingEmbedder
 from beam_pipeline.pipeline import IndexFiles, ReadFileList
 from beam_pipeline.progress import ProgressChannel, ProgressTracker, RunLink
 from beam_pipeline.schema import FAILED, INDEXED, SKIPPED
+from beam_pipeline.sourcefile import ChunkerConfig
 
 
 def pipeline():

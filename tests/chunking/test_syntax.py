@@ -12,10 +12,10 @@ from conftest import BEAM_INDEX, make_tree
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from beam_pipeline import IndexSettings, run_index, syntax
-from beam_pipeline.chunking import chunk_text
+from beam_pipeline import IndexSettings, run_index
+from beam_pipeline.chunking import chunk_text, syntax
+from beam_pipeline.chunking.syntax import NoSyntax, syntax_chunks
 from beam_pipeline.index import Index, shard_names
-from beam_pipeline.syntax import NoSyntax, syntax_chunks
 
 
 def python_function(name: str, body_lines: int) -> str:
@@ -150,7 +150,8 @@ class CountedText(str):
 
 
 def _cut_counted(text: str, path: str) -> tuple[list, str | None, int]:
-    from beam_pipeline.sourcefile import SYNTAX, ChunkerConfig, cut
+    from beam_pipeline.chunking.cut import cut
+    from beam_pipeline.sourcefile import SYNTAX, ChunkerConfig
 
     CountedText.work = 0
     config = ChunkerConfig(root=".", chunk_size=1000, overlap=150, max_file_size=10**8,

@@ -1,48 +1,20 @@
-"""Pure chunking logic: bytes → text → fixed-size overlapping chunks with line numbers.
-
-Nothing here knows about Beam, so it is unit- and property-tested directly.
+"""Fixed-size chunks: text → overlapping chunks of a set size with 1-based line numbers, and
+their spans packed for assembly to cut the text again. No Beam: unit- and property-tested
+directly.
 
 Example::
 
-    decoded = decode_source(b"def f():\\n    return 1\\n")
-    for chunk in chunk_text(decoded.text, size=1000, overlap=150):
+    for chunk in chunk_text("def f():\\n    return 1\\n", size=1000, overlap=150):
         print(chunk.index, chunk.line_start, chunk.line_end)
 """
 
 from __future__ import annotations
 
-import codecs
-import re
 from array import array
-from dataclasses import dataclass
 from typing import NamedTuple
 
 DEFAULT_CHUNK_SIZE = 1000
 DEFAULT_OVERLAP_RATIO = 0.15
-# A NUL byte in the first 8 KiB is the same binary test git uses.
-BINARY_SNIFF_BYTES = 8192
-
-# BOMs in the order they must be tested: UTF-32 LE starts with the UTF-16 LE BOM.
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
-# Control bytes that never occur in text (tab, newlines, form feed, ESC are allowed).
-_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")
-
-
-class UndecodableError(ValueError):
-    """The bytes are neither valid text in a known encoding nor plausibly text."""
-
-
-@dataclass(frozen=True)
-class Decoded:
-    text: str
-    encoding: str
-    legacy: bool  # decoded with a single-byte legacy codec as a last resort
 
 
 class Chunk(NamedTuple):  # a tuple: made 37k times per stdlib run, twice
@@ -56,45 +28,6 @@ class Chunk(NamedTuple):  # a tuple: made 37k times per stdlib run, twice
 
 def default_overlap(size: int) -> int:
     return round(size * DEFAULT_OVERLAP_RATIO)
-
-
-def is_binary(data: bytes) -> bool:
-    """True for bytes with a NUL in the first 8 KiB and no Unicode BOM (UTF-16/32 text has NULs)."""
-    if any(data.startswith(bom) for bom, _ in _BOMS):
-        return False
-    return b"\x00" in data[:BINARY_SNIFF_BYTES]
-
-
-def looks_like_text(data: bytes) -> bool:
-    """Heuristic for legacy-encoded text: almost no control bytes."""
-    if not data:
-        return True
-    sample = data[:65536]
-    return len(_CONTROL.findall(sample)) <= len(sample) * 0.01
-
-
-def decode_source(data: bytes) -> Decoded:
-    """Decode by BOM, else strict UTF-8, else (when it looks like text) cp1252 or latin-1.
-
-    Raises UndecodableError when none applies.
-    """
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            try:
-                return Decoded(data.decode(encoding), encoding, legacy=False)
-            except UnicodeDecodeError as exc:
-                raise UndecodableError(f"invalid {encoding} after BOM: {exc.reason}") from exc
-    try:
-        return Decoded(data.decode("utf-8"), "utf-8", legacy=False)
-    except UnicodeDecodeError:
-        pass
-    if not looks_like_text(data):
-        raise UndecodableError("not valid UTF-8 and does not look like text")
-    try:
-        return Decoded(data.decode("cp1252"), "cp1252", legacy=True)
-    except UnicodeDecodeError:
-        # cp1252 leaves five bytes undefined; latin-1 maps every byte.
-        return Decoded(data.decode("latin-1"), "latin-1", legacy=True)
 
 
 def chunk_spans(length: int, size: int, overlap: int) -> list[tuple[int, int]]:
