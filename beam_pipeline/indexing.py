@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import ann, commit, faults, gitindex, journal, lexfeed, lexical, reindex, runners, storage
+from . import ann, commit, faults, gitindex, journal, lexical, reindex, runners, storage
 from . import stats as stats_mod
 from .cancel import CancelToken
 from .chunking.cut import load_chunks
@@ -44,6 +44,7 @@ from .event_files import EVENTS_DIR
 from .faults import fault_point, fraction_point
 from .index import shard_names
 from .journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
+from .lexical import feed as lexfeed
 from .lock import output_lock
 from .progress import (
     EventFileChannel,
@@ -299,7 +300,7 @@ class _Run:
     git: gitindex.GitState | None = field(default=None, init=False)  # SOURCE's git, if any
     carried: list[dict] = field(default_factory=list, init=False)  # shards carried forward
     shards: list[dict] = field(default_factory=list, init=False)  # shards the pipeline wrote
-    # The new snapshot's lexical index, built while the pipeline runs (lexical.py).
+    # The new snapshot's lexical index, built while the pipeline runs (lexical/).
     lexicon: lexical.LexicalBuilder | None = field(default=None, init=False)
     follower: lexical.ShardFollower | None = field(default=None, init=False)
     feed: lexfeed.LexicalFeed | None = field(default=None, init=False)  # or, locally, this

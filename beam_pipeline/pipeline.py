@@ -35,7 +35,7 @@ from .discover import FileEntry
 from .embed import EmbedChunks
 from .embedders import Embedder
 from .journal import JournalSpec
-from .lexfeed import FeedLink
+from .lexical.feed import FeedLink
 from .options import IndexOptions, embed_processes
 from .progress import RunLink
 from .reuse import MISSING, ReuseKnownVectors

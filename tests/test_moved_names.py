@@ -10,7 +10,8 @@ import pytest
 
 
 @pytest.mark.parametrize("old, new", [("beam_pipeline.syntax", "beam_pipeline.chunking.syntax"),
-                                      ("beam_pipeline.chunk", "beam_pipeline.chunking.transform")])
+                                      ("beam_pipeline.chunk", "beam_pipeline.chunking.transform"),
+                                      ("beam_pipeline.lexfeed", "beam_pipeline.lexical.feed")])
 def test_a_moved_module_is_the_new_one_and_says_so(old, new):
     # A fresh interpreter: this one may have imported the old name already (no second warning).
     code = (f"import warnings; warnings.simplefilter('error')\n"

@@ -126,12 +126,12 @@ def test_what_counts_as_a_name(query, name):
 def test_query_terms_are_cut_as_the_content_is():
     from beam_pipeline import lexical
 
-    parts = lexical._analyzers()["parts"]
+    parts = lexical.analyzers()["parts"]
     assert parts.analyze("readConfigFile") == ["read", "config", "file"]
     assert parts.analyze("handle_request") == ["handle", "request"]
     # Not every piece is a known sub-word: the identifier then stays whole.
     assert parts.analyze("xyzzyPlugh") == ["xyzzyplugh"]
-    analyzers = lexical._analyzers()
+    analyzers = lexical.analyzers()
     assert lexical.cut(analyzers, "words", "read_config(x) readConfig") == \
         ["read_config", "readconfig"]
     # Digits belong to words; single ASCII characters are not terms.

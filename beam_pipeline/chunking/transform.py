@@ -12,7 +12,7 @@ import apache_beam as beam
 
 from .. import stats
 from ..discover import FileEntry
-from ..lexfeed import FeedLink
+from ..lexical.feed import FeedLink
 from ..progress import CHUNKED, RunLink
 from ..records import FileRecord
 from ..sourcefile import (  # noqa: F401 - ChunkerConfig is found here too

@@ -1,4 +1,4 @@
-"""The lexical index fed by the chunker (lexfeed.py) holds exactly the committed rows: what was
+"""The lexical index fed by the chunker (lexical/feed.py) holds exactly the committed rows: what was
 sent but not committed is dropped, a file sent twice keeps one copy, a committed file that never
 arrived comes from its shard."""
 
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from conftest import code_file, make_tree
 
-from beam_pipeline import lexfeed, lexical, run_index
+from beam_pipeline import lexical, run_index
 from beam_pipeline.chunking import Chunk
-from beam_pipeline.lexfeed import FeedLink, LexicalFeed
+from beam_pipeline.lexical import feed as lexfeed
+from beam_pipeline.lexical.feed import FeedLink, LexicalFeed
 from beam_pipeline.records import FileRecord
 from beam_pipeline.rows import build_rows, write_shard
 from beam_pipeline.schema import chunk_id
@@ -123,7 +124,7 @@ def test_a_connection_accepted_after_the_stop_began_is_still_read(tmp_path):
     import socket
     from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 
-    from beam_pipeline.lexfeed import _Inbox
+    from beam_pipeline.lexical.feed import _Inbox
 
     gate = threading.Event()
 
