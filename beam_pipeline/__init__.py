@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "FileProcessingResult": "processor",
     "HighThroughputProcessor": "processor",
+    "Index": "search.reader",
     "IndexFiles": "pipeline",
     "IndexSettings": "settings",
     "NothingCommitted": "indexing",
@@ -26,8 +27,9 @@ _EXPORTS = {
     "StatsMismatch": "indexing",
     "ProcessingStats": "stats",
 }
-__all__ = ["FileProcessingResult", "HighThroughputProcessor", "IndexFiles", "IndexSettings",
-           "NothingCommitted", "ProcessingStats", "ReadFileList", "StatsMismatch", "run_index"]
+__all__ = ["FileProcessingResult", "HighThroughputProcessor", "Index", "IndexFiles",
+           "IndexSettings", "NothingCommitted", "ProcessingStats", "ReadFileList", "StatsMismatch",
+           "run_index"]
 
 
 def __getattr__(name: str):

@@ -58,10 +58,10 @@ def count(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .ann import DEFAULT_MIN_ROWS as DEFAULT_ANN_MIN_ROWS
     from .flags import add_endpoint_flags, add_index_flags
     from .journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
     from .schema import PRUNE_GRACE_S
+    from .search.ann import DEFAULT_MIN_ROWS as DEFAULT_ANN_MIN_ROWS
 
     parser = argparse.ArgumentParser(
         prog="beam-index", description="Index a code repository into Parquet vector shards "
@@ -280,8 +280,8 @@ def _announce(message: str) -> None:
 
 
 def search_command(args) -> int:
-    from .index import Index, IndexReadError
     from .search import SearchError, SearchRequest
+    from .search.reader import Index, IndexReadError
 
     try:
         request = SearchRequest(

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import ann, commit, faults, gitindex, journal, lexical, reindex, runners, storage
+from . import commit, faults, gitindex, journal, lexical, reindex, runners, storage
 from . import stats as stats_mod
 from .cancel import CancelToken
 from .chunking.cut import load_chunks
@@ -42,7 +42,6 @@ from .discover import (
 from .embedders import ConfigurationError, Embedder
 from .event_files import EVENTS_DIR
 from .faults import fault_point, fraction_point
-from .index import shard_names
 from .journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
 from .lexical import feed as lexfeed
 from .lock import output_lock
@@ -54,6 +53,8 @@ from .progress import (
     RunLink,
 )
 from .schema import FILES_TABLE, INDEXED, PRUNE_GRACE_S, REUSE_TABLE, SPILL_DIR
+from .search import ann
+from .search.reader import shard_names
 from .settings import IndexSettings
 from .sourcefile import ChunkerConfig, FileSkipped
 from .stats import ProcessingStats
@@ -117,7 +118,7 @@ class RunRequest:
     journal: str = "auto"
     journal_max_mb: int = DEFAULT_JOURNAL_MB
     journal_fsync: bool = False
-    # Snapshots of at least this many rows also get an approximate vector index (ann.py).
+    # Snapshots of at least this many rows also get an approximate vector index (search/ann.py).
     ann_min_rows: int = ann.DEFAULT_MIN_ROWS
 
 

@@ -35,7 +35,6 @@ from .commit import read_current
 from .discover import FileEntry, is_url, join_url, read_store_object
 from .faults import fault_point
 from .gitindex import GitState
-from .index import IndexReadError, shard_names
 from .schema import (
     FILES_TABLE,
     GIT_BLOB,
@@ -48,6 +47,7 @@ from .schema import (
     STALE,
     write_table,
 )
+from .search.reader import IndexReadError, shard_names
 
 _SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$")
 

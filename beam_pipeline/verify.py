@@ -22,11 +22,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import ann, lexical, storage
+from . import lexical, storage
 from .columns import vectors_of
 from .discover import DEFAULT_MAX_FILE_SIZE, iter_source_files
-from .index import VECTOR_CACHE, Index, IndexReadError
 from .schema import FILES_TABLE, INDEXED, STALE, chunk_id, row_schema
+from .search import ann
+from .search.reader import VECTOR_CACHE, Index, IndexReadError
 
 
 class Verdict(NamedTuple):

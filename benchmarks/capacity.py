@@ -390,8 +390,8 @@ def store_listing(paths: list[str]) -> dict:
 def carry_throughput(corpus: Path) -> dict:
     """MB/s of carrying rows forward when a shard must be rewritten (read, filter, write)."""
     from beam_pipeline import IndexSettings, run_index
-    from beam_pipeline.index import Index
     from beam_pipeline.reindex import carry_rows, load_previous
+    from beam_pipeline.search import Index
 
     with tempfile.TemporaryDirectory(prefix="beam-capacity-carry-") as tmp:
         out = Path(tmp) / "out"

@@ -181,7 +181,7 @@ def measure(trees: tuple[str, ...], embedders: tuple[str, ...], minilm_files: in
             work: Path | None = None, log=print) -> dict:
     """Index every tree with every embedder and chunker, then score each search mode. With
     `work`, corpora and indexes stay there and are reused by the next call."""
-    from beam_pipeline.index import Index
+    from beam_pipeline.search import Index
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="beam-quality-") as tmp:

@@ -57,7 +57,7 @@ def _median_ms(call, queries) -> float:
 
 
 def real_index(out: Path, repeat: int) -> dict:
-    from beam_pipeline.index import Index
+    from beam_pipeline.search import Index
 
     start = time.perf_counter()
     index = Index.open(out)
@@ -115,7 +115,7 @@ def approximate(matrix: np.ndarray, label: str, queries: int = 50) -> dict:
     """The approximate index as search uses it (beam_pipeline/ann.py: its parameters, the
     graph's candidates scored exactly): build time, size, query time and recall@10 against
     exact ranking, over all rows and with a filter that keeps 10 % of them."""
-    from beam_pipeline import ann
+    from beam_pipeline.search import ann
 
     rows = len(matrix)
     asked = queries_near(matrix, queries)
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["approximate"] = [approximate(clustered(int(n)), "synthetic")
                               for n in args.ann_rows.split(",") if n]
     if args.index and args.ann_index:
-        from beam_pipeline.index import Index
+        from beam_pipeline.search import Index
 
         matrix = np.ascontiguousarray(Index.open(args.index)._rows[0])
         figures["approximate"].append(approximate(matrix, f"the index's ({args.index})"))

@@ -13,8 +13,8 @@ import pytest
 from conftest import code_file, make_tree
 
 from beam_pipeline import IndexSettings, run_index
-from beam_pipeline.ann import EXPANSION_SEARCH
-from beam_pipeline.index import Index
+from beam_pipeline.search import Index
+from beam_pipeline.search.ann import EXPANSION_SEARCH
 from beam_pipeline.sourcefile import DEFAULT_CHUNKER
 from benchmarks import shapes
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import MutatingEmbedder, code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
-from beam_pipeline.index import Index
+from beam_pipeline.search import Index
 from beam_pipeline.verify import verify_index
 
 

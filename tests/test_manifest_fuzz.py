@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from beam_pipeline import IndexSettings, run_index
-from beam_pipeline.index import Index, IndexReadError
 from beam_pipeline.schema import MANIFEST_FILE
+from beam_pipeline.search import Index, IndexReadError
 from beam_pipeline.verify import verify_index
 
 json_values = st.recursive(

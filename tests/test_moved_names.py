@@ -11,7 +11,9 @@ import pytest
 
 @pytest.mark.parametrize("old, new", [("beam_pipeline.syntax", "beam_pipeline.chunking.syntax"),
                                       ("beam_pipeline.chunk", "beam_pipeline.chunking.transform"),
-                                      ("beam_pipeline.lexfeed", "beam_pipeline.lexical.feed")])
+                                      ("beam_pipeline.lexfeed", "beam_pipeline.lexical.feed"),
+                                      ("beam_pipeline.index", "beam_pipeline.search.reader"),
+                                      ("beam_pipeline.ann", "beam_pipeline.search.ann")])
 def test_a_moved_module_is_the_new_one_and_says_so(old, new):
     # A fresh interpreter: this one may have imported the old name already (no second warning).
     code = (f"import warnings; warnings.simplefilter('error')\n"
@@ -52,3 +54,11 @@ def test_the_old_chunking_module_api_is_the_package_api():
 
     assert decode_source(b"x = 1\n").text == "x = 1\n"
     assert [c.text for c in chunk_text("a\nb\n", size=10, overlap=0)] == ["a\nb\n"]
+
+
+def test_the_reader_joins_the_public_names():
+    import beam_pipeline
+    from beam_pipeline import Index
+    from beam_pipeline.search import Index as StageIndex
+
+    assert Index is StageIndex and "Index" in beam_pipeline.__all__

@@ -14,7 +14,6 @@ from conftest import BEAM_INDEX, PoisonEmbedder, code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.chunking import chunk_text
-from beam_pipeline.index import Index
 from beam_pipeline.lock import LockedError, OutputLock
 from beam_pipeline.reindex import prunable, prune_snapshots
 from beam_pipeline.schema import (
@@ -24,6 +23,7 @@ from beam_pipeline.schema import (
     SNAPSHOTS_DIR,
     STAGING_DIR,
 )
+from beam_pipeline.search import Index
 from beam_pipeline.verify import verify_index
 
 

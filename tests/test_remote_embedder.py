@@ -18,7 +18,7 @@ from beam_pipeline.embedders import (
     HashingEmbedder,
     OpenAIEmbedder,
 )
-from beam_pipeline.index import Index
+from beam_pipeline.search import Index
 from beam_pipeline.testing.fake_embeddings import FakeEmbeddingServer
 from beam_pipeline.verify import verify_index
 

@@ -20,9 +20,9 @@ from beam_pipeline.discover import FileEntry, discover_to_file
 from beam_pipeline.embed import BatchChunks, EmbedBatch
 from beam_pipeline.embedders import HashingEmbedder
 from beam_pipeline.event_files import EVENTS_DIR
-from beam_pipeline.index import Index
 from beam_pipeline.progress import EventFileChannel, ProgressTracker, RunLink
 from beam_pipeline.schema import SHARD_PREFIX
+from beam_pipeline.search import Index
 from beam_pipeline.sourcefile import ChunkerConfig
 from beam_pipeline.spill import SPILL_DIR, SpillVectorsFn
 from beam_pipeline.stats import contradictions, output_counters

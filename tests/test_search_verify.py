@@ -12,8 +12,8 @@ import pytest
 from conftest import code_file, make_tree, run_cli
 
 from beam_pipeline import run_index
-from beam_pipeline.index import VECTOR_CACHE, Index, IndexReadError
 from beam_pipeline.schema import MANIFEST_FILE
+from beam_pipeline.search import VECTOR_CACHE, Index, IndexReadError
 from beam_pipeline.verify import check_index, verify_index
 
 TREE = {

@@ -11,7 +11,7 @@ from conftest import code_file, make_tree
 
 from beam_pipeline import IndexSettings, run_index, storage
 from beam_pipeline.discover import SourceError, iter_source_files
-from beam_pipeline.index import Index
+from beam_pipeline.search import Index
 from beam_pipeline.verify import verify_index
 
 BUCKET = "source-bucket"

@@ -12,7 +12,7 @@ import pytest
 
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.embedders import EmbeddingError, StaticEmbedder, get_embedder, static
-from beam_pipeline.index import Index
+from beam_pipeline.search import Index
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.chunking import chunk_text, syntax
 from beam_pipeline.chunking.syntax import NoSyntax, syntax_chunks
-from beam_pipeline.index import Index, shard_names
+from beam_pipeline.search import Index, shard_names
 
 
 def python_function(name: str, body_lines: int) -> str:

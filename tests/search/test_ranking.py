@@ -183,7 +183,7 @@ def test_exact_ranking_ranks_only_allowed_rows_above_the_minimum():
 def test_exact_ranking_breaks_ties_by_row_as_the_approximate_index_does():
     import numpy as np
 
-    from beam_pipeline.ann import _best
+    from beam_pipeline.search.ann import _best
 
     # Equal vectors (the same words in several files) score alike wherever they sit.
     rng = np.random.default_rng(3)

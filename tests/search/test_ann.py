@@ -11,10 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import code_file, make_tree, run_cli
 
-from beam_pipeline import IndexSettings, ann, run_index
-from beam_pipeline.index import Index
+from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.schema import MANIFEST_FILE
-from beam_pipeline.search import top_rows
+from beam_pipeline.search import Index, ann, top_rows
 from beam_pipeline.verify import verify_index
 
 DIM = 32
