@@ -22,7 +22,7 @@ from .progress import ASSEMBLED, RunLink
 from .records import FileRecord
 from .rows import build_rows
 from .schema import FAILED, SKIPPED
-from .sourcefile import ChunkerConfig, FileSkipped, describe_os_error, load_text
+from .source.text import ChunkerConfig, FileSkipped, describe_os_error, load_text
 from .spill import SpillReader, block_rows
 
 ROWS = "rows"

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from . import storage
+from .source import storage
 
 log = logging.getLogger(__name__)
 

@@ -351,8 +351,8 @@ def _use_filesystem_flags(flags: list[str]) -> bool:
     """search/verify take Beam's filesystem flags (e.g. --s3_endpoint_url) for a remote OUT."""
     if not flags:
         return True
-    from . import storage
     from .options import unknown_flags
+    from .source import storage
 
     bad = unknown_flags(flags) or [f for f in flags if not f.startswith("-")]
     if bad:

@@ -20,7 +20,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from . import storage
 from .faults import fault_point
 from .schema import (
     CURRENT_FILE,
@@ -37,6 +36,7 @@ from .schema import (
     STAGING_DIR,
     STALE,
 )
+from .source import storage
 
 
 class OutputError(Exception):

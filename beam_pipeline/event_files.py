@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 
-from . import storage
+from .source import storage
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 
 from .chunking.fixed import DEFAULT_CHUNK_SIZE
-from .discover import DEFAULT_MAX_FILE_SIZE
 from .embedders import DEFAULT_EMBEDDER
-from .sourcefile import AUTO, CHUNKERS
+from .source.discover import DEFAULT_MAX_FILE_SIZE
+from .source.text import AUTO, CHUNKERS
 
 DEFAULT_BATCH_SIZE = 64
 

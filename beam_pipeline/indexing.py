@@ -27,18 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import commit, faults, gitindex, journal, lexical, reindex, runners, storage
+from . import commit, faults, journal, lexical, reindex, runners
 from . import stats as stats_mod
 from .cancel import CancelToken
 from .chunking.cut import load_chunks
-from .discover import (
-    SECRET_FILES,
-    FileEntry,
-    SourceError,
-    discover_to_file,
-    is_url,
-    list_explicit_files,
-)
 from .embedders import ConfigurationError, Embedder
 from .event_files import EVENTS_DIR
 from .faults import fault_point, fraction_point
@@ -56,7 +48,16 @@ from .schema import FILES_TABLE, INDEXED, PRUNE_GRACE_S, REUSE_TABLE, SPILL_DIR
 from .search import ann
 from .search.reader import shard_names
 from .settings import IndexSettings
-from .sourcefile import ChunkerConfig, FileSkipped
+from .source import gitindex, storage
+from .source.discover import (
+    SECRET_FILES,
+    FileEntry,
+    SourceError,
+    discover_to_file,
+    is_url,
+    list_explicit_files,
+)
+from .source.text import ChunkerConfig, FileSkipped
 from .stats import ProcessingStats
 
 if TYPE_CHECKING:

@@ -27,11 +27,10 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
-from . import runners, storage
+from . import runners
 from .assemble import AssembleFiles
 from .cancel import CancelToken
 from .chunking.transform import ChunkFiles
-from .discover import FileEntry
 from .embed import EmbedChunks
 from .embedders import Embedder
 from .journal import JournalSpec
@@ -40,7 +39,9 @@ from .options import IndexOptions, embed_processes
 from .progress import RunLink
 from .reuse import MISSING, ReuseKnownVectors
 from .settings import IndexSettings
-from .sourcefile import ChunkerConfig
+from .source import storage
+from .source.discover import FileEntry
+from .source.text import ChunkerConfig
 from .spill import SpillVectors
 from .write import WriteFilesTable, WriteShards
 

@@ -26,14 +26,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .cancel import CancelToken
-from .discover import DEFAULT_MAX_FILE_SIZE, is_url, relative_to_root
 from .embedders import DEFAULT_EMBEDDER, Embedder
 from .indexing import NothingCommitted, run_index
 from .progress import ProgressTracker
 from .schema import INDEXED
 from .search.reader import Index
 from .settings import IndexSettings
-from .sourcefile import AUTO
+from .source.discover import DEFAULT_MAX_FILE_SIZE, is_url, relative_to_root
+from .source.text import AUTO
 from .stats import ProcessingStats
 
 log = logging.getLogger(__name__)

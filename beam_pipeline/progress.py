@@ -35,8 +35,9 @@ import weakref
 from collections.abc import Callable
 from typing import Self, TextIO
 
-from . import event_files, storage
+from . import event_files
 from .cancel import CancelCheck
+from .source import storage
 from .terminal import printable
 
 log = logging.getLogger(__name__)

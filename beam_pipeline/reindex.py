@@ -30,11 +30,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import storage
 from .commit import read_current
-from .discover import FileEntry, is_url, join_url, read_store_object
 from .faults import fault_point
-from .gitindex import GitState
 from .schema import (
     FILES_TABLE,
     GIT_BLOB,
@@ -48,6 +45,9 @@ from .schema import (
     write_table,
 )
 from .search.reader import IndexReadError, shard_names
+from .source import storage
+from .source.discover import FileEntry, is_url, join_url, read_store_object
+from .source.gitindex import GitState
 
 _SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$")
 

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import storage
+from .source import storage
 
 if TYPE_CHECKING:
     from apache_beam.options.pipeline_options import PipelineOptions

@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .chunking.fixed import DEFAULT_CHUNK_SIZE, default_overlap
-from .discover import DEFAULT_MAX_FILE_SIZE
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from .flags import DEFAULT_BATCH_SIZE
 from .schema import SCHEMA_VERSION
-from .sourcefile import AUTO, CHUNKERS, DEFAULT_CHUNKER, FIXED, SYNTAX
+from .source.discover import DEFAULT_MAX_FILE_SIZE
+from .source.text import AUTO, CHUNKERS, DEFAULT_CHUNKER, FIXED, SYNTAX
 
 if TYPE_CHECKING:
     from .options import IndexOptions

@@ -58,11 +58,11 @@ def stage_cpu(corpus: Path) -> dict:
 
     from beam_pipeline.chunking import cut_at, spans_of
     from beam_pipeline.chunking.cut import load_chunks
-    from beam_pipeline.discover import iter_source_files
     from beam_pipeline.embedders import HashingEmbedder
     from beam_pipeline.records import FileRecord
     from beam_pipeline.rows import DEFAULT_ROWS_PER_SHARD, build_rows, write_shard
-    from beam_pipeline.sourcefile import ChunkerConfig, FileSkipped, load_text
+    from beam_pipeline.source.discover import iter_source_files
+    from beam_pipeline.source.text import ChunkerConfig, FileSkipped, load_text
 
     config = ChunkerConfig(str(corpus), 1000, 150, 1 << 20)
     seconds = {}
@@ -143,9 +143,9 @@ def shuffle_bytes(corpus: Path) -> dict:
 
     from beam_pipeline.chunking import spans_of
     from beam_pipeline.chunking.cut import load_chunks
-    from beam_pipeline.discover import iter_source_files
     from beam_pipeline.records import FileRecord
-    from beam_pipeline.sourcefile import ChunkerConfig, FileSkipped
+    from beam_pipeline.source.discover import iter_source_files
+    from beam_pipeline.source.text import ChunkerConfig, FileSkipped
 
     coder = FastPrimitivesCoder()
     config = ChunkerConfig(str(corpus), 1000, 150, 1 << 20)
@@ -319,9 +319,9 @@ def launcher_at_scale(files: int = 1_000_000, per_shard_files: int = 780) -> dic
     the shards a 1 % change rewrites."""
     import pyarrow as pa
 
-    from beam_pipeline.discover import FileEntry
     from beam_pipeline.reindex import Previous, merge_files_table, plan_changes
     from beam_pipeline.schema import FILES_SCHEMA
+    from beam_pipeline.source.discover import FileEntry
     from beam_pipeline.write import write_table
 
     paths = [f"src/module{i // 1000:04d}/file{i % 1000:03d}.py" for i in range(files)]
@@ -368,7 +368,7 @@ def store_listing(paths: list[str]) -> dict:
     1,000 keys a LIST request on S3): the walk's time and the memory it holds."""
     import tracemalloc
 
-    from beam_pipeline import discover, storage
+    from beam_pipeline.source import discover, storage
 
     listing = [(f"s3://bucket/repo/{p}", 1000, 1.7e9) for p in paths]
     real = storage.listing

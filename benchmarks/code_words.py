@@ -22,8 +22,8 @@ _PIECE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
 
 
 def code_words(index_dir: str, min_count: int) -> list[str]:
-    from beam_pipeline import storage
     from beam_pipeline.search import Index
+    from beam_pipeline.source import storage
 
     index = Index.open(index_dir)
     counts: collections.Counter = collections.Counter()

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from beam_pipeline.chunking import DEFAULT_CHUNK_SIZE, default_overlap
 from beam_pipeline.chunking.cut import load_chunks
-from beam_pipeline.discover import DEFAULT_MAX_FILE_SIZE
-from beam_pipeline.sourcefile import DEFAULT_CHUNKER, ChunkerConfig, FileSkipped
+from beam_pipeline.source.discover import DEFAULT_MAX_FILE_SIZE
+from beam_pipeline.source.text import DEFAULT_CHUNKER, ChunkerConfig, FileSkipped
 
 THREADS = 8
 BATCH = 64
@@ -110,7 +110,7 @@ _ALONE = """
 import json, sys, time
 from pathlib import Path
 from beam_pipeline.chunking.cut import load_chunks
-from beam_pipeline.sourcefile import ChunkerConfig, FileSkipped
+from beam_pipeline.source.text import ChunkerConfig, FileSkipped
 from beam_pipeline.chunking import DEFAULT_CHUNK_SIZE, default_overlap
 from benchmarks.shapes import make_embedder
 start = time.perf_counter()

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from beam_pipeline.embedders import DEFAULT_EMBEDDER
 from beam_pipeline.search import FUSIONS
-from beam_pipeline.sourcefile import CHUNKERS, DEFAULT_CHUNKER
+from beam_pipeline.source.text import CHUNKERS, DEFAULT_CHUNKER
 
 DATA = Path(__file__).parent / "data"
 MODES = ("semantic", "fts", "hybrid")

@@ -315,7 +315,7 @@ def chunk_big_file(corpus: Path, size: int = 10_000_000) -> dict[str, float]:
     figure did not see while it timed the fixed-size chunker alone)."""
     from beam_pipeline.chunking import DEFAULT_CHUNK_SIZE, decode_source, default_overlap
     from beam_pipeline.chunking.cut import cut
-    from beam_pipeline.sourcefile import DEFAULT_CHUNKER, ChunkerConfig
+    from beam_pipeline.source.text import DEFAULT_CHUNKER, ChunkerConfig
 
     config = ChunkerConfig(str(corpus), DEFAULT_CHUNK_SIZE, default_overlap(DEFAULT_CHUNK_SIZE),
                            2 * size, chunker=DEFAULT_CHUNKER)

@@ -15,7 +15,7 @@ from conftest import code_file, make_tree
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.search import Index
 from beam_pipeline.search.ann import EXPANSION_SEARCH
-from beam_pipeline.sourcefile import DEFAULT_CHUNKER
+from beam_pipeline.source.text import DEFAULT_CHUNKER
 from benchmarks import shapes
 
 ROOT = Path(__file__).parent.parent

@@ -113,7 +113,7 @@ def test_a_cancel_after_the_run_ended_writes_no_flag(tmp_path):
 def test_a_remote_flag_is_watched_off_the_dofn_thread(monkeypatch):
     looked = []
     monkeypatch.setattr("beam_pipeline.cancel._REMOTE_CHECK_INTERVAL_S", 0.01)
-    monkeypatch.setattr("beam_pipeline.storage.exists",
+    monkeypatch.setattr("beam_pipeline.source.storage.exists",
                         lambda path: looked.append(threading.current_thread().name) or True)
     check = CancelToken()
     check._path = "s3://bucket/index/.staging/x/_cancel"

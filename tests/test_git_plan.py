@@ -10,9 +10,9 @@ import pytest
 from conftest import code_file, make_tree
 
 from beam_pipeline import IndexSettings, run_index
-from beam_pipeline.gitindex import read_git_state
 from beam_pipeline.schema import FILES_TABLE
 from beam_pipeline.search import Index
+from beam_pipeline.source.gitindex import read_git_state
 
 GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}

@@ -23,10 +23,11 @@ import pytest
 from conftest import code_file, free_port, make_tree, wait_for_port
 
 import beam_pipeline
-from beam_pipeline import IndexSettings, run_index, storage
+from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.cancel import CancelToken
 from beam_pipeline.progress import ProgressTracker
 from beam_pipeline.search import Index
+from beam_pipeline.source import storage
 from beam_pipeline.testing.isolation import IsolationProbe, isolated_command, mount_namespace
 from beam_pipeline.verify import verify_index
 

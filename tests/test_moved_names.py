@@ -13,7 +13,14 @@ import pytest
                                       ("beam_pipeline.chunk", "beam_pipeline.chunking.transform"),
                                       ("beam_pipeline.lexfeed", "beam_pipeline.lexical.feed"),
                                       ("beam_pipeline.index", "beam_pipeline.search.reader"),
-                                      ("beam_pipeline.ann", "beam_pipeline.search.ann")])
+                                      ("beam_pipeline.ann", "beam_pipeline.search.ann"),
+                                      ("beam_pipeline.discover", "beam_pipeline.source.discover"),
+                                      ("beam_pipeline.gitindex", "beam_pipeline.source.gitindex"),
+                                      ("beam_pipeline.sourcefile", "beam_pipeline.source.text"),
+                                      ("beam_pipeline.secretscan",
+                                       "beam_pipeline.source.secretscan"),
+                                      ("beam_pipeline.language", "beam_pipeline.source.language"),
+                                      ("beam_pipeline.storage", "beam_pipeline.source.storage")])
 def test_a_moved_module_is_the_new_one_and_says_so(old, new):
     # A fresh interpreter: this one may have imported the old name already (no second warning).
     code = (f"import warnings; warnings.simplefilter('error')\n"

@@ -181,7 +181,7 @@ def test_the_cap_drops_the_oldest_segments_first(tmp_path):
 
 def test_on_an_object_store_each_flush_is_a_new_object(s3):
     s3.bucket("journal")
-    from beam_pipeline import storage
+    from beam_pipeline.source import storage
 
     storage.use_options(s3.flags)
     folder = "s3://journal/out/.journal/abc"

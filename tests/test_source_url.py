@@ -9,9 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import code_file, make_tree
 
-from beam_pipeline import IndexSettings, run_index, storage
-from beam_pipeline.discover import SourceError, iter_source_files
+from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.search import Index
+from beam_pipeline.source import storage
+from beam_pipeline.source.discover import SourceError, iter_source_files
 from beam_pipeline.verify import verify_index
 
 BUCKET = "source-bucket"

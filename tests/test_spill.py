@@ -11,11 +11,11 @@ from conftest import code_file, make_tree
 
 from beam_pipeline import run_index, spill
 from beam_pipeline.assemble import gather_vectors
-from beam_pipeline.discover import discover_to_file
 from beam_pipeline.embedders import HashingEmbedder
 from beam_pipeline.pipeline import IndexFiles, ReadFileList
 from beam_pipeline.schema import SNAPSHOTS_DIR, STAGING_DIR
-from beam_pipeline.sourcefile import ChunkerConfig
+from beam_pipeline.source.discover import discover_to_file
+from beam_pipeline.source.text import ChunkerConfig
 
 DIM = 8
 

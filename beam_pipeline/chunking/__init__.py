@@ -9,7 +9,7 @@ Example::
     chunks = chunk_text(text, size=1000, overlap=150)
 """
 
-from ..sourcefile import (
+from ..source.text import (
     BINARY_SNIFF_BYTES,
     Decoded,
     UndecodableError,

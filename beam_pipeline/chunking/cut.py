@@ -11,7 +11,7 @@ Example::
 
 from __future__ import annotations
 
-from ..sourcefile import SYNTAX, ChunkerConfig, Decoded, load_text
+from ..source.text import SYNTAX, ChunkerConfig, Decoded, load_text
 from .fixed import Chunk, chunk_text
 
 

@@ -35,7 +35,7 @@ import itertools
 import threading
 from pathlib import PurePosixPath
 
-from ..language import detect_language
+from ..source.language import detect_language
 from .fixed import Chunk, chunk_text
 
 # Language (as `language.detect_language` names it) → grammar module and its function.

@@ -11,11 +11,11 @@ from __future__ import annotations
 import apache_beam as beam
 
 from .. import stats
-from ..discover import FileEntry
 from ..lexical.feed import FeedLink
 from ..progress import CHUNKED, RunLink
 from ..records import FileRecord
-from ..sourcefile import (  # noqa: F401 - ChunkerConfig is found here too
+from ..source.discover import FileEntry
+from ..source.text import (  # noqa: F401 - ChunkerConfig is found here too
     ChunkerConfig,
     FileSkipped,
     OutsideRootError,

@@ -16,9 +16,9 @@ from typing import Self
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import storage
-from ..language import detect_language
 from ..schema import chunk_id
+from ..source import storage
+from ..source.language import detect_language
 from .fields import (
     LEXICAL_DIR,
     ROWS_COLUMNS,

@@ -11,7 +11,7 @@ import re
 import shutil
 from importlib import resources
 
-from .. import storage
+from ..source import storage
 
 LEXICAL_DIR = "lexical"
 ENGINE = "tantivy"

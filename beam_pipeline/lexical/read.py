@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .. import storage
+from ..source import storage
 from .fields import (
     DEFINING_WORDS,
     FUZZY_MIN_LENGTH,

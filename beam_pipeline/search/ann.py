@@ -45,8 +45,8 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from .. import storage
 from ..columns import vectors_of
+from ..source import storage
 from .ranking import top_rows
 
 log = logging.getLogger(__name__)

@@ -24,11 +24,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import lexical, storage
+from .. import lexical
 from ..columns import int_array, mask_of, numpy_of, string_array, vectors_of
 from ..embedders import Embedder, embedder_class, get_embedder
 from ..lexical import LexicalError, LexicalIndex
 from ..schema import CURRENT_FILE, FILES_TABLE, FORMAT_VERSION, MANIFEST_FILE, SNAPSHOTS_DIR
+from ..source import storage
 from . import ann
 from .ann import AnnError, ApproximateIndex
 from .ranking import (

@@ -151,7 +151,7 @@ class CountedText(str):
 
 def _cut_counted(text: str, path: str) -> tuple[list, str | None, int]:
     from beam_pipeline.chunking.cut import cut
-    from beam_pipeline.sourcefile import SYNTAX, ChunkerConfig
+    from beam_pipeline.source.text import SYNTAX, ChunkerConfig
 
     CountedText.work = 0
     config = ChunkerConfig(root=".", chunk_size=1000, overlap=150, max_file_size=10**8,

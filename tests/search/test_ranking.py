@@ -158,7 +158,7 @@ def test_rows_of_a_shard_come_from_their_row_groups_only(tmp_path):
     a neighbour past the end is left out."""
     import pyarrow.parquet as pq
 
-    from beam_pipeline import storage
+    from beam_pipeline.source import storage
 
     path = str(tmp_path / "part-x.parquet")
     pq.write_table(pa.table({"n": list(range(10))}), path, row_group_size=3)  # 3+3+3+1

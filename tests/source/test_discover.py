@@ -1,7 +1,7 @@
 import os
 from collections import Counter
 
-from beam_pipeline.discover import FileEntry, discover_to_file, iter_source_files
+from beam_pipeline.source.discover import FileEntry, discover_to_file, iter_source_files
 
 
 def make_tree(root, files):
