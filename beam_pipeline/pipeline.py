@@ -31,8 +31,8 @@ from . import runners
 from .assemble import AssembleFiles
 from .cancel import CancelToken
 from .chunking.transform import ChunkFiles
-from .embed import EmbedChunks
 from .embedders import Embedder
+from .embedding.transform import EmbedChunks
 from .journal import JournalSpec
 from .lexical.feed import FeedLink
 from .options import IndexOptions, embed_processes

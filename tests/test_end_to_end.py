@@ -284,7 +284,7 @@ def test_ctrl_c_stops_promptly_and_commits_nothing(tmp_path):
                             start_new_session=True, env={**os.environ, "TMPDIR": str(temp)})
     deadline = time.monotonic() + 60
     # Well inside the pipeline: Beam is imported after the plan, then the helpers start.
-    while not session_processes(proc.pid, "beam_pipeline.embedding"):
+    while not session_processes(proc.pid, "beam_pipeline.embedding.calls"):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.05)
     time.sleep(0.5)
@@ -298,7 +298,7 @@ def test_ctrl_c_stops_promptly_and_commits_nothing(tmp_path):
     assert not (out / CURRENT_FILE).exists()
     assert not any((out / STAGING_DIR).iterdir())
     deadline = time.monotonic() + 5
-    while session_processes(proc.pid, "beam_pipeline.embedding"):  # no helper outlives it
+    while session_processes(proc.pid, "beam_pipeline.embedding.calls"):  # no helper outlives it
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert list(temp.iterdir()) == []

@@ -20,7 +20,9 @@ import pytest
                                       ("beam_pipeline.secretscan",
                                        "beam_pipeline.source.secretscan"),
                                       ("beam_pipeline.language", "beam_pipeline.source.language"),
-                                      ("beam_pipeline.storage", "beam_pipeline.source.storage")])
+                                      ("beam_pipeline.storage", "beam_pipeline.source.storage"),
+                                      ("beam_pipeline.embed",
+                                       "beam_pipeline.embedding.transform")])
 def test_a_moved_module_is_the_new_one_and_says_so(old, new):
     # A fresh interpreter: this one may have imported the old name already (no second warning).
     code = (f"import warnings; warnings.simplefilter('error')\n"

@@ -16,8 +16,8 @@ from conftest import code_file, make_tree
 from beam_pipeline import commit
 from beam_pipeline.assemble import AssembleFile
 from beam_pipeline.chunking.transform import ChunkFile
-from beam_pipeline.embed import BatchChunks, EmbedBatch
 from beam_pipeline.embedders import HashingEmbedder
+from beam_pipeline.embedding.transform import BatchChunks, EmbedBatch
 from beam_pipeline.event_files import EVENTS_DIR
 from beam_pipeline.progress import EventFileChannel, ProgressTracker, RunLink
 from beam_pipeline.schema import SHARD_PREFIX

@@ -13,8 +13,8 @@ from conftest import PoisonEmbedder, SlowEmbedder, block_chunks, code_file, make
 
 from beam_pipeline.chunking import chunk_text
 from beam_pipeline.chunking.transform import ChunkFiles
-from beam_pipeline.embed import EmbedChunks
 from beam_pipeline.embedders import HashingEmbedder
+from beam_pipeline.embedding.transform import EmbedChunks
 from beam_pipeline.pipeline import IndexFiles, ReadFileList
 from beam_pipeline.progress import ProgressChannel, ProgressTracker, RunLink
 from beam_pipeline.schema import FAILED, INDEXED, SKIPPED

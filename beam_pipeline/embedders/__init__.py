@@ -11,7 +11,7 @@ from .base import ConfigurationError, Embedder, EmbeddingError
 # hashing in hybrid search at the same indexing speed.
 DEFAULT_EMBEDDER = "static"
 
-# Imported on first use: a helper process that embeds with `static` (embedding.py) must not
+# Imported on first use: a helper process that embeds with `static` (embedding/calls.py) must not
 # pay for torch's and Beam's imports, nor the CLI for providers it does not use.
 _CLASSES = {
     "HashingEmbedder": ".hashing",

@@ -42,7 +42,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from multiprocessing.connection import Client, Connection, Listener
 
-from ..embedding import start_helper
+from ..embedding.calls import start_helper
 from .build import LexicalBuilder
 from .fields import LexicalError
 

@@ -4,7 +4,7 @@ Pure (no Beam), so EmbedBatch, the benchmark and a helper process share it.
 
 A pure-Python embedder (`Embedder.gil_bound`, e.g. `hashing`) holds the GIL for its whole call,
 so on one Beam worker it takes turns with the pipeline's own Python work. `EmbedderProcesses`
-runs it in helper interpreters instead (`python -m beam_pipeline.embedding`, started clean:
+runs it in helper interpreters instead (`python -m beam_pipeline.embedding.calls`, started clean:
 no copy of the caller's main module, no fork of a threaded process); the calling threads only
 wait on pipes, and the pipeline and the embedder use two cores.
 
@@ -32,7 +32,7 @@ from typing import Self
 
 import numpy as np
 
-from .embedders import ConfigurationError, Embedder
+from ..embedders import ConfigurationError, Embedder
 
 log = logging.getLogger(__name__)
 

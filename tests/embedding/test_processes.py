@@ -12,9 +12,9 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from conftest import PoisonEmbedder
 
-from beam_pipeline.embed import EmbedChunks
 from beam_pipeline.embedders import HashingEmbedder
-from beam_pipeline.embedding import EmbedderProcesses
+from beam_pipeline.embedding.calls import EmbedderProcesses
+from beam_pipeline.embedding.transform import EmbedChunks
 from beam_pipeline.options import embed_processes
 
 CHUNKS = [(f"f{i}.py", j, f"def func_{i}_{j}(value): return value * {j}")
