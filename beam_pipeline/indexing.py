@@ -561,7 +561,13 @@ class _Run:
         self._follow_shards()
 
     def _follow_shards(self) -> None:
-        self.lexicon = lexical.LexicalBuilder(self.lexicon_base)
+        try:
+            self.lexicon = lexical.LexicalBuilder(self.lexicon_base)
+        except lexical.LexicalError as exc:  # e.g. the base's files are not what it recorded
+            if self.lexicon_base is None:
+                raise
+            raise reindex.CorruptSnapshotError(f"snapshot {self.base.snapshot_id}: {exc}; run "
+                                               "with --full to rebuild") from None
         self.lexicon.delete_paths(self.lexicon_deleted)
         self.follower = lexical.ShardFollower(self.lexicon, self.staging).start()
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .commit import read_current
 from .faults import fault_point
@@ -72,7 +73,11 @@ def load_previous(out: str) -> Previous | None:
     directory = storage.join(out, SNAPSHOTS_DIR, snapshot_id)
     try:
         manifest = json.loads(storage.read_bytes(storage.join(directory, MANIFEST_FILE)))
-        table = _with_git_column(storage.read_parquet(storage.join(directory, FILES_TABLE)))
+        # What a run carries forward is checked against the base's hashes as it is read:
+        # an altered file must not pass into the next snapshot under a fresh hash.
+        raw = storage.read_checked(storage.join(directory, FILES_TABLE),
+                                   manifest.get("files_table_sha256"))
+        table = _with_git_column(pq.read_table(pa.BufferReader(raw)))
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise CorruptSnapshotError(f"live snapshot {snapshot_id} is unreadable ({exc}); "
                                    "run with --full to rebuild") from exc
@@ -239,7 +244,12 @@ def carry_rows(previous: Previous, paths: set[str], staging: str,
             stored = storage.Stored(storage.size(target),
                                     shard.get("sha256") or storage.sha256(target))
         else:
-            stored = write_table(storage.read_parquet(source).filter(keep), target)
+            try:
+                raw = storage.read_checked(source, shard.get("sha256"))
+            except storage.AlteredFile as exc:
+                raise CorruptSnapshotError(f"snapshot {previous.snapshot_id}: {exc}; run with "
+                                           "--full to rebuild") from None
+            stored = write_table(pq.read_table(pa.BufferReader(raw)).filter(keep), target)
         files = pc.count_distinct(shard_paths["path"].filter(keep)).as_py()
         shards.append({"path": name, "rows": kept_rows, "files": files, "bytes": stored.bytes,
                        "sha256": stored.sha256})

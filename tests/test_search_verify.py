@@ -220,3 +220,41 @@ def test_the_vector_cache_gives_the_same_hits_and_is_refreshed_when_wrong(index_
     np.save(cache, np.zeros((3, 7), np.float32))  # a cache of the wrong shape is rebuilt
     assert Index.open(index_dir).search("echo server socket", k=4) == first
     assert np.load(cache).shape[1] == Index.open(index_dir).dim
+
+
+def test_a_re_index_refuses_to_carry_an_altered_base(tmp_path):
+    """Rows and index files a re-index carries forward are checked against the base's hashes
+    as they are read: otherwise the next snapshot would hold them under fresh hashes and pass
+    verify. Files carried whole keep the base's recorded hash (verify catches them)."""
+    from beam_pipeline.reindex import CorruptSnapshotError
+
+    src = make_tree(tmp_path / "src", TREE)
+    out = tmp_path / "out"
+    run_index(src, out)
+    index = Index.open(out)
+    shard = Path(index.shard_path(index.shards[0]))
+    table = pq.read_table(shard)
+    content = [text.replace("json", "yaml") for text in table["content"].to_pylist()]
+    pq.write_table(table.set_column(table.schema.get_field_index("content"),
+                                    table.schema.field("content"), pa.array(content)), shard)
+    (src / "net/server.py").write_text("changed = True\n")  # its shard is carried in part
+    with pytest.raises(CorruptSnapshotError, match=f"{shard.name}: content differs"):
+        run_index(src, out)
+    proc = run_cli("index", src, "--output", out, "-q")
+    assert proc.returncode == 1 and "run with --full" in proc.stderr, proc.stderr
+    assert run_cli("index", src, "--output", out, "-q", "--full").returncode == 0
+    assert verify_index(out) == []
+
+
+def test_a_re_index_refuses_an_altered_lexical_base(tmp_path):
+    from beam_pipeline.reindex import CorruptSnapshotError
+
+    src = make_tree(tmp_path / "src", TREE)
+    out = tmp_path / "out"
+    run_index(src, out)
+    index = Index.open(out)
+    item = max(index.manifest["lexical"]["files"], key=lambda item: item["bytes"])
+    _flip_bytes(Path(index.directory) / "lexical" / item["name"])
+    (src / "new.py").write_text("x = 1\n")
+    with pytest.raises(CorruptSnapshotError, match=f"{item['name']}: content differs"):
+        run_index(src, out)

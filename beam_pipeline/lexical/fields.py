@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shutil
 from importlib import resources
 
 from ..source import storage
@@ -142,11 +141,13 @@ def file_names(entry: dict) -> list[str]:
 
 
 def fetch(snapshot_dir: str, entry: dict, target: str) -> None:
-    """Copy a snapshot's lexical files into a local folder."""
-    for name in file_names(entry):
+    """Copy a snapshot's lexical files into a local folder, each checked against the sha256
+    the manifest records (a re-index must not carry an altered index into its snapshot)."""
+    for name, item in zip(file_names(entry), entry["files"]):
         source = storage.join(snapshot_dir, LEXICAL_DIR, name)
-        if storage.is_local(source):
-            shutil.copyfile(source, os.path.join(target, name))
-        else:
-            with open(os.path.join(target, name), "wb") as fh:
-                fh.write(storage.read_bytes(source))
+        try:
+            data = storage.read_checked(source, item.get("sha256"))
+        except storage.AlteredFile as exc:
+            raise LexicalError(str(exc)) from None
+        with open(os.path.join(target, name), "wb") as fh:
+            fh.write(data)

@@ -169,7 +169,8 @@ def build(staging: str, shards: Sequence[dict], dim: int, base: tuple[str, dict]
         log.warning("two rows share an approximate-index key: this snapshot ranks exactly")
         return None
     graph, removed = None, 0
-    if base is not None and usable(base[1]) and int(base[1].get("dim", -1)) == dim:
+    if base is not None and usable(base[1]) and int(base[1].get("dim", -1)) == dim \
+            and _unaltered(base):
         graph = _restore(base[0], view=False)
         gone = np.setdiff1d(np.asarray(graph.keys, dtype=np.uint64), every)
         removed = int(base[1].get("removed", 0)) + len(gone)
@@ -211,6 +212,18 @@ def build(staging: str, shards: Sequence[dict], dim: int, base: tuple[str, dict]
             "rows": total, "dim": dim, "dtype": DTYPE,
             "metric": METRIC, "connectivity": CONNECTIVITY, "expansion_add": EXPANSION_ADD,
             "expansion_search": EXPANSION_SEARCH, "added": added, "removed": removed}
+
+
+def _unaltered(base: tuple[str, dict]) -> bool:
+    """Whether the base snapshot's graph has the sha256 its manifest records (or records
+    none); an altered one is built afresh rather than carried into the next snapshot."""
+    digest = base[1].get("sha256")
+    path = storage.join(base[0], ANN_FILE)
+    if digest and storage.sha256(path) != digest:
+        log.warning("%s differs from the sha256 its manifest records: the approximate index "
+                    "is built afresh", path)
+        return False
+    return True
 
 
 class ApproximateIndex:

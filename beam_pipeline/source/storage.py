@@ -354,6 +354,20 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+class AlteredFile(ValueError):
+    """A file whose bytes are not those its manifest records."""
+
+
+def read_checked(path: str, digest: str | None) -> bytes:
+    """A file's bytes, refused (AlteredFile) when they do not have the sha256 `digest` (None:
+    an older manifest recorded none, and nothing is checked)."""
+    data = read_bytes(path)
+    if digest and hashlib.sha256(data).hexdigest() != digest:
+        raise AlteredFile(f"{path}: content differs from the sha256 its manifest records "
+                          "(altered or corrupt)")
+    return data
+
+
 def write_parquet(table: pa.Table, path: str, **kwargs) -> Stored:
     """Write a Parquet file atomically (local: temp name, then rename)."""
     if is_local(path):

@@ -251,3 +251,18 @@ def test_the_cli_builds_and_searches_the_graph_or_ranks_exactly(tmp_path):
     assert len(exact) == len(approximate) == 10
     assert sum(score >= exact[-1] - 1e-6 for score in approximate) >= 9
     assert run_cli("index", src, "--output", out, "--ann-min-rows", "0").returncode == 2
+
+
+def test_an_altered_base_graph_is_built_afresh_not_carried(tmp_path, caplog):
+    out, index = _indexed_with_graph(tmp_path)
+    from usearch.index import Index as Hnsw
+
+    path = Path(index.directory) / ann.ANN_FILE
+    graph = Hnsw.restore(str(path))
+    graph.remove(int(ann.row_keys(index._rows[1]["id"])[0]))  # a row gone: searches miss it
+    graph.save(str(path))
+    (tmp_path / "src" / "extra.py").write_text("def extra_function():\n    return 1\n")
+    run_index(tmp_path / "src", out, ann_min_rows=1)
+    entry = _manifest(out)["ann"]
+    assert entry["added"] == entry["rows"] == _manifest(out)["counts"]["rows"]  # all of them
+    assert "built afresh" in caplog.text and verify_index(out) == []
