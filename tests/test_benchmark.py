@@ -208,3 +208,17 @@ def test_the_search_scale_benchmark_times_every_mode_and_ranks_exactly(tmp_path)
                if v["expansion_search"] == EXPANSION_SEARCH}
     assert set(shipped) == {"all", "filter_10pct"}
     assert min(v["recall_at_10"] for v in shipped.values()) >= 0.9
+
+
+def test_benchmarks_run_as_one_package_by_name():
+    listing = subprocess.run([sys.executable, "-m", "benchmarks"], capture_output=True,
+                             text=True, check=False, timeout=120, cwd=ROOT)
+    assert listing.returncode == 0
+    names = {line.split()[0] for line in listing.stdout.splitlines()[2:] if line.strip()}
+    assert {"run", "quality", "search_scale", "distill", "capacity"} <= names
+    shown = subprocess.run([sys.executable, "-m", "benchmarks", "search_scale", "--help"],
+                           capture_output=True, text=True, check=False, timeout=120, cwd=ROOT)
+    assert shown.returncode == 0 and "--index" in shown.stdout
+    unknown = subprocess.run([sys.executable, "-m", "benchmarks", "nope"], capture_output=True,
+                             text=True, check=False, timeout=120, cwd=ROOT)
+    assert unknown.returncode == 2 and "no benchmark 'nope'" in unknown.stderr
