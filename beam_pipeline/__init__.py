@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import importlib
 
+from . import _moved
+
 __version__ = "0.1.0"
+_moved.install()
 
 # Lazy, so that `beam-index` can set up logging before apache_beam is imported (its import
 # logs a warning about optional GCP clients that users should not see).

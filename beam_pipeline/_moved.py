@@ -1,0 +1,52 @@
+"""The old names of modules that moved into a stage's subpackage (issue 39), kept for one
+release: importing one warns (DeprecationWarning, naming the new place) and gives the new
+module itself, so state and classes are shared. One finder at the end of `sys.meta_path`
+answers for these names only, after the normal import found no such file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+
+PACKAGE = __package__
+MOVED = {
+    "ann": "search.ann",
+    "chunk": "chunking.transform",
+    "discover": "source.discover",
+    "embed": "embedding.transform",
+    "gitindex": "source.gitindex",
+    "index": "search.reader",
+    "language": "source.language",
+    "lexfeed": "lexical.feed",
+    "secretscan": "source.secretscan",
+    "sourcefile": "source.text",
+    "storage": "source.storage",
+    "syntax": "chunking.syntax",
+}
+
+
+class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds `beam_pipeline.<old>` for each old name in MOVED."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        package, _, old = fullname.rpartition(".")
+        if package != PACKAGE or old not in MOVED:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec):
+        new = f"{PACKAGE}.{MOVED[spec.name.rpartition('.')[2]]}"
+        warnings.warn(f"{spec.name} moved to {new}", DeprecationWarning, stacklevel=2)
+        return importlib.import_module(new)
+
+    def exec_module(self, module) -> None:
+        pass  # the new module ran when it was imported
+
+
+def install() -> None:
+    if not any(isinstance(finder, MovedModules) for finder in sys.meta_path):
+        sys.meta_path.append(MovedModules())
