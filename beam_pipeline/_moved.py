@@ -15,17 +15,30 @@ import warnings
 PACKAGE = __package__
 MOVED = {
     "ann": "search.ann",
+    "assemble": "store.assemble",
     "chunk": "chunking.transform",
+    "columns": "layout.columns",
+    "commit": "store.commit",
     "discover": "source.discover",
     "embed": "embedding.transform",
     "gitindex": "source.gitindex",
     "index": "search.reader",
+    "journal": "embedding.journal",
     "language": "source.language",
     "lexfeed": "lexical.feed",
+    "lock": "store.lock",
+    "records": "layout.records",
+    "reindex": "store.reindex",
+    "reuse": "embedding.reuse",
+    "rows": "store.rows",
+    "schema": "layout.schema",
     "secretscan": "source.secretscan",
     "sourcefile": "source.text",
+    "spill": "store.spill",
     "storage": "source.storage",
     "syntax": "chunking.syntax",
+    "verify": "store.verify",
+    "write": "store.write",
 }
 
 

@@ -58,9 +58,9 @@ def count(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .embedding.journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
     from .flags import add_endpoint_flags, add_index_flags
-    from .journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
-    from .schema import PRUNE_GRACE_S
+    from .layout.schema import PRUNE_GRACE_S
     from .search.ann import DEFAULT_MIN_ROWS as DEFAULT_ANN_MIN_ROWS
 
     parser = argparse.ArgumentParser(
@@ -217,13 +217,13 @@ def _write_stats(stats, path: Path | None) -> None:
 
 def run_index_command(args, beam_flags: list[str]) -> int:
     global _exit_without_teardown
-    from .commit import OutputError
     from .embedders import ConfigurationError
     from .indexing import NothingCommitted, StatsMismatch, run_index
-    from .lock import LockedError
-    from .reindex import CorruptSnapshotError
     from .runners import RunnerRefused, place
     from .settings import IndexSettings
+    from .store.commit import OutputError
+    from .store.lock import LockedError
+    from .store.reindex import CorruptSnapshotError
 
     if beam_flags:  # only flags need Beam to be checked: a plain local run plans without it
         from .options import unknown_flags
@@ -333,7 +333,7 @@ def print_hits(hits: list[dict], query: str, colour: bool) -> None:
 
 
 def verify_command(args) -> int:
-    from .verify import check_index
+    from .store.verify import check_index
 
     problems, notes = check_index(args.output, args.source, quick=args.quick)
     for problem in problems:

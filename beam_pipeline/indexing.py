@@ -27,16 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from . import commit, faults, journal, lexical, reindex, runners
+from . import faults, lexical, runners
 from . import stats as stats_mod
 from .cancel import CancelToken
 from .chunking.cut import load_chunks
 from .embedders import ConfigurationError, Embedder
+from .embedding import journal
+from .embedding.journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
 from .event_files import EVENTS_DIR
 from .faults import fault_point, fraction_point
-from .journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
+from .layout.schema import FILES_TABLE, INDEXED, PRUNE_GRACE_S, REUSE_TABLE, SPILL_DIR
 from .lexical import feed as lexfeed
-from .lock import output_lock
 from .progress import (
     EventFileChannel,
     ProgressChannel,
@@ -44,7 +45,6 @@ from .progress import (
     ProgressTracker,
     RunLink,
 )
-from .schema import FILES_TABLE, INDEXED, PRUNE_GRACE_S, REUSE_TABLE, SPILL_DIR
 from .search import ann
 from .search.reader import shard_names
 from .settings import IndexSettings
@@ -59,6 +59,8 @@ from .source.discover import (
 )
 from .source.text import ChunkerConfig, FileSkipped
 from .stats import ProcessingStats
+from .store import commit, reindex
+from .store.lock import output_lock
 
 if TYPE_CHECKING:
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -376,7 +378,7 @@ class _Run:
     def _reuse_table(self, plan: reindex.Plan, spec: journal.JournalSpec | None) -> str | None:
         """Vectors the pipeline need not embed again: the previous rows of changed files, and
         what an unfinished run with this fingerprint journaled. None when there are none."""
-        from .reuse import write_reuse_table
+        from .embedding.reuse import write_reuse_table
 
         base, blocks = self.base, []
         if spec is not None:

@@ -28,22 +28,22 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
 from . import runners
-from .assemble import AssembleFiles
 from .cancel import CancelToken
 from .chunking.transform import ChunkFiles
 from .embedders import Embedder
+from .embedding.journal import JournalSpec
+from .embedding.reuse import MISSING, ReuseKnownVectors
 from .embedding.transform import EmbedChunks
-from .journal import JournalSpec
 from .lexical.feed import FeedLink
 from .options import IndexOptions, embed_processes
 from .progress import RunLink
-from .reuse import MISSING, ReuseKnownVectors
 from .settings import IndexSettings
 from .source import storage
 from .source.discover import FileEntry
 from .source.text import ChunkerConfig
-from .spill import SpillVectors
-from .write import WriteFilesTable, WriteShards
+from .store.assemble import AssembleFiles
+from .store.spill import SpillVectors
+from .store.write import WriteFilesTable, WriteShards
 
 # Beam's import leaves ~140,000 objects on the collector's lists, and the interpreter's last
 # collections at exit walk and free them one by one: `python -c "import apache_beam"` exits in

@@ -28,8 +28,8 @@ import pyarrow.compute as pc
 from .cancel import CancelToken
 from .embedders import DEFAULT_EMBEDDER, Embedder
 from .indexing import NothingCommitted, run_index
+from .layout.schema import INDEXED
 from .progress import ProgressTracker
-from .schema import INDEXED
 from .search.reader import Index
 from .settings import IndexSettings
 from .source.discover import DEFAULT_MAX_FILE_SIZE, is_url, relative_to_root

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 from .chunking.fixed import DEFAULT_CHUNK_SIZE, default_overlap
 from .embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
 from .flags import DEFAULT_BATCH_SIZE
-from .schema import SCHEMA_VERSION
+from .layout.schema import SCHEMA_VERSION
 from .source.discover import DEFAULT_MAX_FILE_SIZE
 from .source.text import AUTO, CHUNKERS, DEFAULT_CHUNKER, FIXED, SYNTAX
 
 if TYPE_CHECKING:
     from .options import IndexOptions
-    from .reindex import Previous
+    from .store.reindex import Previous
 
 # The chunkers' names in the fingerprint; SYNTAX_VERSION moves when its cuts change.
 CHUNKER_NAMES = {FIXED: "fixed-chars", SYNTAX: "syntax"}

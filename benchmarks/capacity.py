@@ -59,10 +59,10 @@ def stage_cpu(corpus: Path) -> dict:
     from beam_pipeline.chunking import cut_at, spans_of
     from beam_pipeline.chunking.cut import load_chunks
     from beam_pipeline.embedders import HashingEmbedder
-    from beam_pipeline.records import FileRecord
-    from beam_pipeline.rows import DEFAULT_ROWS_PER_SHARD, build_rows, write_shard
+    from beam_pipeline.layout.records import FileRecord
     from beam_pipeline.source.discover import iter_source_files
     from beam_pipeline.source.text import ChunkerConfig, FileSkipped, load_text
+    from beam_pipeline.store.rows import DEFAULT_ROWS_PER_SHARD, build_rows, write_shard
 
     config = ChunkerConfig(str(corpus), 1000, 150, 1 << 20)
     seconds = {}
@@ -143,7 +143,7 @@ def shuffle_bytes(corpus: Path) -> dict:
 
     from beam_pipeline.chunking import spans_of
     from beam_pipeline.chunking.cut import load_chunks
-    from beam_pipeline.records import FileRecord
+    from beam_pipeline.layout.records import FileRecord
     from beam_pipeline.source.discover import iter_source_files
     from beam_pipeline.source.text import ChunkerConfig, FileSkipped
 
@@ -319,10 +319,10 @@ def launcher_at_scale(files: int = 1_000_000, per_shard_files: int = 780) -> dic
     the shards a 1 % change rewrites."""
     import pyarrow as pa
 
-    from beam_pipeline.reindex import Previous, merge_files_table, plan_changes
-    from beam_pipeline.schema import FILES_SCHEMA
+    from beam_pipeline.layout.schema import FILES_SCHEMA
     from beam_pipeline.source.discover import FileEntry
-    from beam_pipeline.write import write_table
+    from beam_pipeline.store.reindex import Previous, merge_files_table, plan_changes
+    from beam_pipeline.store.write import write_table
 
     paths = [f"src/module{i // 1000:04d}/file{i % 1000:03d}.py" for i in range(files)]
     changed = set(range(0, files, 100))
@@ -390,8 +390,8 @@ def store_listing(paths: list[str]) -> dict:
 def carry_throughput(corpus: Path) -> dict:
     """MB/s of carrying rows forward when a shard must be rewritten (read, filter, write)."""
     from beam_pipeline import IndexSettings, run_index
-    from beam_pipeline.reindex import carry_rows, load_previous
     from beam_pipeline.search import Index
+    from beam_pipeline.store.reindex import carry_rows, load_previous
 
     with tempfile.TemporaryDirectory(prefix="beam-capacity-carry-") as tmp:
         out = Path(tmp) / "out"

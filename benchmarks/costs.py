@@ -214,7 +214,7 @@ def journal_write_cost(blocks: int = 2000, dim: int = 384, batch: int = 64) -> d
     """Seconds to journal `blocks` batches locally, flushed to the OS, and with fsync."""
     import numpy as np
 
-    from beam_pipeline.journal import JournalSpec, JournalWriter, text_key
+    from beam_pipeline.embedding.journal import JournalSpec, JournalWriter, text_key
 
     keys = b"".join(text_key(f"chunk {i}") for i in range(batch))
     rows = np.random.default_rng(0).standard_normal((batch, dim), np.float32).tobytes()

@@ -166,9 +166,9 @@ def search_benchmark(rows: int, queries: int = 5) -> dict:
     import numpy as np
     import pyarrow as pa
 
-    from beam_pipeline.schema import CURRENT_FILE, FORMAT_VERSION, SNAPSHOTS_DIR, row_schema
+    from beam_pipeline.layout.schema import CURRENT_FILE, FORMAT_VERSION, SNAPSHOTS_DIR, row_schema
     from beam_pipeline.search import Index
-    from beam_pipeline.write import DEFAULT_ROWS_PER_SHARD, write_table
+    from beam_pipeline.store.write import DEFAULT_ROWS_PER_SHARD, write_table
 
     dim, per_shard = 384, DEFAULT_ROWS_PER_SHARD
     rng = np.random.default_rng(0)

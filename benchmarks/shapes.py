@@ -31,10 +31,10 @@ from pathlib import Path
 from beam_pipeline.chunking import DEFAULT_CHUNK_SIZE, default_overlap
 from beam_pipeline.chunking.cut import load_chunks
 from beam_pipeline.embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
-from beam_pipeline.records import FileRecord
-from beam_pipeline.rows import ShardBuffer, build_rows
+from beam_pipeline.layout.records import FileRecord
 from beam_pipeline.source.discover import DEFAULT_MAX_FILE_SIZE
 from beam_pipeline.source.text import CHUNKERS, DEFAULT_CHUNKER, ChunkerConfig, FileSkipped
+from beam_pipeline.store.rows import ShardBuffer, build_rows
 
 FAKE_MODEL = "fake"
 DIM = 384

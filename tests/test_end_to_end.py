@@ -26,7 +26,7 @@ from conftest import (
 
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.embedders import DEFAULT_EMBEDDER, get_embedder
-from beam_pipeline.schema import (
+from beam_pipeline.layout.schema import (
     CURRENT_FILE,
     FILES_TABLE,
     MANIFEST_FILE,

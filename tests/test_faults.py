@@ -12,9 +12,9 @@ import pytest
 from conftest import BEAM_INDEX, code_file, make_tree, run_cli
 
 from beam_pipeline.faults import POINTS
-from beam_pipeline.schema import CURRENT_FILE, STAGING_DIR
+from beam_pipeline.layout.schema import CURRENT_FILE, STAGING_DIR
 from beam_pipeline.search import Index
-from beam_pipeline.verify import verify_index
+from beam_pipeline.store.verify import verify_index
 
 pytestmark = pytest.mark.slow
 COMMITTED_BY_THEN = {"after-current", "mid-prune"}

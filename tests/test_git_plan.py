@@ -10,7 +10,7 @@ import pytest
 from conftest import code_file, make_tree
 
 from beam_pipeline import IndexSettings, run_index
-from beam_pipeline.schema import FILES_TABLE
+from beam_pipeline.layout.schema import FILES_TABLE
 from beam_pipeline.search import Index
 from beam_pipeline.source.gitindex import read_git_state
 

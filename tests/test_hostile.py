@@ -12,7 +12,7 @@ from conftest import MutatingEmbedder, code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.search import Index
-from beam_pipeline.verify import verify_index
+from beam_pipeline.store.verify import verify_index
 
 
 def _rows(out) -> pa.Table:

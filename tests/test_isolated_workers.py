@@ -28,8 +28,8 @@ from beam_pipeline.cancel import CancelToken
 from beam_pipeline.progress import ProgressTracker
 from beam_pipeline.search import Index
 from beam_pipeline.source import storage
+from beam_pipeline.store.verify import verify_index
 from beam_pipeline.testing.isolation import IsolationProbe, isolated_command, mount_namespace
-from beam_pipeline.verify import verify_index
 
 BUCKET = "isolated"
 PACKAGE = Path(beam_pipeline.__file__).resolve().parent

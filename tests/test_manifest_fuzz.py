@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from beam_pipeline import IndexSettings, run_index
-from beam_pipeline.schema import MANIFEST_FILE
+from beam_pipeline.layout.schema import MANIFEST_FILE
 from beam_pipeline.search import Index, IndexReadError
-from beam_pipeline.verify import verify_index
+from beam_pipeline.store.verify import verify_index
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False)

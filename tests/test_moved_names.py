@@ -22,7 +22,11 @@ import pytest
                                       ("beam_pipeline.language", "beam_pipeline.source.language"),
                                       ("beam_pipeline.storage", "beam_pipeline.source.storage"),
                                       ("beam_pipeline.embed",
-                                       "beam_pipeline.embedding.transform")])
+                                       "beam_pipeline.embedding.transform"),
+                                      ("beam_pipeline.schema", "beam_pipeline.layout.schema"),
+                                      ("beam_pipeline.journal", "beam_pipeline.embedding.journal"),
+                                      ("beam_pipeline.verify", "beam_pipeline.store.verify"),
+                                      ("beam_pipeline.commit", "beam_pipeline.store.commit")])
 def test_a_moved_module_is_the_new_one_and_says_so(old, new):
     # A fresh interpreter: this one may have imported the old name already (no second warning).
     code = (f"import warnings; warnings.simplefilter('error')\n"
@@ -71,3 +75,13 @@ def test_the_reader_joins_the_public_names():
     from beam_pipeline.search import Index as StageIndex
 
     assert Index is StageIndex and "Index" in beam_pipeline.__all__
+
+
+def test_every_moved_name_resolves_to_a_module_that_exists():
+    from beam_pipeline import _moved
+
+    for old, new in _moved.MOVED.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            assert importlib.import_module(f"beam_pipeline.{old}") is \
+                importlib.import_module(f"beam_pipeline.{new}"), old

@@ -11,9 +11,9 @@ import uuid
 import pytest
 from conftest import BEAM_INDEX, code_file, make_tree, run_cli
 
-from beam_pipeline.schema import CURRENT_FILE, STAGING_DIR
+from beam_pipeline.layout.schema import CURRENT_FILE, STAGING_DIR
+from beam_pipeline.store.verify import verify_index
 from beam_pipeline.testing.fake_embeddings import FakeEmbeddingServer
-from beam_pipeline.verify import verify_index
 
 
 def _indexed(src, out):

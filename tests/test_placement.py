@@ -6,9 +6,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from conftest import make_tree, run_cli
 
 from beam_pipeline import run_index
+from beam_pipeline.layout.schema import CURRENT_FILE
 from beam_pipeline.pipeline import spill_folder
 from beam_pipeline.runners import RunnerRefused, check_paths, place
-from beam_pipeline.schema import CURRENT_FILE
 
 
 @pytest.mark.parametrize("flags, local, in_process, direct", [

@@ -10,7 +10,7 @@ import pytest
 from conftest import SlowEmbedder, code_file, make_tree
 
 from beam_pipeline import FileProcessingResult, HighThroughputProcessor, ProcessingStats
-from beam_pipeline.schema import CURRENT_FILE, STAGING_DIR
+from beam_pipeline.layout.schema import CURRENT_FILE, STAGING_DIR
 from beam_pipeline.search import Index
 
 

@@ -21,7 +21,7 @@ from beam_pipeline.progress import (
     ProgressTracker,
     RunLink,
 )
-from beam_pipeline.verify import verify_index
+from beam_pipeline.store.verify import verify_index
 
 KEY = b"k" * 32
 

@@ -19,8 +19,8 @@ from beam_pipeline.embedders import (
     OpenAIEmbedder,
 )
 from beam_pipeline.search import Index
+from beam_pipeline.store.verify import verify_index
 from beam_pipeline.testing.fake_embeddings import FakeEmbeddingServer
-from beam_pipeline.verify import verify_index
 
 DIM = 64
 

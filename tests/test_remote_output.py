@@ -9,11 +9,11 @@ import pytest
 from conftest import code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
-from beam_pipeline.commit import OutputError
-from beam_pipeline.schema import CURRENT_FILE
+from beam_pipeline.layout.schema import CURRENT_FILE
 from beam_pipeline.search import Index
 from beam_pipeline.source import storage
-from beam_pipeline.verify import verify_index
+from beam_pipeline.store.commit import OutputError
+from beam_pipeline.store.verify import verify_index
 
 BUCKET = "index-bucket"
 

@@ -16,13 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import BEAM_INDEX, code_file, make_tree, run_cli
 
-from beam_pipeline import IndexSettings, journal, run_index
+from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.cancel import CancelToken
+from beam_pipeline.embedding import journal
+from beam_pipeline.layout.schema import CURRENT_FILE, JOURNAL_DIR
 from beam_pipeline.progress import ProgressTracker
-from beam_pipeline.schema import CURRENT_FILE, JOURNAL_DIR
 from beam_pipeline.search import Index
+from beam_pipeline.store.verify import verify_index
 from beam_pipeline.testing.fake_embeddings import FakeEmbeddingServer
-from beam_pipeline.verify import verify_index
 
 DIM = 32
 HASHING_DIM = 384  # the hashing embedder's default

@@ -13,22 +13,22 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.utils.windowed_value import WindowedValue
 from conftest import code_file, make_tree
 
-from beam_pipeline import commit
-from beam_pipeline.assemble import AssembleFile
 from beam_pipeline.chunking.transform import ChunkFile
 from beam_pipeline.embedders import HashingEmbedder
 from beam_pipeline.embedding.transform import BatchChunks, EmbedBatch
 from beam_pipeline.event_files import EVENTS_DIR
+from beam_pipeline.layout.schema import SHARD_PREFIX
 from beam_pipeline.progress import EventFileChannel, ProgressTracker, RunLink
-from beam_pipeline.schema import SHARD_PREFIX
 from beam_pipeline.search import Index
 from beam_pipeline.source import storage
 from beam_pipeline.source.discover import FileEntry, discover_to_file
 from beam_pipeline.source.text import ChunkerConfig
-from beam_pipeline.spill import SPILL_DIR, SpillVectorsFn
 from beam_pipeline.stats import contradictions, output_counters
-from beam_pipeline.verify import verify_index
-from beam_pipeline.write import WriteShardsFn, write_staging_summary
+from beam_pipeline.store import commit
+from beam_pipeline.store.assemble import AssembleFile
+from beam_pipeline.store.spill import SPILL_DIR, SpillVectorsFn
+from beam_pipeline.store.verify import verify_index
+from beam_pipeline.store.write import WriteShardsFn, write_staging_summary
 
 DIM = 32
 

@@ -15,8 +15,8 @@ from conftest import SlowEmbedder, code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.cancel import CancelToken
+from beam_pipeline.layout.schema import CURRENT_FILE, STAGING_DIR
 from beam_pipeline.progress import ProgressTracker
-from beam_pipeline.schema import CURRENT_FILE, STAGING_DIR
 from beam_pipeline.search import Index
 
 CONFIGS = Path(__file__).parent.parent / "configs"

@@ -13,7 +13,7 @@ from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.search import Index
 from beam_pipeline.source import storage
 from beam_pipeline.source.discover import SourceError, iter_source_files
-from beam_pipeline.verify import verify_index
+from beam_pipeline.store.verify import verify_index
 
 BUCKET = "source-bucket"
 

@@ -6,7 +6,7 @@ import pytest
 from conftest import code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, StatsMismatch, run_index
-from beam_pipeline.schema import CURRENT_FILE
+from beam_pipeline.layout.schema import CURRENT_FILE
 from beam_pipeline.search import Index
 from beam_pipeline.stats import contradictions, disagreements, output_counters
 

@@ -15,9 +15,9 @@ from beam_pipeline.chunking import chunk_text
 from beam_pipeline.chunking.transform import ChunkFiles
 from beam_pipeline.embedders import HashingEmbedder
 from beam_pipeline.embedding.transform import EmbedChunks
+from beam_pipeline.layout.schema import FAILED, INDEXED, SKIPPED
 from beam_pipeline.pipeline import IndexFiles, ReadFileList
 from beam_pipeline.progress import ProgressChannel, ProgressTracker, RunLink
-from beam_pipeline.schema import FAILED, INDEXED, SKIPPED
 from beam_pipeline.source.discover import FileEntry, discover_to_file
 from beam_pipeline.source.text import ChunkerConfig
 
@@ -225,9 +225,9 @@ class ThreadSafePoison(PoisonEmbedder):
 
 
 def test_write_shards_writes_whole_files_sorted_and_reports_every_shard(tmp_path):
-    from beam_pipeline.records import FileRecord
-    from beam_pipeline.rows import build_rows
-    from beam_pipeline.write import WriteShards
+    from beam_pipeline.layout.records import FileRecord
+    from beam_pipeline.store.rows import build_rows
+    from beam_pipeline.store.write import WriteShards
 
     embedder = HashingEmbedder(8)
     batches = []
@@ -257,8 +257,8 @@ def test_write_shards_writes_whole_files_sorted_and_reports_every_shard(tmp_path
 def test_a_shard_buffer_of_small_files_holds_few_arrow_batches_and_writes_them_sorted(tmp_path):
     """Issue 35: each one-row file's batch cost ~16 KB of objects; 100,000 small files held
     hundreds of MB in the shard buffers. Small files' batches are combined as they come."""
-    from beam_pipeline.records import FileRecord
-    from beam_pipeline.rows import COMPACT_BATCHES, ShardBuffer, build_rows
+    from beam_pipeline.layout.records import FileRecord
+    from beam_pipeline.store.rows import COMPACT_BATCHES, ShardBuffer, build_rows
 
     embedder = HashingEmbedder(8)
     rng = np.random.default_rng(7)

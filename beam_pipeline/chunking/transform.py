@@ -11,9 +11,9 @@ from __future__ import annotations
 import apache_beam as beam
 
 from .. import stats
+from ..layout.records import FileRecord
 from ..lexical.feed import FeedLink
 from ..progress import CHUNKED, RunLink
-from ..records import FileRecord
 from ..source.discover import FileEntry
 from ..source.text import (  # noqa: F401 - ChunkerConfig is found here too
     ChunkerConfig,

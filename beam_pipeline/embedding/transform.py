@@ -22,9 +22,9 @@ from .. import faults, stats
 from ..bundles import at_bundle_end, in_global_window
 from ..embedders import Embedder
 from ..faults import fault_point
-from ..journal import JournalSpec, JournalWriter, text_key
 from ..progress import EMBEDDED, RunLink
 from .calls import EmbedderProcesses, timed_embed
+from .journal import JournalSpec, JournalWriter, text_key
 
 log = logging.getLogger(__name__)
 

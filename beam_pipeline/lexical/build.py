@@ -16,7 +16,7 @@ from typing import Self
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..schema import chunk_id
+from ..layout.schema import chunk_id
 from ..source import storage
 from ..source.language import detect_language
 from .fields import (

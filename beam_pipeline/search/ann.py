@@ -45,7 +45,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from ..columns import vectors_of
+from ..layout.columns import vectors_of
 from ..source import storage
 from .ranking import top_rows
 

@@ -52,7 +52,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..columns import mask_of
+from ..layout.columns import mask_of
 
 MODES = ("hybrid", "fts", "semantic")
 FUSIONS = ("score", "rrf")

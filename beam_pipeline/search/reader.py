@@ -25,10 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .. import lexical
-from ..columns import int_array, mask_of, numpy_of, string_array, vectors_of
 from ..embedders import Embedder, embedder_class, get_embedder
+from ..layout.columns import int_array, mask_of, numpy_of, string_array, vectors_of
+from ..layout.schema import CURRENT_FILE, FILES_TABLE, FORMAT_VERSION, MANIFEST_FILE, SNAPSHOTS_DIR
 from ..lexical import LexicalError, LexicalIndex
-from ..schema import CURRENT_FILE, FILES_TABLE, FORMAT_VERSION, MANIFEST_FILE, SNAPSHOTS_DIR
 from ..source import storage
 from . import ann
 from .ann import AnnError, ApproximateIndex

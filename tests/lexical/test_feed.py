@@ -11,12 +11,12 @@ from conftest import code_file, make_tree
 
 from beam_pipeline import lexical, run_index
 from beam_pipeline.chunking import Chunk
+from beam_pipeline.layout.records import FileRecord
+from beam_pipeline.layout.schema import chunk_id
 from beam_pipeline.lexical import feed as lexfeed
 from beam_pipeline.lexical.feed import FeedLink, LexicalFeed
-from beam_pipeline.records import FileRecord
-from beam_pipeline.rows import build_rows, write_shard
-from beam_pipeline.schema import chunk_id
-from beam_pipeline.verify import verify_index
+from beam_pipeline.store.rows import build_rows, write_shard
+from beam_pipeline.store.verify import verify_index
 
 DIM = 4
 

@@ -12,9 +12,9 @@ import pytest
 from conftest import code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
-from beam_pipeline.schema import MANIFEST_FILE
+from beam_pipeline.layout.schema import MANIFEST_FILE
 from beam_pipeline.search import Index, ann, top_rows
-from beam_pipeline.verify import verify_index
+from beam_pipeline.store.verify import verify_index
 
 DIM = 32
 

@@ -9,10 +9,10 @@ import pytest
 from conftest import code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
+from beam_pipeline.layout.schema import MANIFEST_FILE
 from beam_pipeline.lexical import LEXICAL_DIR
-from beam_pipeline.schema import MANIFEST_FILE
 from beam_pipeline.search import Index, IndexReadError, SearchError
-from beam_pipeline.verify import verify_index
+from beam_pipeline.store.verify import verify_index
 
 
 def config_module() -> str:

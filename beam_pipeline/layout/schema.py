@@ -10,7 +10,7 @@ import hashlib
 
 import pyarrow as pa
 
-from .source import storage
+from ..source import storage
 
 FORMAT_VERSION = 1
 SCHEMA_VERSION = 1

@@ -25,7 +25,7 @@ import socket
 from pathlib import Path
 from typing import Self
 
-from .source import storage
+from ..source import storage
 
 log = logging.getLogger(__name__)
 

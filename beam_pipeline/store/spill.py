@@ -27,7 +27,7 @@ import uuid
 
 import apache_beam as beam
 
-from .schema import SPILL_DIR  # noqa: F401 - where the pipeline's callers find it
+from ..layout.schema import SPILL_DIR  # noqa: F401 - where the pipeline's callers find it
 
 _OPEN_FILES = 64  # spill files a reader keeps open (one per embedding bundle)
 

@@ -5,10 +5,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from beam_pipeline import commit
-from beam_pipeline.records import FileRecord
-from beam_pipeline.schema import CURRENT_FILE, MANIFEST_FILE, SNAPSHOTS_DIR
-from beam_pipeline.write import files_table, write_staging_summary, write_table
+from beam_pipeline.layout.records import FileRecord
+from beam_pipeline.layout.schema import CURRENT_FILE, MANIFEST_FILE, SNAPSHOTS_DIR
+from beam_pipeline.store import commit
+from beam_pipeline.store.write import files_table, write_staging_summary, write_table
 
 
 def test_snapshot_ids_sort_by_time_and_are_unique():

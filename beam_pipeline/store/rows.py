@@ -21,10 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .records import FileRecord
-from .schema import SHARD_PREFIX, chunk_id, row_schema, write_table
-from .source import storage
-from .source.language import detect_language
+from ..layout.records import FileRecord
+from ..layout.schema import SHARD_PREFIX, chunk_id, row_schema, write_table
+from ..source import storage
+from ..source.language import detect_language
 
 
 def build_rows(record: FileRecord, chunks, vectors: np.ndarray, dim: int) -> pa.RecordBatch:

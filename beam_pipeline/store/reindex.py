@@ -31,9 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .commit import read_current
-from .faults import fault_point
-from .schema import (
+from ..faults import fault_point
+from ..layout.schema import (
     FILES_TABLE,
     GIT_BLOB,
     INDEXED,
@@ -45,10 +44,11 @@ from .schema import (
     STALE,
     write_table,
 )
-from .search.reader import IndexReadError, shard_names
-from .source import storage
-from .source.discover import FileEntry, is_url, join_url, read_store_object
-from .source.gitindex import GitState
+from ..search.reader import IndexReadError, shard_names
+from ..source import storage
+from ..source.discover import FileEntry, is_url, join_url, read_store_object
+from ..source.gitindex import GitState
+from .commit import read_current
 
 _SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$")
 

@@ -14,14 +14,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import apache_beam as beam
 import pyarrow as pa
 
-from . import stats
-from .bundles import in_global_window
-from .faults import fault_point
-from .progress import WRITTEN, RunLink
-from .records import FileRecord
+from .. import stats
+from ..bundles import in_global_window
+from ..faults import fault_point
+from ..layout.records import FileRecord
+from ..layout.schema import FILES_SCHEMA, FILES_TABLE, GIT_BLOB, STAGED_SUMMARY, write_table
+from ..progress import WRITTEN, RunLink
+from ..source import storage
 from .rows import DEFAULT_ROWS_PER_SHARD, ShardBuffer
-from .schema import FILES_SCHEMA, FILES_TABLE, GIT_BLOB, STAGED_SUMMARY, write_table
-from .source import storage
 
 
 class WriteShardsFn(beam.DoFn):

@@ -14,9 +14,7 @@ from conftest import BEAM_INDEX, PoisonEmbedder, code_file, make_tree, run_cli
 
 from beam_pipeline import IndexSettings, run_index
 from beam_pipeline.chunking import chunk_text
-from beam_pipeline.lock import LockedError, OutputLock
-from beam_pipeline.reindex import prunable, prune_snapshots
-from beam_pipeline.schema import (
+from beam_pipeline.layout.schema import (
     CURRENT_FILE,
     MANIFEST_FILE,
     PRUNE_GRACE_S,
@@ -24,7 +22,9 @@ from beam_pipeline.schema import (
     STAGING_DIR,
 )
 from beam_pipeline.search import Index
-from beam_pipeline.verify import verify_index
+from beam_pipeline.store.lock import LockedError, OutputLock
+from beam_pipeline.store.reindex import prunable, prune_snapshots
+from beam_pipeline.store.verify import verify_index
 
 
 def live(out):

@@ -16,13 +16,13 @@ from dataclasses import replace
 import apache_beam as beam
 import numpy as np
 
-from . import stats
-from .chunking.fixed import cut_at
-from .progress import ASSEMBLED, RunLink
-from .records import FileRecord
+from .. import stats
+from ..chunking.fixed import cut_at
+from ..layout.records import FileRecord
+from ..layout.schema import FAILED, SKIPPED
+from ..progress import ASSEMBLED, RunLink
+from ..source.text import ChunkerConfig, FileSkipped, describe_os_error, load_text
 from .rows import build_rows
-from .schema import FAILED, SKIPPED
-from .source.text import ChunkerConfig, FileSkipped, describe_os_error, load_text
 from .spill import SpillReader, block_rows
 
 ROWS = "rows"

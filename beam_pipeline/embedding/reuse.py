@@ -22,11 +22,11 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from . import stats
+from .. import stats
+from ..layout.schema import REUSE_TABLE  # noqa: F401 - where the pipeline's callers find it
+from ..progress import EMBEDDED, RunLink
+from ..source import storage
 from .journal import KEY_BYTES, text_key
-from .progress import EMBEDDED, RunLink
-from .schema import REUSE_TABLE  # noqa: F401 - where the pipeline's callers find it
-from .source import storage
 
 MISSING = "missing"
 

@@ -41,8 +41,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .schema import JOURNAL_DIR
-from .source import storage
+from ..layout.schema import JOURNAL_DIR
+from ..source import storage
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import pytest
 from conftest import code_file, make_tree, run_cli
 
 from beam_pipeline import run_index
-from beam_pipeline.schema import MANIFEST_FILE
+from beam_pipeline.layout.schema import MANIFEST_FILE
 from beam_pipeline.search import VECTOR_CACHE, Index, IndexReadError
-from beam_pipeline.verify import check_index, verify_index
+from beam_pipeline.store.verify import check_index, verify_index
 
 TREE = {
     "config/loader.py": "import json\n\ndef load_json_config(path):\n"
@@ -226,7 +226,7 @@ def test_a_re_index_refuses_to_carry_an_altered_base(tmp_path):
     """Rows and index files a re-index carries forward are checked against the base's hashes
     as they are read: otherwise the next snapshot would hold them under fresh hashes and pass
     verify. Files carried whole keep the base's recorded hash (verify catches them)."""
-    from beam_pipeline.reindex import CorruptSnapshotError
+    from beam_pipeline.store.reindex import CorruptSnapshotError
 
     src = make_tree(tmp_path / "src", TREE)
     out = tmp_path / "out"
@@ -247,7 +247,7 @@ def test_a_re_index_refuses_to_carry_an_altered_base(tmp_path):
 
 
 def test_a_re_index_refuses_an_altered_lexical_base(tmp_path):
-    from beam_pipeline.reindex import CorruptSnapshotError
+    from beam_pipeline.store.reindex import CorruptSnapshotError
 
     src = make_tree(tmp_path / "src", TREE)
     out = tmp_path / "out"

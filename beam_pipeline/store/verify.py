@@ -22,13 +22,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import lexical
-from .columns import vectors_of
-from .schema import FILES_TABLE, INDEXED, STALE, chunk_id, row_schema
-from .search import ann
-from .search.reader import VECTOR_CACHE, Index, IndexReadError
-from .source import storage
-from .source.discover import DEFAULT_MAX_FILE_SIZE, iter_source_files
+from .. import lexical
+from ..layout.columns import vectors_of
+from ..layout.schema import FILES_TABLE, INDEXED, STALE, chunk_id, row_schema
+from ..search import ann
+from ..search.reader import VECTOR_CACHE, Index, IndexReadError
+from ..source import storage
+from ..source.discover import DEFAULT_MAX_FILE_SIZE, iter_source_files
 
 
 class Verdict(NamedTuple):

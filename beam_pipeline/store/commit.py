@@ -20,8 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .faults import fault_point
-from .schema import (
+from ..faults import fault_point
+from ..layout.schema import (
     CURRENT_FILE,
     FAILED,
     FILES_TABLE,
@@ -36,7 +36,7 @@ from .schema import (
     STAGING_DIR,
     STALE,
 )
-from .source import storage
+from ..source import storage
 
 
 class OutputError(Exception):
