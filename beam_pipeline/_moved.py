@@ -1,7 +1,8 @@
-"""The old names of modules that moved into a stage's subpackage (issue 39), kept for one
-release: importing one warns (DeprecationWarning, naming the new place) and gives the new
-module itself, so state and classes are shared. One finder at the end of `sys.meta_path`
-answers for these names only, after the normal import found no such file.
+"""The old names of what moved into a stage's subpackage (issue 39), kept for one release:
+importing one warns (DeprecationWarning, naming the new place) and gives the new module or
+object itself, so state and classes are shared. Modules: one finder at the end of
+`sys.meta_path` answers for the names in MOVED only, after the normal import found no such
+file. Names a module no longer defines: its `__getattr__`, made by `names`.
 """
 
 from __future__ import annotations
@@ -63,3 +64,18 @@ class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def install() -> None:
     if not any(isinstance(finder, MovedModules) for finder in sys.meta_path):
         sys.meta_path.append(MovedModules())
+
+
+def names(module: str, moved: dict[str, str]):
+    """A `__getattr__` for `module`'s names that moved: `moved` maps each to the module (under
+    this package) that defines it now, imported by name when asked for: the new module imports
+    the old one, and an import statement here would be a cycle."""
+
+    def __getattr__(name: str):
+        if name not in moved:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        new = f"{PACKAGE}.{moved[name]}"
+        warnings.warn(f"{module}.{name} moved to {new}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(new), name)
+
+    return __getattr__

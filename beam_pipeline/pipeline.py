@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import atexit
 import gc
-import importlib
 import time
-import warnings
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
-from . import runners
+from . import _moved, runners
 from .cancel import CancelToken
 from .chunking.transform import ChunkFiles
 from .embedders import Embedder
@@ -204,14 +202,6 @@ def _wait(result):
 __all__ = ["IndexFiles", "IndexOptions", "IndexSettings", "ReadFileList", "run_pipeline"]
 
 # The launcher's names, importable from here before the launcher and the pipeline stopped
-# importing each other. By name, not by an import statement: the launcher imports this module.
-_MOVED = {name: "indexing" for name in ("NothingCommitted", "RunRequest", "StatsMismatch",
-                                        "run_index", "spill_folder")}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        warnings.warn(f"beam_pipeline.pipeline.{name} moved: import it from beam_pipeline "
-                      f"(or beam_pipeline.{_MOVED[name]})", DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# importing each other.
+__getattr__ = _moved.names(__name__, {name: "indexing" for name in (
+    "NothingCommitted", "RunRequest", "StatsMismatch", "run_index", "spill_folder")})

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import importlib
 import os
 import re
 import stat
-import warnings
 from dataclasses import dataclass
 
+from .. import _moved
 from .discover import is_url, join_url, read_store_object
 from .secretscan import holds_secret
 
@@ -164,14 +163,6 @@ def describe_os_error(exc: OSError) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
-# Cutting moved to the chunking stage (chunking/cut.py), which imports this module; by name,
-# so that this module imports nothing of that stage.
-_MOVED = {"cut": "beam_pipeline.chunking.cut", "load_chunks": "beam_pipeline.chunking.cut"}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        warnings.warn(f"beam_pipeline.sourcefile.{name} moved to {_MOVED[name]}",
-                      DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Cutting moved to the chunking stage (chunking/cut.py), which imports this module.
+__getattr__ = _moved.names("beam_pipeline.sourcefile",
+                           {"cut": "chunking.cut", "load_chunks": "chunking.cut"})

@@ -77,7 +77,7 @@ def load_previous(out: str) -> Previous | None:
         # an altered file must not pass into the next snapshot under a fresh hash.
         raw = storage.read_checked(storage.join(directory, FILES_TABLE),
                                    manifest.get("files_table_sha256"))
-        table = _with_git_column(pq.read_table(pa.BufferReader(raw)))
+        table = _with_git_column(pq.ParquetFile(pa.BufferReader(raw)).read())
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise CorruptSnapshotError(f"live snapshot {snapshot_id} is unreadable ({exc}); "
                                    "run with --full to rebuild") from exc
@@ -249,7 +249,7 @@ def carry_rows(previous: Previous, paths: set[str], staging: str,
             except storage.AlteredFile as exc:
                 raise CorruptSnapshotError(f"snapshot {previous.snapshot_id}: {exc}; run with "
                                            "--full to rebuild") from None
-            stored = write_table(pq.read_table(pa.BufferReader(raw)).filter(keep), target)
+            stored = write_table(pq.ParquetFile(pa.BufferReader(raw)).read().filter(keep), target)
         files = pc.count_distinct(shard_paths["path"].filter(keep)).as_py()
         shards.append({"path": name, "rows": kept_rows, "files": files, "bytes": stored.bytes,
                        "sha256": stored.sha256})

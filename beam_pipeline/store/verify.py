@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .. import lexical
 from ..layout.columns import vectors_of
@@ -79,10 +81,12 @@ def check_index(out: str | Path, source: str | Path | None = None,
     for shard in manifest["shards"]:
         name = shard["path"]
         # An altered shard that still reads is checked on: what its rows now say is news.
-        found = content.check(name, f"shard {name}", shard.get("bytes"), shard.get("sha256"))
+        found, data = content.read(name, f"shard {name}", shard.get("bytes"),
+                                   shard.get("sha256"))
         problems += found
         try:
-            table = storage.read_parquet(index.shard_path(name))
+            table = (pq.ParquetFile(pa.BufferReader(data)).read() if data is not None
+                     else storage.read_parquet(index.shard_path(name)))
         except (OSError, pa.ArrowException) as exc:
             if not found:
                 problems.append(f"shard {name}: unreadable ({_first_line(exc)})")
@@ -123,22 +127,30 @@ class _Files:
     def check(self, name: str, label: str, size, digest) -> list[str]:
         """The file's problem, if any, as a one-item list; `name` is relative to the
         snapshot folder, `label` how a problem names it."""
+        return self.read(name, label, size, digest, keep=False)[0]
+
+    def read(self, name: str, label: str, size, digest, keep: bool = True
+             ) -> tuple[list[str], bytes | None]:
+        """As `check`, and the bytes it hashed when `keep` (None when it hashed none): a file
+        that verify reads whole next (a shard) is read once, on an object store one download."""
         path = storage.join(self.directory, name)
         try:
             actual = storage.size(path)
         except OSError:
-            return [f"{label} is missing"]
+            return [f"{label} is missing"], None
         if size is not None and actual != size:
-            return [f"{label}: {actual} bytes, manifest says {size}"]
+            return [f"{label}: {actual} bytes, manifest says {size}"], None
         if self.quick:
-            return []
+            return [], None
         if not digest:
             self.unhashed.append(label)
-            return []
-        if storage.sha256(path) != digest:
+            return [], None
+        data = storage.read_bytes(path) if keep else None
+        found = hashlib.sha256(data).hexdigest() if keep else storage.sha256(path)
+        if found != digest:
             return [f"{label}: content differs from the sha256 in the manifest "
-                    + "(altered or corrupt)"]
-        return []
+                    + "(altered or corrupt)"], data
+        return [], data
 
     def notes(self) -> list[str]:
         if self.quick:
