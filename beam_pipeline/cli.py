@@ -18,8 +18,8 @@ import sys
 import threading
 from pathlib import Path
 
-from .config import ConfigError, expand_config
-from .terminal import json_text, printable
+from .run.config import ConfigError, expand_config
+from .run.terminal import json_text, printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -59,8 +59,8 @@ def count(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .embedding.journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
-    from .flags import add_endpoint_flags, add_index_flags
     from .layout.schema import PRUNE_GRACE_S
+    from .run.flags import add_endpoint_flags, add_index_flags
     from .search.ann import DEFAULT_MIN_ROWS as DEFAULT_ANN_MIN_ROWS
 
     parser = argparse.ArgumentParser(
@@ -218,15 +218,15 @@ def _write_stats(stats, path: Path | None) -> None:
 def run_index_command(args, beam_flags: list[str]) -> int:
     global _exit_without_teardown
     from .embedders import ConfigurationError
-    from .indexing import NothingCommitted, StatsMismatch, run_index
-    from .runners import RunnerRefused, place
-    from .settings import IndexSettings
+    from .run.indexing import NothingCommitted, StatsMismatch, run_index
+    from .run.runners import RunnerRefused, place
+    from .run.settings import IndexSettings
     from .store.commit import OutputError
     from .store.lock import LockedError
     from .store.reindex import CorruptSnapshotError
 
     if beam_flags:  # only flags need Beam to be checked: a plain local run plans without it
-        from .options import unknown_flags
+        from .run.options import unknown_flags
 
         unknown = unknown_flags(beam_flags)
         if unknown:
@@ -351,7 +351,7 @@ def _use_filesystem_flags(flags: list[str]) -> bool:
     """search/verify take Beam's filesystem flags (e.g. --s3_endpoint_url) for a remote OUT."""
     if not flags:
         return True
-    from .options import unknown_flags
+    from .run.options import unknown_flags
     from .source import storage
 
     bad = unknown_flags(flags) or [f for f in flags if not f.startswith("-")]

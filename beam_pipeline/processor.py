@@ -25,16 +25,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .cancel import CancelToken
 from .embedders import DEFAULT_EMBEDDER, Embedder
-from .indexing import NothingCommitted, run_index
 from .layout.schema import INDEXED
-from .progress import ProgressTracker
+from .run.indexing import NothingCommitted, run_index
+from .run.progress import ProgressTracker
+from .run.settings import IndexSettings
+from .run.stats import ProcessingStats
+from .runtime.cancel import CancelToken
 from .search.reader import Index
-from .settings import IndexSettings
 from .source.discover import DEFAULT_MAX_FILE_SIZE, is_url, relative_to_root
 from .source.text import AUTO
-from .stats import ProcessingStats
 
 log = logging.getLogger(__name__)
 

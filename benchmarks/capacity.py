@@ -127,7 +127,7 @@ def _child_cpu(cmd: list[str]) -> tuple[float, float]:
 def beam_share(corpus: Path, stages: dict) -> dict:
     """A whole run shaped like a distributed worker, minus start-up and the stages' own CPU."""
     startup, _ = _child_cpu([sys.executable, "-c",
-                             "import apache_beam, beam_pipeline.pipeline, beam_pipeline.cli"])
+                             "import apache_beam, beam_pipeline.run.pipeline, beam_pipeline.cli"])
     with tempfile.TemporaryDirectory(prefix="beam-capacity-run-") as tmp:
         total, wall = _child_cpu([sys.executable, "-m", "beam_pipeline", "index", str(corpus),
                                   "-o", str(Path(tmp) / "out"), "-q", "--no-spill",

@@ -208,3 +208,14 @@ def job_endpoint():
     finally:
         service.terminate()
         service.wait(timeout=30)
+
+
+END_TO_END = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(items):
+    """tests/e2e/ (the CLI, the face, faults, isolated workers, subprocesses) is `slow`:
+    `pytest -m "not slow"` leaves it out while one stage is being worked on."""
+    for item in items:
+        if END_TO_END in item.path.parents:
+            item.add_marker(pytest.mark.slow)

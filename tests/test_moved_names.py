@@ -26,7 +26,11 @@ import pytest
                                       ("beam_pipeline.schema", "beam_pipeline.layout.schema"),
                                       ("beam_pipeline.journal", "beam_pipeline.embedding.journal"),
                                       ("beam_pipeline.verify", "beam_pipeline.store.verify"),
-                                      ("beam_pipeline.commit", "beam_pipeline.store.commit")])
+                                      ("beam_pipeline.commit", "beam_pipeline.store.commit"),
+                                      ("beam_pipeline.indexing", "beam_pipeline.run.indexing"),
+                                      ("beam_pipeline.stats", "beam_pipeline.run.stats"),
+                                      ("beam_pipeline.cancel", "beam_pipeline.runtime.cancel"),
+                                      ("beam_pipeline.faults", "beam_pipeline.runtime.faults")])
 def test_a_moved_module_is_the_new_one_and_says_so(old, new):
     # A fresh interpreter: this one may have imported the old name already (no second warning).
     code = (f"import warnings; warnings.simplefilter('error')\n"
@@ -42,8 +46,10 @@ def test_a_moved_module_is_the_new_one_and_says_so(old, new):
 @pytest.mark.parametrize("module, name, new", [
     ("beam_pipeline.sourcefile", "load_chunks", "beam_pipeline.chunking.cut"),
     ("beam_pipeline.sourcefile", "cut", "beam_pipeline.chunking.cut"),
-    ("beam_pipeline.pipeline", "run_index", "beam_pipeline.indexing"),
-    ("beam_pipeline.pipeline", "StatsMismatch", "beam_pipeline.indexing"),
+    ("beam_pipeline.pipeline", "run_index", "beam_pipeline.run.indexing"),
+    ("beam_pipeline.run.pipeline", "StatsMismatch", "beam_pipeline.run.indexing"),
+    ("beam_pipeline.progress", "RunLink", "beam_pipeline.runtime.link"),
+    ("beam_pipeline.stats", "counter", "beam_pipeline.runtime.counters"),
 ])
 def test_a_moved_name_still_imports_with_a_warning(module, name, new):
     with pytest.warns(DeprecationWarning, match=name):

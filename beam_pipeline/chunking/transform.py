@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from .. import stats
 from ..layout.records import FileRecord
 from ..lexical.feed import FeedLink
-from ..progress import CHUNKED, RunLink
+from ..runtime import counters
+from ..runtime.link import CHUNKED, RunLink
 from ..source.discover import FileEntry
 from ..source.text import (  # noqa: F401 - ChunkerConfig is found here too
     ChunkerConfig,
@@ -37,7 +37,7 @@ class ChunkFile(beam.DoFn):
         self.config = config
         self.progress = progress or RunLink(None)
         self.lexicon = lexicon  # the launcher's lexical index, fed as files are cut (lexfeed)
-        self.legacy = stats.counter(stats.LEGACY_ENCODING)
+        self.legacy = counters.counter(counters.LEGACY_ENCODING)
 
     def setup(self):
         self.progress.setup()
@@ -61,7 +61,7 @@ class ChunkFile(beam.DoFn):
             if decoded.legacy:
                 self.legacy.inc()
             if fallback is not None:
-                stats.fallback_counter(fallback).inc()
+                counters.fallback_counter(fallback).inc()
         self.progress.send({"k": CHUNKED, "p": entry.path, "n": len(chunks), "b": entry.size})
         yield entry.path, record
         if chunks:

@@ -22,9 +22,9 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from .. import stats
 from ..layout.schema import REUSE_TABLE  # noqa: F401 - where the pipeline's callers find it
-from ..progress import EMBEDDED, RunLink
+from ..runtime import counters
+from ..runtime.link import EMBEDDED, RunLink
 from ..source import storage
 from .journal import KEY_BYTES, text_key
 
@@ -68,7 +68,7 @@ class ReuseVectorsFn(beam.DoFn):
     def __init__(self, table_path: str | None, progress: RunLink | None = None):
         self.table_path = table_path
         self.progress = progress or RunLink(None)
-        self.reused = stats.counter(stats.CHUNKS_REUSED)
+        self.reused = counters.counter(counters.CHUNKS_REUSED)
 
     def setup(self):
         self.progress.setup()

@@ -18,11 +18,11 @@ from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoo
 
 import apache_beam as beam
 
-from .. import faults, stats
-from ..bundles import at_bundle_end, in_global_window
 from ..embedders import Embedder
-from ..faults import fault_point
-from ..progress import EMBEDDED, RunLink
+from ..runtime import counters, faults
+from ..runtime.bundles import at_bundle_end, in_global_window
+from ..runtime.faults import fault_point
+from ..runtime.link import EMBEDDED, RunLink
 from .calls import EmbedderProcesses, timed_embed
 from .journal import JournalSpec, JournalWriter, text_key
 
@@ -82,10 +82,10 @@ class EmbedBatch(beam.DoFn):
         self.concurrency = concurrency
         self.processes = processes
         self.journal = journal
-        self.batches = stats.counter(stats.EMBED_BATCHES)
-        self.embedded = stats.counter(stats.CHUNKS_EMBEDDED)
-        self.errors = stats.counter(stats.CHUNK_ERRORS)
-        self.embed_ms = stats.counter("embed_ms")
+        self.batches = counters.counter(counters.EMBED_BATCHES)
+        self.embedded = counters.counter(counters.CHUNKS_EMBEDDED)
+        self.errors = counters.counter(counters.CHUNK_ERRORS)
+        self.embed_ms = counters.counter("embed_ms")
 
     def setup(self):
         self.progress.setup()
@@ -135,7 +135,7 @@ class EmbedBatch(beam.DoFn):
         self.batches.inc(calls)
         self.embed_ms.inc(round(seconds * 1000))
         for name, value in self.embedder.take_counts().items():
-            stats.counter(f"embedder_{name}").inc(value)
+            counters.counter(f"embedder_{name}").inc(value)
         done: collections.Counter = collections.Counter()
         blocks: dict[str, tuple[list, list]] = {}
         for (path, index, _), outcome in zip(batch, outcomes):

@@ -16,11 +16,11 @@ from dataclasses import replace
 import apache_beam as beam
 import numpy as np
 
-from .. import stats
 from ..chunking.fixed import cut_at
 from ..layout.records import FileRecord
 from ..layout.schema import FAILED, SKIPPED
-from ..progress import ASSEMBLED, RunLink
+from ..runtime import counters
+from ..runtime.link import ASSEMBLED, RunLink
 from ..source.text import ChunkerConfig, FileSkipped, describe_os_error, load_text
 from .rows import build_rows
 from .spill import SpillReader, block_rows
@@ -56,11 +56,11 @@ class AssembleFile(beam.DoFn):
         self.config = config
         self.dim = dim
         self.progress = progress or RunLink(None)
-        self.processed = stats.counter(stats.FILES_PROCESSED)
-        self.failed = stats.counter(stats.FAILED_FILES)
-        self.total_size = stats.counter(stats.TOTAL_SIZE)
+        self.processed = counters.counter(counters.FILES_PROCESSED)
+        self.failed = counters.counter(counters.FAILED_FILES)
+        self.total_size = counters.counter(counters.TOTAL_SIZE)
         # Counted here, for written files only: a failed file's chunks were never indexed.
-        self.chunks_created = stats.counter(stats.CHUNKS_CREATED)
+        self.chunks_created = counters.counter(counters.CHUNKS_CREATED)
 
     def process(self, element):
         self.progress.checkpoint()
@@ -72,7 +72,7 @@ class AssembleFile(beam.DoFn):
                                       list(groups["errors"]))
         record = replace(record, spans=None)  # files.parquet's rows are gathered: keep them small
         if record.status == SKIPPED:
-            stats.skip_counter(record.error).inc()
+            counters.skip_counter(record.error).inc()
         elif record.status == FAILED:
             self.failed.inc()
         else:

@@ -20,7 +20,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..faults import fault_point
 from ..layout.schema import (
     CURRENT_FILE,
     FAILED,
@@ -36,6 +35,7 @@ from ..layout.schema import (
     STAGING_DIR,
     STALE,
 )
+from ..runtime.faults import fault_point
 from ..source import storage
 
 

@@ -31,7 +31,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..faults import fault_point
 from ..layout.schema import (
     FILES_TABLE,
     GIT_BLOB,
@@ -44,6 +43,7 @@ from ..layout.schema import (
     STALE,
     write_table,
 )
+from ..runtime.faults import fault_point
 from ..search.reader import IndexReadError, shard_names
 from ..source import storage
 from ..source.discover import FileEntry, is_url, join_url, read_store_object

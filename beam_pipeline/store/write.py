@@ -14,12 +14,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import apache_beam as beam
 import pyarrow as pa
 
-from .. import stats
-from ..bundles import in_global_window
-from ..faults import fault_point
 from ..layout.records import FileRecord
 from ..layout.schema import FILES_SCHEMA, FILES_TABLE, GIT_BLOB, STAGED_SUMMARY, write_table
-from ..progress import WRITTEN, RunLink
+from ..runtime import counters
+from ..runtime.bundles import in_global_window
+from ..runtime.faults import fault_point
+from ..runtime.link import WRITTEN, RunLink
 from ..source import storage
 from .rows import DEFAULT_ROWS_PER_SHARD, ShardBuffer
 
@@ -33,8 +33,8 @@ class WriteShardsFn(beam.DoFn):
         self.dim = dim
         self.rows_per_shard = rows_per_shard
         self.progress = progress or RunLink(None)
-        self.rows_written = stats.counter(stats.ROWS_WRITTEN)
-        self.shards_written = stats.counter(stats.SHARDS_WRITTEN)
+        self.rows_written = counters.counter(counters.ROWS_WRITTEN)
+        self.shards_written = counters.counter(counters.SHARDS_WRITTEN)
 
     def setup(self):
         self.progress.setup()

@@ -15,7 +15,7 @@ from apache_beam.metrics.execution import MetricResult
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineResult
 
-from ..stats import FILES_PROCESSED
+from ..runtime.counters import FILES_PROCESSED
 
 
 class _Result(PipelineResult):

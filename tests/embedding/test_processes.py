@@ -15,7 +15,7 @@ from conftest import PoisonEmbedder
 from beam_pipeline.embedders import HashingEmbedder
 from beam_pipeline.embedding.calls import EmbedderProcesses
 from beam_pipeline.embedding.transform import EmbedChunks
-from beam_pipeline.options import embed_processes
+from beam_pipeline.run.options import embed_processes
 
 CHUNKS = [(f"f{i}.py", j, f"def func_{i}_{j}(value): return value * {j}")
           for i in range(12) for j in range(7)]

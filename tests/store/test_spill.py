@@ -12,7 +12,7 @@ from conftest import code_file, make_tree
 from beam_pipeline import run_index
 from beam_pipeline.embedders import HashingEmbedder
 from beam_pipeline.layout.schema import SNAPSHOTS_DIR, STAGING_DIR
-from beam_pipeline.pipeline import IndexFiles, ReadFileList
+from beam_pipeline.run.pipeline import IndexFiles, ReadFileList
 from beam_pipeline.source.discover import discover_to_file
 from beam_pipeline.source.text import ChunkerConfig
 from beam_pipeline.store import spill
