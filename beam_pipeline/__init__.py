@@ -19,6 +19,7 @@ _moved.install()
 # Lazy, so that `beam-index` can set up logging before apache_beam is imported (its import
 # logs a warning about optional GCP clients that users should not see).
 _EXPORTS = {
+    "BeamIndexError": "errors",
     "FileProcessingResult": "processor",
     "HighThroughputProcessor": "processor",
     "Index": "search.reader",
@@ -26,13 +27,14 @@ _EXPORTS = {
     "IndexSettings": "run.settings",
     "NothingCommitted": "run.indexing",
     "ReadFileList": "run.pipeline",
+    "RunRequest": "run.indexing",
     "run_index": "run.indexing",
     "StatsMismatch": "run.indexing",
     "ProcessingStats": "run.stats",
 }
-__all__ = ["FileProcessingResult", "HighThroughputProcessor", "Index", "IndexFiles",
-           "IndexSettings", "NothingCommitted", "ProcessingStats", "ReadFileList", "StatsMismatch",
-           "run_index"]
+__all__ = ["BeamIndexError", "FileProcessingResult", "HighThroughputProcessor", "Index",
+           "IndexFiles", "IndexSettings", "NothingCommitted", "ProcessingStats", "ReadFileList",
+           "RunRequest", "StatsMismatch", "run_index"]
 
 
 def __getattr__(name: str):

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from .embedders import DEFAULT_EMBEDDER, Embedder
 from .layout.schema import INDEXED
-from .run.indexing import NothingCommitted, run_index
+from .run.indexing import NothingCommitted, RunRequest, run_index
 from .run.progress import ProgressTracker
 from .run.settings import IndexSettings
 from .run.stats import ProcessingStats
@@ -143,14 +143,14 @@ class HighThroughputProcessor:
             chunker=self.chunker,
             batch_size=batch_size, max_file_size=self.max_file_size,
             embedding_dim=self.embedding_dim, embed_concurrency=max(1, vector_thread_count))
+        request = RunRequest(files=paths, keep=self.keep, cancel=token, tracker=tracker)
         outcome: dict = {}
 
         def work() -> None:
             try:
                 outcome["stats"] = run_index(
-                    self.codebase_dir, self.output_dir, settings,
-                    pipeline_options=self.pipeline_args, files=paths, keep=self.keep,
-                    cancel=token, tracker=tracker)
+                    self.codebase_dir, self.output_dir, settings, request,
+                    pipeline_options=self.pipeline_args)
             except NothingCommitted as exc:  # every file failed: the caller gets the stats
                 outcome["stats"] = exc.stats
             except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread

@@ -20,6 +20,8 @@ file was finished (embedded) counted from `--started` (the parent's spawn time).
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import json
 import os
 import sys
@@ -155,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--started", type=float, default=None, help="parent's spawn time")
     args, flags = parser.parse_known_args(argv)
+    # As `beam-index` does (cli.entry): the collector is frozen at exit rather than left to
+    # free Beam's objects one by one, a program's choice the library no longer makes for it.
+    atexit.register(gc.freeze)
     outcome = Outcome(args.started or time.time())
     files = args.files.read_text(encoding="utf-8").splitlines()
     embedder = make_embedder(args.embedder, args.embedding_url)

@@ -23,6 +23,19 @@ def make_tree(root: Path, files: dict) -> Path:
     return root
 
 
+def listed_tree(tmp_path: Path, files: dict) -> tuple[Path, Path, Path]:
+    """A source tree of `files`, an empty staging folder and the tree's discovered file list
+    (what ReadFileList reads): (src, staging, listing)."""
+    from beam_pipeline.source.discover import discover_to_file
+
+    src = make_tree(tmp_path / "src", files)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    listing = tmp_path / "files.jsonl"
+    discover_to_file(src, listing)
+    return src, staging, listing
+
+
 def code_file(name: str, lines: int) -> str:
     return "".join(f"def {name}_{i}(value):\n    return value * {i}  # {name}\n"
                    for i in range(lines))

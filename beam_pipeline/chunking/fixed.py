@@ -13,6 +13,8 @@ from __future__ import annotations
 from array import array
 from typing import NamedTuple
 
+from ..errors import UsageError
+
 DEFAULT_CHUNK_SIZE = 1000
 DEFAULT_OVERLAP_RATIO = 0.15
 
@@ -36,9 +38,9 @@ def chunk_spans(length: int, size: int, overlap: int) -> list[tuple[int, int]]:
     The last chunk ends at `length` and may be shorter; no chunk lies wholly inside its predecessor.
     """
     if size <= 0:
-        raise ValueError(f"chunk size must be positive, got {size}")
+        raise UsageError(f"chunk size must be positive, got {size}")
     if not 0 <= overlap < size:
-        raise ValueError(f"overlap must be in [0, size), got {overlap} for size {size}")
+        raise UsageError(f"overlap must be in [0, size), got {overlap} for size {size}")
     step = size - overlap
     spans = []
     start = 0

@@ -35,6 +35,7 @@ import itertools
 import threading
 from pathlib import PurePosixPath
 
+from ..errors import FileError
 from ..source.language import detect_language
 from .fixed import Chunk, chunk_text
 
@@ -70,7 +71,7 @@ MAX_DEPTH = 200
 _parsers = threading.local()  # a tree-sitter Parser is not to be shared between threads
 
 
-class NoSyntax(Exception):
+class NoSyntax(FileError):
     """This file gets no syntax chunks; `reason` is the fallback reason counted in the stats."""
 
     def __init__(self, reason: str):

@@ -8,12 +8,15 @@ A bad file never raises: it becomes a record with its reason.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import apache_beam as beam
 
 from ..layout.records import FileRecord
 from ..lexical.feed import FeedLink
 from ..runtime import counters
 from ..runtime.link import CHUNKED, RunLink
+from ..runtime.outputs import by_name
 from ..source.discover import FileEntry
 from ..source.text import (  # noqa: F401 - ChunkerConfig is found here too
     ChunkerConfig,
@@ -81,9 +84,23 @@ class ChunkFile(beam.DoFn):
         self.progress.close()
 
 
+class ChunkedFiles(NamedTuple):
+    """ChunkFiles' outputs."""
+
+    files: beam.PCollection  # (path, FileRecord): every file, cut, skipped or failed
+    chunks: beam.PCollection  # (path, [(index, text), …]): one element per file with chunks
+
+    __getitem__ = by_name
+
+
 class ChunkFiles(beam.PTransform):
-    """PCollection[FileEntry] → {"files": (path, FileRecord),
-    "chunks": (path, [(index, text), …])}."""
+    """PCollection[FileEntry] → ChunkedFiles(files, chunks).
+
+    Example::
+
+        chunked = entries | ChunkFiles(ChunkerConfig("/repo", 1000, 150, 1 << 20))
+        chunked.chunks | …
+    """
 
     def __init__(self, config: ChunkerConfig, progress: RunLink | None = None,
                  lexicon: FeedLink | None = None):
@@ -96,4 +113,4 @@ class ChunkFiles(beam.PTransform):
         outputs = entries | "ChunkFile" >> beam.ParDo(
             ChunkFile(self.config, self.progress, self.lexicon)
         ).with_outputs(CHUNKS, main="files")
-        return {"files": outputs.files, "chunks": outputs[CHUNKS]}
+        return ChunkedFiles(outputs.files, outputs[CHUNKS])

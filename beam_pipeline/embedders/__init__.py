@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 
+from ..errors import UsageError
 from .base import ConfigurationError, Embedder, EmbeddingError
 
 # The embedder of a run that names none: built in, no torch, no download, and chosen by
@@ -41,7 +42,7 @@ def embedder_class(name: str) -> type[Embedder]:
         return __getattr__(_REGISTRY[name])
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
-        raise ValueError(f"unknown embedder {name!r}; known: {known}") from None
+        raise UsageError(f"unknown embedder {name!r}; known: {known}") from None
 
 
 def get_embedder(name: str, **params) -> Embedder:
@@ -50,7 +51,7 @@ def get_embedder(name: str, **params) -> Embedder:
     try:
         return factory(**{k: v for k, v in params.items() if v is not None})
     except TypeError as exc:
-        raise ValueError(f"embedder {name!r}: {exc}") from None
+        raise UsageError(f"embedder {name!r}: {exc}") from None
 
 
 __all__ = ["DEFAULT_EMBEDDER", "ConfigurationError", "Embedder", "EmbeddingError",

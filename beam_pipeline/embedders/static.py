@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
 from .base import Embedder, EmbeddingError, Memo
 
 DEFAULT_MODEL = "potion-base-8m"
@@ -65,12 +66,12 @@ class StaticEmbedder(Embedder):
 
     def __init__(self, dim: int | None = None, model: str = DEFAULT_MODEL, split: bool = True):
         if not re.fullmatch(r"[A-Za-z0-9._-]+", model or ""):
-            raise ValueError(f"invalid static model name {model!r}")
+            raise UsageError(f"invalid static model name {model!r}")
         self.model_name = model
         self._meta = _read_meta(model)
         self.dim = int(self._meta["dim"])
         if dim is not None and int(dim) != self.dim:
-            raise ValueError(f"static model {model} has {self.dim} dimensions, not {dim}")
+            raise UsageError(f"static model {model} has {self.dim} dimensions, not {dim}")
         self.split = bool(split)
         self._word = _WORD if self.split else _WHOLE
         self.model = f"{model}+{_RECIPES[self.split]}@{self._meta['sha256'][:12]}"
@@ -176,7 +177,7 @@ def _read_meta(model: str) -> dict:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         known = ", ".join(model_names()) or "none"
-        raise ValueError(f"no static model {model!r} in this installation (known: {known})"
+        raise UsageError(f"no static model {model!r} in this installation (known: {known})"
                          ) from None
     except (OSError, ValueError) as exc:
         raise EmbeddingError(f"static model {model}: unreadable model.json ({exc})") from None

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -25,6 +26,7 @@ import pyarrow as pa
 from ..layout.schema import REUSE_TABLE  # noqa: F401 - where the pipeline's callers find it
 from ..runtime import counters
 from ..runtime.link import EMBEDDED, RunLink
+from ..runtime.outputs import by_name
 from ..source import storage
 from .journal import KEY_BYTES, text_key
 
@@ -104,8 +106,17 @@ class ReuseVectorsFn(beam.DoFn):
         self.progress.close()
 
 
+class ReusedVectors(NamedTuple):
+    """ReuseKnownVectors' outputs."""
+
+    vectors: beam.PCollection  # (path, (indices, float32 rows as bytes)): taken as they were
+    missing: beam.PCollection  # (path, [(index, text), …]): still to embed
+
+    __getitem__ = by_name
+
+
 class ReuseKnownVectors(beam.PTransform):
-    """Split chunks into {"vectors": reused, "missing": still to embed}."""
+    """Split chunks into ReusedVectors(vectors, missing)."""
 
     def __init__(self, table_path: str | None, progress: RunLink | None = None):
         super().__init__()
@@ -115,4 +126,4 @@ class ReuseKnownVectors(beam.PTransform):
     def expand(self, chunks):
         outputs = chunks | "Reuse" >> beam.ParDo(
             ReuseVectorsFn(self.table_path, self.progress)).with_outputs(MISSING, main="vectors")
-        return {"vectors": outputs.vectors, MISSING: outputs[MISSING]}
+        return ReusedVectors(outputs.vectors, outputs[MISSING])

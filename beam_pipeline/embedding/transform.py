@@ -15,14 +15,17 @@ import collections
 import functools
 import logging
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import NamedTuple
 
 import apache_beam as beam
 
 from ..embedders import Embedder
+from ..errors import UsageError
 from ..runtime import counters, faults
 from ..runtime.bundles import at_bundle_end, in_global_window
 from ..runtime.faults import fault_point
 from ..runtime.link import EMBEDDED, RunLink
+from ..runtime.outputs import by_name
 from .calls import EmbedderProcesses, timed_embed
 from .journal import JournalSpec, JournalWriter, text_key
 
@@ -177,24 +180,33 @@ def _call_now(fn, batch) -> Future:
     return future
 
 
+class EmbeddedChunks(NamedTuple):
+    """EmbedChunks' outputs."""
+
+    vectors: beam.PCollection  # (path, (indices, float32 rows as bytes))
+    errors: beam.PCollection  # (path, (index, reason)): chunks whose embedding failed
+
+    __getitem__ = by_name
+
+
 class EmbedChunks(beam.PTransform):
-    """(path, [(index, text), …]) → {"vectors": (path, (indices, float32 rows as bytes)),
-    "errors": (path, (index, reason))}.
+    """(path, [(index, text), …]) → EmbeddedChunks(vectors, errors).
 
     Example::
 
         embedded = chunks | EmbedChunks(HashingEmbedder(), batch_size=64)
+        embedded.vectors | …
     """
 
     def __init__(self, embedder: Embedder, batch_size: int, progress: RunLink | None = None,
                  concurrency: int = 1, processes: int = 0, journal: JournalSpec | None = None):
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+            raise UsageError(f"batch size must be at least 1, got {batch_size}")
         if concurrency < 1:
-            raise ValueError(f"embed concurrency must be at least 1, got {concurrency}")
+            raise UsageError(f"embed concurrency must be at least 1, got {concurrency}")
         if processes < 0:
-            raise ValueError(f"embed processes must be at least 0, got {processes}")
+            raise UsageError(f"embed processes must be at least 0, got {processes}")
         self.embedder = embedder
         self.batch_size = batch_size
         self.progress = progress
@@ -212,4 +224,4 @@ class EmbedChunks(beam.PTransform):
                 ERRORS, main="vectors"
             )
         )
-        return {"vectors": outputs.vectors, "errors": outputs[ERRORS]}
+        return EmbeddedChunks(outputs.vectors, outputs[ERRORS])

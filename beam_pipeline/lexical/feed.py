@@ -43,6 +43,7 @@ from collections.abc import Iterable, Sequence
 from multiprocessing.connection import Client, Connection, Listener
 
 from ..embedding.calls import start_helper
+from ..errors import RunError
 from .build import LexicalBuilder
 from .fields import LexicalError
 
@@ -67,7 +68,7 @@ SOCKET_PREFIX = "beam-index-feed-"  # the helper's private folder for its socket
 _INBOX_MESSAGES = 64
 
 
-class FeedBehind(Exception):
+class FeedBehind(RunError):
     """The helper did not finish in time (see GRACE_S)."""
 
 

@@ -10,6 +10,7 @@ import os
 import re
 from importlib import resources
 
+from ..errors import IndexReadError
 from ..source import storage
 
 LEXICAL_DIR = "lexical"
@@ -47,7 +48,7 @@ DEFINING_WORDS = ("class", "def", "function", "func", "fn", "struct", "interface
 FUZZY_MIN_LENGTH = 3  # shorter words have too many neighbours one edit away
 
 
-class LexicalError(Exception):
+class LexicalError(IndexReadError):
     """The lexical index is missing, unreadable or of another layout."""
 
 

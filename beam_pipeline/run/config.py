@@ -15,10 +15,12 @@ from __future__ import annotations
 import os
 import re
 
+from ..errors import UsageError
+
 _OPTION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A profile that cannot be turned into flags."""
 
 

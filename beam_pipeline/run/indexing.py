@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -32,8 +33,9 @@ from ..chunking.cut import load_chunks
 from ..embedders import ConfigurationError, Embedder
 from ..embedding import journal
 from ..embedding.journal import DEFAULT_MAX_MB as DEFAULT_JOURNAL_MB
+from ..errors import NotASourceFolder, RunError, UsageError
 from ..layout.schema import FILES_TABLE, INDEXED, PRUNE_GRACE_S, REUSE_TABLE, SPILL_DIR
-from ..lexical import feed as lexfeed
+from ..lexical.snapshot import BaseLexiconError, SnapshotLexicon
 from ..runtime import faults
 from ..runtime.cancel import CancelToken
 from ..runtime.event_files import EVENTS_DIR
@@ -76,11 +78,11 @@ DEFAULT_KEEP = 3
 JOURNAL_MODES = ("auto", "always", "never")
 
 
-class StatsMismatch(Exception):
+class StatsMismatch(RunError):
     """The runner's metrics and the pipeline's outputs disagree: nothing may be committed."""
 
 
-class NothingCommitted(Exception):
+class NothingCommitted(RunError):
     """The run finished but produced nothing that may be committed (e.g. every file failed)."""
 
     def __init__(self, message: str, stats: ProcessingStats):
@@ -90,9 +92,15 @@ class NothingCommitted(Exception):
 
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunRequest:
-    """How one run is asked for, beyond what shapes the index (IndexSettings)."""
+    """How one run is asked for, beyond what shapes the index (IndexSettings); its values are
+    checked when it is made (UsageError).
+
+    Example::
+
+        run_index("path/to/repo", "path/to/index", request=RunRequest(full=True, keep=3))
+    """
 
     files: Sequence[str | os.PathLike] | None = None  # an explicit subset; None walks SOURCE
     full: bool = False
@@ -126,51 +134,64 @@ class RunRequest:
     # Snapshots of at least this many rows also get an approximate vector index (search/ann.py).
     ann_min_rows: int = ann.DEFAULT_MIN_ROWS
 
+    def __post_init__(self):
+        if self.keep < 1:
+            raise UsageError(f"--keep must be at least 1, got {self.keep}")
+        if not self.prune_grace_s >= 0:
+            raise UsageError(f"--prune-grace must be at least 0 seconds, got "
+                             f"{self.prune_grace_s}")
+        if self.journal not in JOURNAL_MODES:
+            raise UsageError(f"--journal must be one of {', '.join(JOURNAL_MODES)}, "
+                             f"got {self.journal!r}")
+        if self.journal_max_mb < 1:
+            raise UsageError(f"--journal-max-mb must be at least 1, got {self.journal_max_mb}")
+        if self.ann_min_rows < 1:
+            raise UsageError(f"--ann-min-rows must be at least 1, got {self.ann_min_rows}")
+
 
 def run_index(
     source: str | os.PathLike,
     output: str | os.PathLike,
     settings: IndexSettings | None = None,
+    request: RunRequest | None = None,
     *,
     pipeline_options: PipelineOptions | Sequence[str] | None = None,
-    **request,
+    **fields,
 ) -> ProcessingStats:
     """Index `source` into `output` and commit a new snapshot; returns the run's stats.
 
     Against an output whose live snapshot has the same fingerprint only added and changed
-    files are embedded; the rest is carried forward. Keyword arguments are RunRequest's:
-    `files` (index just these, carry the rest forward), `full` (rebuild), `checksum` (compare
-    content hashes instead of size and mtime), `follow_symlinks`, `keep`, `dry_run` (stop
-    after the plan), `announce` (receives the plan line before any embedding), `cancel` (a
-    CancelToken: the run stops, commits nothing and returns stats with `cancelled=True`),
-    `tracker`, `progress_stream` and `quiet` (the progress display), and
-    `local_paths_on_workers` (a distributed runner's workers see local paths: mounted).
+    files are embedded; the rest is carried forward.
 
-    `source` and `output` are local folders or URLs on any filesystem Beam has installed
-    (gs://, s3://, …; credentials come from `pipeline_options`, e.g. --s3_endpoint_url).
+    Args:
+      source: the tree to index: a local folder or a URL on any filesystem Beam has installed
+        (gs://, s3://, …; credentials come from `pipeline_options`, e.g. --s3_endpoint_url).
+      output: the index folder or URL.
+      settings: what shapes the index (IndexSettings: embedder, chunker, sizes); its default
+        when None.
+      request: how this run is asked for (RunRequest: `files` to index just these, `full`,
+        `checksum`, `keep`, `dry_run`, `announce`, `cancel`, `tracker`, the progress display,
+        …). Keyword arguments are a shorthand for its fields: `run_index(src, out, full=True)`
+        is `run_index(src, out, request=RunRequest(full=True))`.
+      pipeline_options: Beam's options or flags (`--runner`, …); none runs the DirectRunner's
+        in-process engine.
 
-    Raises runners.RunnerRefused for a runner that loses data or cannot see the paths,
-    NotADirectoryError or discover.SourceError for a bad source, commit.OutputError for an
-    unusable output, lock.LockedError when another run holds the output, StatsMismatch when
-    the metrics and the outputs disagree, and NothingCommitted when the run produced nothing
-    committable (its stats attached).
+    Raises (all errors.BeamIndexError): UsageError for a bad request value or a runner that
+    loses data or cannot see the paths (runners.RunnerRefused); SourceError for a bad source
+    (NotASourceFolder, also a NotADirectoryError, for a path that is no folder); OutputError
+    for an unusable output (lock.LockedError when another run holds it, CorruptSnapshotError
+    for a base snapshot that cannot be carried); RunError: StatsMismatch when the metrics and
+    the outputs disagree, NothingCommitted when the run produced nothing committable (its
+    stats attached). A cancelled run (`request.cancel`) commits nothing and returns stats with
+    `cancelled=True`.
     """
     settings = settings or IndexSettings.create()
-    req = RunRequest(**request)
+    req = request or RunRequest()
+    if fields:
+        req = dataclasses.replace(req, **fields)
     # Flags stay a list until a pipeline is built: with none, nothing here imports Beam.
     if not _is_pipeline_options(pipeline_options):
         pipeline_options = list(pipeline_options or [])
-    if req.keep < 1:
-        raise ValueError(f"--keep must be at least 1, got {req.keep}")
-    if not req.prune_grace_s >= 0:
-        raise ValueError(f"--prune-grace must be at least 0 seconds, got {req.prune_grace_s}")
-    if req.journal not in JOURNAL_MODES:
-        raise ValueError(f"--journal must be one of {', '.join(JOURNAL_MODES)}, "
-                         f"got {req.journal!r}")
-    if req.journal_max_mb < 1:
-        raise ValueError(f"--journal-max-mb must be at least 1, got {req.journal_max_mb}")
-    if req.ann_min_rows < 1:
-        raise ValueError(f"--ann-min-rows must be at least 1, got {req.ann_min_rows}")
     placement = runners.place(pipeline_options)
     # The launcher's own reads of SOURCE and writes of OUT use the run's filesystem options.
     storage.use_options(pipeline_options)
@@ -269,7 +290,7 @@ def source_root(source: str | os.PathLike) -> str:
         return url
     root = Path(source).resolve()
     if not root.is_dir():
-        raise NotADirectoryError(f"source is not a directory: {source}")
+        raise NotASourceFolder(f"source is not a directory: {source}")
     return str(root)
 
 
@@ -306,25 +327,20 @@ class _Run:
     git: gitindex.GitState | None = field(default=None, init=False)  # SOURCE's git, if any
     carried: list[dict] = field(default_factory=list, init=False)  # shards carried forward
     shards: list[dict] = field(default_factory=list, init=False)  # shards the pipeline wrote
-    # The new snapshot's lexical index, built while the pipeline runs (lexical/).
-    lexicon: lexical.LexicalBuilder | None = field(default=None, init=False)
-    follower: lexical.ShardFollower | None = field(default=None, init=False)
-    feed: lexfeed.LexicalFeed | None = field(default=None, init=False)  # or, locally, this
+    # The new snapshot's lexical index, built while the pipeline runs (lexical/snapshot.py).
+    lexicon: SnapshotLexicon | None = field(default=None, init=False)
     committed_files: dict[str, str] = field(default_factory=dict, init=False)  # path → hash
-    lexicon_base: tuple[str, dict] | None = field(default=None, init=False)  # carried forward
-    lexicon_deleted: set[str] = field(default_factory=set, init=False)  # …without these files
     pipeline_s: float = field(default=0.0, init=False)  # how long the pipeline ran
 
     def execute(self) -> None:
         try:
             self._execute()
+        except BaseLexiconError as exc:
+            raise reindex.CorruptSnapshotError(f"snapshot {self.base.snapshot_id}: {exc}; run "
+                                               "with --full to rebuild") from None
         finally:
-            if self.follower is not None:
-                self.follower.stop()
             if self.lexicon is not None:
                 self.lexicon.close()
-            if self.feed is not None:
-                self.feed.close()
 
     def _execute(self) -> None:
         tracker, stats, req = self.req.tracker, self.stats, self.req
@@ -473,7 +489,8 @@ class _Run:
         self._start_lexicon(plan)  # first: a helper that feeds it starts while Beam imports
         from apache_beam.options.pipeline_options import PipelineOptions
 
-        from .pipeline import run_pipeline
+        from .options import embed_processes
+        from .pipeline import IndexFilesConfig, run_pipeline
 
         options = self.options
         if not isinstance(options, PipelineOptions):
@@ -487,16 +504,21 @@ class _Run:
         else:
             link = RunLink(None, self.req.cancel.check(), events_dir=channel.directory,
                            filesystems=filesystems)
-        lexicon = self._feed_link()  # before the carrying starts: it may claim shards
+        lexicon = self.lexicon.link  # before the carrying starts: it may claim shards
         # Unchanged files' rows are copied while the pipeline runs: pyarrow's reading and
         # compression release the GIL, and the Beam work of a small re-index is mostly Python.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carry") as pool:
             carrying = pool.submit(reindex.carry_rows, base, plan.carry, staging,
-                                   self._lexicon_claim) if base else None
+                                   self.lexicon.claim) if base else None
             started = time.monotonic()
-            result = run_pipeline(self._chunker(), staging, todo, self.settings, options, link,
-                                  reuse, self.spill_dir, self.req.cancel, spec,
-                                  lexicon)
+            settings = self.settings
+            config = IndexFilesConfig(
+                self._chunker(), settings.embedder, settings.batch_size, staging, link,
+                reuse_table=reuse, embed_concurrency=settings.embed_concurrency,
+                embed_processes=embed_processes(options, settings.embed_processes,
+                                                settings.embedder.gil_bound),
+                spill_dir=self.spill_dir, journal=spec, lexicon=lexicon)
+            result = run_pipeline(config, todo, options, self.req.cancel)
             self.pipeline_s = time.monotonic() - started
             self.carried = carrying.result() if carrying else []
         return result
@@ -526,82 +548,17 @@ class _Run:
         """Whether the base snapshot's lexical index can be carried forward."""
         return self.base is not None and lexical.usable(self.base.manifest.get("lexical"))
 
-    @property
-    def _lexicon_claim(self) -> Callable[[str], None] | None:
-        """Carried rows are in a carried-forward lexical index already: their shards are
-        not added again."""
-        return self.follower.claim if self.base_lexicon and self.follower else None
-
     def _start_lexicon(self, plan: reindex.Plan) -> None:
-        base = self.base
+        base = None
+        deleted: set[str] = set()
         if self.base_lexicon:
-            self.lexicon_base = (base.directory, base.manifest["lexical"])
+            base = (self.base.directory, self.base.manifest["lexical"])
             # Deleted before any new row is added: a delete drops only the documents before
             # it. Stale files (re-embedding failed) get their previous rows back at the commit.
-            self.lexicon_deleted = set(base.files) - plan.carry
-        if self.placement.local and storage.is_local(self.staging):
-            # The workers share this host: they feed the index as they cut files (lexfeed).
-            try:
-                self.feed = lexfeed.LexicalFeed(self.lexicon_base, self.lexicon_deleted)
-                return
-            except OSError as exc:  # e.g. no interpreter this user may start
-                log.warning("no lexical index helper (%s): built from the shards", exc)
-        self._follow_shards()
-
-    def _feed_link(self) -> lexfeed.FeedLink | None:
-        """What the chunking workers feed the lexical index through, if anything."""
-        if self.feed is None:
-            return None
-        try:
-            return self.feed.link
-        except lexical.LexicalError as exc:  # it died starting
-            self._abandon_feed(exc)
-            return None
-
-    def _abandon_feed(self, reason: Exception) -> None:
-        log.warning("%s: the lexical index is built from the shards instead", reason)
-        self.feed.close(timeout=0)
-        self.feed = None
-        self._follow_shards()
-
-    def _follow_shards(self) -> None:
-        try:
-            self.lexicon = lexical.LexicalBuilder(self.lexicon_base)
-        except lexical.LexicalError as exc:  # e.g. the base's files are not what it recorded
-            if self.lexicon_base is None:
-                raise
-            raise reindex.CorruptSnapshotError(f"snapshot {self.base.snapshot_id}: {exc}; run "
-                                               "with --full to rebuild") from None
-        self.lexicon.delete_paths(self.lexicon_deleted)
-        self.follower = lexical.ShardFollower(self.lexicon, self.staging).start()
-
-    def _finish_lexicon(self, shards: list[dict], carried: list[dict]) -> dict:
-        """The lexical index of exactly the committed shards, saved into staging."""
-        if self.feed is not None:
-            try:
-                return self._finish_feed(shards)
-            except (lexfeed.FeedBehind, lexical.LexicalError) as exc:  # late, or it died
-                self._abandon_feed(exc)
-        committed = {s["path"] for s in shards}
-        if self.base_lexicon:
-            committed -= {s["path"] for s in carried}
-        self.follower.finish(committed)
-        self.req.tracker.set_stage("lexical index")
-        return self.lexicon.save_to(self.staging)
-
-    def _finish_feed(self, shards: list[dict]) -> dict:
-        own = {s["path"] for s in self.shards}
-        # Rows this run did not embed: carried forward (in the base index already, unless it
-        # had none) and stale files' previous rows (their documents were deleted at the start).
-        taken = {s["path"] for s in self.carried} if self.base_lexicon else set()
-        whole = [s["path"] for s in shards if s["path"] not in own | taken]
-        self.req.tracker.set_stage("lexical index")
-        folder, docs = self.feed.finish(
-            self.committed_files,
-            [(storage.join(self.staging, name), name) for name in sorted(own)],
-            [(storage.join(self.staging, name), name) for name in whole],
-            timeout=lexfeed.finish_timeout(self.pipeline_s))
-        return lexical.export(folder, docs, self.staging)
+            deleted = set(self.base.files) - plan.carry
+        # The workers share this host (a local mode): they can feed it as they cut files.
+        feed = self.placement.local and storage.is_local(self.staging)
+        self.lexicon = SnapshotLexicon(self.staging, base, deleted, feed)
 
     def _take_stats(self, result) -> None:
         """Beam's counters, checked against the pipeline's outputs; or, from a runner with no
@@ -624,7 +581,7 @@ class _Run:
                                 + "; ".join(problems))
         self.stats.add_counters(counters)
         self.shards = summary["shards"]
-        if self.feed is not None:  # what its index must hold (read before the files merge)
+        if self.lexicon.fed:  # what its index must hold (read before the files merge)
             columns = (records[name].to_pylist()
                        for name in ("path", "file_hash", "status", "total_chunks"))
             self.committed_files = {path: digest for path, digest, state, chunks
@@ -636,7 +593,9 @@ class _Run:
         stale = reindex.merge_files_table(staging, base, plan, self.git)
         if base is not None:
             shards += self.carried + reindex.carry_rows(base, set(stale), staging)
-        lexicon = self._finish_lexicon(shards, self.carried)
+        req.tracker.set_stage("lexical index")
+        lexicon = self.lexicon.finish(shards, self.shards, self.carried, self.committed_files,
+                                      self.pipeline_s)
         graph = self._build_ann(shards)
         stats.stale = [{"path": p, "reason": r} for p, r in sorted(stale.items())]
         stats.failures = [f for f in commit.staged_failures(staging) if f["path"] not in stale]

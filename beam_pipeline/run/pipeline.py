@@ -8,18 +8,19 @@
 
 Example (a TestPipeline can run the same transforms)::
 
+    config = IndexFilesConfig(chunker_config, HashingEmbedder(), batch_size=64,
+                              staging_dir="/tmp/stage")
     with beam.Pipeline() as p:
-        out = (p | ReadFileList("/tmp/files.jsonl")
-                 | IndexFiles(config, HashingEmbedder(), batch_size=64, staging_dir="/tmp/stage"))
-
-    stats = run_index("path/to/repo", "path/to/index")
+        indexed = p | ReadFileList("/tmp/files.jsonl") | IndexFiles(config)
+        indexed.results | …
 """
 
 from __future__ import annotations
 
-import atexit
-import gc
 import time
+import warnings
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -29,28 +30,22 @@ from .. import _moved
 from ..chunking.transform import ChunkFiles
 from ..embedders import Embedder
 from ..embedding.journal import JournalSpec
-from ..embedding.reuse import MISSING, ReuseKnownVectors
+from ..embedding.reuse import ReuseKnownVectors
 from ..embedding.transform import EmbedChunks
+from ..errors import RunError, UsageError
 from ..lexical.feed import FeedLink
 from ..runtime.cancel import CancelToken
 from ..runtime.link import RunLink
+from ..runtime.outputs import by_name
 from ..source import storage
 from ..source.discover import FileEntry
 from ..source.text import ChunkerConfig
-from ..store.assemble import AssembleFiles
+from ..store.assemble import AssembleFiles, AssemblyInputs
 from ..store.spill import SpillVectors
 from ..store.write import WriteFilesTable, WriteShards
 from . import runners
-from .options import IndexOptions, embed_processes
+from .options import IndexOptions
 from .settings import IndexSettings
-
-# Beam's import leaves ~140,000 objects on the collector's lists, and the interpreter's last
-# collections at exit walk and free them one by one: `python -c "import apache_beam"` exits in
-# 150 ms, in 22 ms with them frozen first. A process that ran a pipeline (the compatibility
-# face's caller, a worker) leaves them to the OS instead. What this gives up: finalizers of
-# objects that are garbage in a reference cycle at exit, which Python never promises to run.
-# (The CLI on a local runner skips the teardown altogether: cli.entry.)
-atexit.register(gc.freeze)
 
 
 class ReadListFn(beam.DoFn):
@@ -90,74 +85,104 @@ class ReadFileList(beam.PTransform):
         )
 
 
-class IndexFiles(beam.PTransform):
-    """FileEntry → staged shards + files.parquet; returns {"results", "shards", "summary"}.
+@dataclass(frozen=True)
+class IndexFilesConfig:
+    """Everything IndexFiles is given: one value the launcher builds and Beam pickles.
 
-    `spill_dir` must be a folder every worker shares (runners.Placement.local), else None.
+    Args:
+      chunker: how files are read and cut (ChunkerConfig).
+      embedder: the embedder; `batch_size` chunks per call, across files.
+      staging_dir: the snapshot's staging folder, where shards and files.parquet go.
+      progress: the DoFns' link to the launcher (progress, cancel, filesystem options).
+      reuse_table: the previous snapshot's vectors by chunk text (re-indexing), or None.
+      embed_concurrency: embedding calls in flight per worker.
+      embed_processes: helper processes that embed beside a worker (GIL-bound embedders).
+      spill_dir: a folder on a disk every worker shares (runners.Placement.local) where
+        vectors wait for their file's grouping; None sends them through the runner's shuffle.
+      journal: the resume journal the embedding workers append to, or None.
+      lexicon: the launcher's lexical index, fed as files are cut (local modes), or None.
     """
 
-    def __init__(self, config: ChunkerConfig, embedder: Embedder, batch_size: int,
-                 staging_dir: str, progress: RunLink | None = None,
-                 reuse_table: str | None = None, embed_concurrency: int = 1,
-                 embed_processes: int = 0, spill_dir: str | None = None,
-                 journal: JournalSpec | None = None, lexicon: FeedLink | None = None):
+    chunker: ChunkerConfig
+    embedder: Embedder
+    batch_size: int
+    staging_dir: str
+    progress: RunLink | None = None
+    reuse_table: str | None = None
+    embed_concurrency: int = 1
+    embed_processes: int = 0
+    spill_dir: str | None = None
+    journal: JournalSpec | None = None
+    lexicon: FeedLink | None = None
+
+
+class IndexedFiles(NamedTuple):
+    """IndexFiles' outputs."""
+
+    results: beam.PCollection  # FileRecord: each file's outcome
+    shards: beam.PCollection  # dict: each staged shard (path, rows, files, bytes, sha256)
+    summary: beam.PCollection  # dict: the files table written, once, with every shard
+
+    __getitem__ = by_name
+
+
+class IndexFiles(beam.PTransform):
+    """FileEntry → staged shards + files.parquet: IndexedFiles(results, shards, summary).
+
+    Example (a TestPipeline runs it as the launcher does)::
+
+        config = IndexFilesConfig(ChunkerConfig("/repo", 1000, 150, 1 << 20),
+                                  HashingEmbedder(), batch_size=64, staging_dir="/tmp/stage")
+        with beam.Pipeline() as p:
+            indexed = p | ReadFileList("/tmp/files.jsonl") | IndexFiles(config)
+    """
+
+    def __init__(self, config: IndexFilesConfig, *args, **kwargs):
         super().__init__()
+        if not isinstance(config, IndexFilesConfig):  # the 11 arguments it took before
+            warnings.warn("IndexFiles(chunker, embedder, batch_size, staging_dir, …) is "
+                          "deprecated: give it one IndexFilesConfig", DeprecationWarning,
+                          stacklevel=2)
+            config = IndexFilesConfig(config, *args, **kwargs)
+        elif args or kwargs:
+            raise TypeError("IndexFiles takes one IndexFilesConfig")
+        if config.batch_size < 1:
+            raise UsageError(f"batch size must be at least 1, got {config.batch_size}")
         self.config = config
-        self.embedder = embedder
-        self.batch_size = batch_size
-        self.staging_dir = staging_dir
-        self.progress = progress
-        self.reuse_table = reuse_table  # previous vectors by chunk text (re-indexing)
-        self.embed_concurrency = embed_concurrency
-        self.embed_processes = embed_processes
-        # A folder on a disk every worker shares (the local modes only), or None: the vectors
-        # then travel in the runner's shuffle.
-        self.spill_dir = spill_dir
-        self.journal = journal  # the resume journal the embedding workers append to
-        self.lexicon = lexicon  # the launcher's lexical index, fed as files are cut (local)
 
     def expand(self, entries):
-        dim = self.embedder.dim
-        chunked = entries | "Chunk" >> ChunkFiles(self.config, self.progress, self.lexicon)
-        to_embed, vectors = chunked["chunks"], []
-        if self.reuse_table:
-            known = to_embed | "ReuseKnown" >> ReuseKnownVectors(self.reuse_table, self.progress)
-            to_embed = known[MISSING]
-            vectors.append(known["vectors"])
+        c = self.config
+        dim = c.embedder.dim
+        chunked = entries | "Chunk" >> ChunkFiles(c.chunker, c.progress, c.lexicon)
+        to_embed, vectors = chunked.chunks, []
+        if c.reuse_table:
+            known = to_embed | "ReuseKnown" >> ReuseKnownVectors(c.reuse_table, c.progress)
+            to_embed = known.missing
+            vectors.append(known.vectors)
         embedded = to_embed | "Embed" >> EmbedChunks(
-            self.embedder, self.batch_size, self.progress, self.embed_concurrency,
-            self.embed_processes, self.journal)
-        vectors.append(embedded["vectors"])
+            c.embedder, c.batch_size, c.progress, c.embed_concurrency, c.embed_processes,
+            c.journal)
+        vectors.append(embedded.vectors)
         blocks = vectors[0] if len(vectors) == 1 else vectors | "AllVectors" >> beam.Flatten()
-        if self.spill_dir is not None:
-            blocks = blocks | "SpillVectors" >> SpillVectors(self.spill_dir)
-        assembled = {
-            "files": chunked["files"], "vectors": blocks, "errors": embedded["errors"],
-        } | "Assemble" >> AssembleFiles(self.config, dim, self.progress)
-        shards = assembled["rows"] | "Write" >> WriteShards(
-            self.staging_dir, dim, progress=self.progress)
-        summary = (assembled["results"], shards) | "Finalize" >> WriteFilesTable(
-            self.staging_dir, self.progress)
-        return {"results": assembled["results"], "shards": shards, "summary": summary}
+        if c.spill_dir is not None:
+            blocks = blocks | "SpillVectors" >> SpillVectors(c.spill_dir)
+        assembled = AssemblyInputs(chunked.files, blocks, embedded.errors) \
+            | "Assemble" >> AssembleFiles(c.chunker, dim, c.progress)
+        shards = assembled.rows | "Write" >> WriteShards(c.staging_dir, dim, progress=c.progress)
+        summary = (assembled.results, shards) | "Finalize" >> WriteFilesTable(
+            c.staging_dir, c.progress)
+        return IndexedFiles(assembled.results, shards, summary)
 
 
-def run_pipeline(config: ChunkerConfig, staging: str, todo: str, settings: IndexSettings,
-                 options: PipelineOptions, progress: RunLink, reuse: str | None,
-                 spill_dir: str | None, cancel: CancelToken, journal: JournalSpec | None = None,
-                 lexicon: FeedLink | None = None):
-    """Build and run the pipeline over the `todo` list into `staging`; its result once done
-    (raises when it failed, or when a cancel stopped it)."""
+def run_pipeline(config: IndexFilesConfig, todo: str, options: PipelineOptions,
+                 cancel: CancelToken):
+    """Build and run the pipeline over the `todo` list; its result once done (raises when it
+    failed, or when a cancel stopped it)."""
     pipeline = beam.Pipeline(runner=runners.select_runner(options), options=options)
     _ = (
         pipeline
-        | "ReadFileList" >> ReadFileList(todo, progress)
-        | "IndexFiles" >> IndexFiles(config, settings.embedder, settings.batch_size,
-                                     staging, progress, reuse_table=reuse,
-                                     embed_concurrency=settings.embed_concurrency,
-                                     embed_processes=embed_processes(
-                                         options, settings.embed_processes,
-                                         settings.embedder.gil_bound),
-                                     spill_dir=spill_dir, journal=journal, lexicon=lexicon)
+        | "ReadFileList" >> ReadFileList(todo, config.progress)
+        | "IndexFiles" >> IndexFiles(config)
     )
     # The in-process engine returns from run() when it is done; other runners return at once,
     # and a cancel then also asks the runner to cancel the job.
@@ -169,7 +194,7 @@ def run_pipeline(config: ChunkerConfig, staging: str, todo: str, settings: Index
             cancel.cancel(wait=True)
             raise
     if state not in (None, PipelineState.DONE):
-        raise RuntimeError(f"the pipeline ended in state {state}")
+        raise RunError(f"the pipeline ended in state {state}")
     return result
 
 
@@ -195,12 +220,13 @@ def _wait(result):
         if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
             raise
     if state != PipelineState.DONE:
-        raise RuntimeError(f"the job ended in state {state} (its messages outlived "
-                           "--job_server_timeout)")
+        raise RunError(f"the job ended in state {state} (its messages outlived "
+                       "--job_server_timeout)")
     return state
 
 
-__all__ = ["IndexFiles", "IndexOptions", "IndexSettings", "ReadFileList", "run_pipeline"]
+__all__ = ["IndexFiles", "IndexFilesConfig", "IndexOptions", "IndexSettings", "IndexedFiles",
+           "ReadFileList", "run_pipeline"]
 
 # The launcher's names, importable from here before the launcher and the pipeline stopped
 # importing each other.

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..errors import UsageError
 from ..source import storage
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ LOSES_DATA = {
 PATHS_FLAG = "--local-paths-on-workers"
 
 
-class RunnerRefused(ValueError):
+class RunnerRefused(UsageError):
     """The runner cannot run this pipeline safely, or cannot see the paths it was given."""
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..chunking.fixed import DEFAULT_CHUNK_SIZE, default_overlap
 from ..embedders import DEFAULT_EMBEDDER, Embedder, get_embedder
+from ..errors import UsageError
 from ..layout.schema import SCHEMA_VERSION
 from ..source.discover import DEFAULT_MAX_FILE_SIZE
 from ..source.text import AUTO, CHUNKERS, DEFAULT_CHUNKER, FIXED, SYNTAX
@@ -48,7 +49,7 @@ class IndexSettings:
 
     def fingerprint(self) -> dict:
         if self.chunker == AUTO:
-            raise ValueError("the chunker is still 'auto': for_previous() decides it, and a "
+            raise UsageError("the chunker is still 'auto': for_previous() decides it, and a "
                              "fingerprint names the chunker that cuts the files")
         chunker = {"name": CHUNKER_NAMES[self.chunker], "size": self.chunk_size,
                    "overlap": self.chunk_overlap}
@@ -90,21 +91,21 @@ class IndexSettings:
             chunk_size = embedder.default_chunk_size or DEFAULT_CHUNK_SIZE
         overlap = default_overlap(chunk_size) if chunk_overlap is None else chunk_overlap
         if chunk_size < 1 or not 0 <= overlap < chunk_size:
-            raise ValueError(f"need chunk size ≥ 1 and 0 ≤ overlap < size, "
+            raise UsageError(f"need chunk size ≥ 1 and 0 ≤ overlap < size, "
                              f"got size {chunk_size}, overlap {overlap}")
         if batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+            raise UsageError(f"batch size must be at least 1, got {batch_size}")
         if max_file_size < 0:
-            raise ValueError(f"max file size must be ≥ 0, got {max_file_size}")
+            raise UsageError(f"max file size must be ≥ 0, got {max_file_size}")
         if embed_concurrency is not None:
             if embed_concurrency < 1:
-                raise ValueError(f"embed concurrency must be at least 1, got {embed_concurrency}")
+                raise UsageError(f"embed concurrency must be at least 1, got {embed_concurrency}")
             # A local model's threads; left alone (all cores) when not asked for.
             embedder.use_threads(embed_concurrency)
         if embed_processes is not None and embed_processes < 0:
-            raise ValueError(f"embed processes must be at least 0, got {embed_processes}")
+            raise UsageError(f"embed processes must be at least 0, got {embed_processes}")
         if chunker not in (AUTO, *CHUNKERS):
-            raise ValueError(f"unknown chunker {chunker!r}; choose from "
+            raise UsageError(f"unknown chunker {chunker!r}; choose from "
                              f"{', '.join((AUTO, *CHUNKERS))}")
         return cls(embedder, chunk_size, overlap, batch_size, max_file_size,
                    embed_concurrency or 1, embed_processes, chunker, bool(include_secrets))

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from ..errors import RunError
 from ..source import storage
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ _REMOTE_CHECK_INTERVAL_S = 1.0
 _REMOTE_IDLE_S = 10.0
 
 
-class Cancelled(Exception):
+class Cancelled(RunError):
     """The run was cancelled; nothing was committed."""
 
 

@@ -7,9 +7,13 @@ share is the event kinds and the datagram's format (a JSON list of events, signe
 
 from __future__ import annotations
 
+import atexit
+import functools
+import gc
 import hmac
 import json
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -74,6 +78,8 @@ class RunLink:
     def setup(self) -> None:
         """In DoFn.setup: this worker's FileSystems get the run's options (storage.py)."""
         storage.use_worker_options(self.filesystems)
+        if _in_sdk_worker():
+            _leave_objects_to_the_os()
 
     def checkpoint(self) -> None:
         """Raise Cancelled when the launcher asked the run to stop."""
@@ -173,3 +179,23 @@ class _Flusher:
 
 
 _flusher = _Flusher()
+
+
+# The module a Beam SDK worker process runs as its main (the multi-process DirectRunner's and
+# the portable runners' Python workers).
+_SDK_WORKER_MAIN = "apache_beam.runners.worker.sdk_worker_main"
+
+
+def _in_sdk_worker() -> bool:
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", None) == _SDK_WORKER_MAIN
+
+
+@functools.cache
+def _leave_objects_to_the_os() -> None:
+    """At exit, freeze the collector instead of letting it walk and free Beam's ~140,000
+    objects one by one (`python -c "import apache_beam"` exits in 150 ms, in 22 ms frozen).
+    Only in a process that exists to run bundles: in a launcher, the user's process, only the
+    CLI decides that (cli.entry). What this gives up: finalizers of objects that are garbage in
+    a reference cycle at exit, which Python never promises to run."""
+    atexit.register(gc.freeze)

@@ -45,6 +45,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from ..errors import IndexReadError
 from ..layout.columns import vectors_of
 from ..source import storage
 from .ranking import top_rows
@@ -77,7 +78,7 @@ _MAX_FETCH = 20_000
 _FREE_KEY = np.uint64(2**64 - 1)  # usearch's marker of an empty slot
 
 
-class AnnError(Exception):
+class AnnError(IndexReadError):
     """The approximate index cannot be read."""
 
 

@@ -52,6 +52,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..errors import SearchError
 from ..layout.columns import mask_of
 
 MODES = ("hybrid", "fts", "semantic")
@@ -62,10 +63,6 @@ RRF_K = 60  # the usual constant of reciprocal-rank fusion (Cormack et al.)
 QUESTION_WEIGHT = 0.6
 NAME_WEIGHT = 0.1
 SAMPLE_STRIDE = 16  # nth_best: a sixteenth of the scores bounds the rest
-
-
-class SearchError(ValueError):
-    """A search request that cannot be answered as asked (bad pattern, mode, …)."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from .. import lexical
 from ..embedders import Embedder, embedder_class, get_embedder
+from ..errors import IndexReadError
 from ..layout.columns import int_array, mask_of, numpy_of, string_array, vectors_of
 from ..layout.schema import CURRENT_FILE, FILES_TABLE, FORMAT_VERSION, MANIFEST_FILE, SNAPSHOTS_DIR
 from ..lexical import LexicalError, LexicalIndex
@@ -48,10 +49,6 @@ from .ranking import (
 _SHARD_NAME = re.compile(r"^part-[0-9A-Za-z_-]+\.parquet$")
 _SNAPSHOT_NAME = re.compile(r"^[0-9A-Za-z._-]+$")
 VECTOR_CACHE = "_vectors.npy"
-
-
-class IndexReadError(Exception):
-    """The output folder holds no usable index."""
 
 
 def shard_names(manifest: dict) -> list[str]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import NotASourceFolder, SourceError
 from .secretscan import SECRET_FILES
 
 if TYPE_CHECKING:  # imported where a walk needs it: `search` and `--help` never walk
@@ -205,10 +206,6 @@ class _StoreTree:
         return None  # object stores have no links
 
 
-class SourceError(OSError):
-    """SOURCE cannot be listed or read."""
-
-
 def is_url(source: str | os.PathLike) -> bool:
     """SOURCE names a Beam filesystem other than the local one (s3://, gs://, …)."""
     text = os.fspath(source)
@@ -377,7 +374,7 @@ def discover_to_file(
     `on_progress(files_found)` is called every 1,000 files so a long walk is never silent.
     """
     if not is_url(root) and not os.path.isdir(root):
-        raise NotADirectoryError(f"source is not a directory: {root}")
+        raise NotASourceFolder(f"source is not a directory: {root}")
     result = DiscoveryResult()
     with open(list_path, "w", encoding="ascii") as out:
         for entry in iter_source_files(root, skipped=result.skipped, **options):

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import IndexReadError
+
 if TYPE_CHECKING:
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -354,7 +356,7 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-class AlteredFile(ValueError):
+class AlteredFile(IndexReadError, ValueError):
     """A file whose bytes are not those its manifest records."""
 
 

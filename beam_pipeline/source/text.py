@@ -19,6 +19,7 @@ import stat
 from dataclasses import dataclass
 
 from .. import _moved
+from ..errors import FileError
 from .discover import is_url, join_url, read_store_object
 from .secretscan import holds_secret
 
@@ -43,7 +44,7 @@ _BOMS = (
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")
 
 
-class UndecodableError(ValueError):
+class UndecodableError(FileError, ValueError):
     """The bytes are neither valid text in a known encoding nor plausibly text."""
 
 
@@ -93,7 +94,7 @@ def decode_source(data: bytes) -> Decoded:
         return Decoded(data.decode("latin-1"), "latin-1", legacy=True)
 
 
-class FileSkipped(Exception):
+class FileSkipped(FileError):
     """The file is not indexable text; `reason` is the skip reason counted in the stats."""
 
     def __init__(self, reason: str):
@@ -112,7 +113,7 @@ class ChunkerConfig:
     include_secrets: bool = False  # --include-secrets: index files that hold a secret too
 
 
-class OutsideRootError(OSError):
+class OutsideRootError(FileError, OSError):
     """A listed path that does not lie inside the source root."""
 
 

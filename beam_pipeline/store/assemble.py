@@ -12,6 +12,7 @@ it becomes one failure record with the reason.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -21,6 +22,7 @@ from ..layout.records import FileRecord
 from ..layout.schema import FAILED, SKIPPED
 from ..runtime import counters
 from ..runtime.link import ASSEMBLED, RunLink
+from ..runtime.outputs import by_name
 from ..source.text import ChunkerConfig, FileSkipped, describe_os_error, load_text
 from .rows import build_rows
 from .spill import SpillReader, block_rows
@@ -117,8 +119,26 @@ class AssembleFile(beam.DoFn):
         self.progress.close()
 
 
+class AssemblyInputs(NamedTuple):
+    """What AssembleFiles groups by path."""
+
+    files: beam.PCollection  # (path, FileRecord)
+    vectors: beam.PCollection  # (path, vectors block, or a reference to its spill file)
+    errors: beam.PCollection  # (path, (index, reason))
+
+
+class AssembledFiles(NamedTuple):
+    """AssembleFiles' outputs."""
+
+    results: beam.PCollection  # FileRecord: each file's outcome, for the files table
+    rows: beam.PCollection  # pyarrow.RecordBatch: a whole file's rows, or none
+
+    __getitem__ = by_name
+
+
 class AssembleFiles(beam.PTransform):
-    """Group a file's record, vectors and errors; emit {"results": FileRecord, "rows": RecordBatch}."""
+    """AssemblyInputs(files, vectors, errors) → AssembledFiles(results, rows): a file's
+    record, vectors and errors grouped by path, its rows all or nothing."""
 
     def __init__(self, config: ChunkerConfig, dim: int, progress: RunLink | None = None):
         super().__init__()
@@ -128,10 +148,10 @@ class AssembleFiles(beam.PTransform):
 
     def expand(self, keyed):
         outputs = (
-            keyed
+            keyed._asdict()  # CoGroupByKey tags a dict's values by key
             | "GroupByPath" >> beam.CoGroupByKey()
             | "AssembleFile" >> beam.ParDo(
                 AssembleFile(self.config, self.dim, self.progress)
             ).with_outputs(ROWS, main="results")
         )
-        return {"results": outputs.results, "rows": outputs[ROWS]}
+        return AssembledFiles(outputs.results, outputs[ROWS])

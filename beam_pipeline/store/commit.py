@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..errors import OutputError
 from ..layout.schema import (
     CURRENT_FILE,
     FAILED,
@@ -37,10 +38,6 @@ from ..layout.schema import (
 )
 from ..runtime.faults import fault_point
 from ..source import storage
-
-
-class OutputError(Exception):
-    """OUT cannot hold an index (not a folder, not writable, a symlink elsewhere, …)."""
 
 
 def new_snapshot_id(now: dt.datetime | None = None) -> str:

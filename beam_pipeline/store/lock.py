@@ -25,6 +25,7 @@ import socket
 from pathlib import Path
 from typing import Self
 
+from ..errors import OutputError
 from ..source import storage
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 LOCK_FILE = ".lock"
 
 
-class LockedError(Exception):
+class LockedError(OutputError):
     """Another run holds the output folder."""
 
 

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..errors import OutputError
 from ..layout.schema import (
     FILES_TABLE,
     GIT_BLOB,
@@ -53,7 +54,7 @@ from .commit import read_current
 _SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$")
 
 
-class CorruptSnapshotError(Exception):
+class CorruptSnapshotError(OutputError):
     """The live snapshot cannot be used as the base of an incremental run."""
 
 

@@ -79,16 +79,22 @@ def test_a_run_with_work_still_builds_its_pipeline_after_a_plan_without_beam(tmp
     assert "Committed snapshot" in done.stderr
 
 
-def test_a_process_that_built_a_pipeline_leaves_beams_objects_to_the_os_at_exit():
+def test_beam_index_leaves_beams_objects_to_the_os_at_exit():
     """The interpreter's last collections would walk every object Beam's import made (0.13 s
-    of each such process's exit); the pipeline module freezes them in an exit handler. This
-    handler is registered first, so it runs after that one."""
+    of each such process's exit); `beam-index` freezes them in an exit handler registered at
+    its entry (the program's decision: importing the library registers nothing,
+    tests/run/test_import_side_effects.py). The handler below is registered first, so it runs
+    after that one; the command exits through sys.exit (a usage error)."""
     check = ("import atexit, gc, sys\n"
              "atexit.register(lambda: print('frozen', gc.get_freeze_count(), file=sys.stderr))\n"
-             "import beam_pipeline.run.pipeline\n"
-             "print('before exit', gc.get_freeze_count(), file=sys.stderr)\n")
+             "import apache_beam\n"
+             "print('before exit', gc.get_freeze_count(), file=sys.stderr)\n"
+             "from beam_pipeline.cli import entry\n"
+             "sys.argv = ['beam-index', 'index', 'nowhere', '--output', 'out', '--keep', '0']\n"
+             "entry()\n")
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
-                          timeout=120, check=True)
+                          timeout=120, check=False)
+    assert done.returncode == 2 and "--keep must be at least 1" in done.stderr, done.stderr
     counts = dict(line.rsplit(" ", 1) for line in done.stderr.splitlines()
                   if line.startswith(("frozen", "before exit")))
     assert counts["before exit"] == "0"  # nothing is frozen while the process runs

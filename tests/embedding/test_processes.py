@@ -138,9 +138,9 @@ def test_embed_chunks_with_helpers_isolates_a_poisoned_chunk_like_in_process():
     with TestPipeline(runner="FnApiRunner") as p:
         out = (p | beam.Create(chunks, reshuffle=False)
                  | EmbedChunks(GilBoundPoison(), batch_size=4, processes=2))
-        assert_that(out["errors"] | beam.MapTuple(lambda path, e: (path, e[0])),
+        assert_that(out.errors | beam.MapTuple(lambda path, e: (path, e[0])),
                     equal_to([("f7.py", 0)]), label="errors")
-        assert_that(out["vectors"] | beam.FlatMapTuple(
+        assert_that(out.vectors | beam.FlatMapTuple(
             lambda path, block: [(path, i) for i in block[0]]),
             equal_to([(f"f{i}.py", j) for i in range(10) for j in (0, 1) if (i, j) != (7, 0)]),
             label="vectors")

@@ -9,15 +9,23 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from conftest import PoisonEmbedder, SlowEmbedder, block_chunks, code_file, make_tree
+from conftest import (
+    PoisonEmbedder,
+    SlowEmbedder,
+    block_chunks,
+    code_file,
+    listed_tree,
+    make_tree,
+)
 
 from beam_pipeline.chunking import chunk_text
 from beam_pipeline.chunking.transform import ChunkFiles
 from beam_pipeline.embedders import HashingEmbedder
 from beam_pipeline.embedding.transform import EmbedChunks
 from beam_pipeline.layout.schema import FAILED, INDEXED, SKIPPED
-from beam_pipeline.run.pipeline import IndexFiles, ReadFileList
-from beam_pipeline.run.progress import ProgressChannel, ProgressTracker, RunLink
+from beam_pipeline.run.pipeline import IndexFiles, IndexFilesConfig, ReadFileList
+from beam_pipeline.run.progress import ProgressChannel, ProgressTracker
+from beam_pipeline.runtime.link import RunLink
 from beam_pipeline.source.discover import FileEntry, discover_to_file
 from beam_pipeline.source.text import ChunkerConfig
 
@@ -41,7 +49,7 @@ def test_chunk_files_emits_records_and_chunks(tmp_path):
     with pipeline() as p:
         entries = p | beam.Create(entries_of(tmp_path, names[:-1]) + [FileEntry("gone.py", 1, 0)])
         out = entries | ChunkFiles(config)
-        statuses = out["files"] | beam.MapTuple(
+        statuses = out.files | beam.MapTuple(
             lambda path, r: (path, r.status, r.total_chunks, r.error and r.error.split(":")[0]))
         assert_that(statuses, equal_to([
             ("a.py", INDEXED, len(cut), None),
@@ -51,7 +59,7 @@ def test_chunk_files_emits_records_and_chunks(tmp_path):
             ("gone.py", FAILED, 0, "FileNotFoundError"),
         ]), label="records")
         # One element per file that has chunks.
-        assert_that(out["chunks"], equal_to(expected_chunks), label="chunks")
+        assert_that(out.chunks, equal_to(expected_chunks), label="chunks")
 
 
 def per_file(chunks):
@@ -67,9 +75,9 @@ def test_embed_chunks_isolates_a_poisoned_chunk_and_batches_across_files():
     chunks[7] = ("f2.py", 1, "POISON here")
     with pipeline() as p:
         out = p | beam.Create(per_file(chunks)) | EmbedChunks(PoisonEmbedder(), batch_size=100)
-        assert_that(out["errors"] | beam.MapTuple(lambda path, e: (path, e[0], "poisoned" in e[1])),
+        assert_that(out.errors | beam.MapTuple(lambda path, e: (path, e[0], "poisoned" in e[1])),
                     equal_to([("f2.py", 1, True)]), label="errors")
-        embedded = out["vectors"] | beam.FlatMapTuple(
+        embedded = out.vectors | beam.FlatMapTuple(
             lambda path, block: [(p, i, len(v)) for p, i, v in block_chunks(path, block)])
         assert_that(embedded, equal_to([(path, j, 16 * 4) for path, j, text in chunks
                                         if "POISON" not in text]), label="vectors")
@@ -94,7 +102,7 @@ def test_embed_batches_honour_batch_size_across_and_within_files():
     with pipeline() as p:
         out = (p | beam.Create(per_file(chunks), reshuffle=False)
                  | EmbedChunks(RecordingEmbedder(), 5))
-        embedded = out["vectors"] | beam.FlatMapTuple(lambda path, block: [(path, i) for i in block[0]])
+        embedded = out.vectors | beam.FlatMapTuple(lambda path, block: [(path, i) for i in block[0]])
         assert_that(embedded, equal_to([(path, i) for path, i, _ in chunks]))
     assert sorted(BATCH_SIZES_SEEN, reverse=True) == [5] * 7 + [2]
 
@@ -114,8 +122,9 @@ def test_index_files_is_atomic_per_file(tmp_path):
     with pipeline() as p:
         # One batch holds chunks of all three files: the poisoned one must fail alone.
         out = (p | ReadFileList(str(listing))
-                 | IndexFiles(config, PoisonEmbedder(), batch_size=1000, staging_dir=str(staging)))
-        outcome = out["results"] | beam.Map(lambda r: (r.path, r.status))
+                 | IndexFiles(IndexFilesConfig(config, PoisonEmbedder(), batch_size=1000,
+                                               staging_dir=str(staging))))
+        outcome = out.results | beam.Map(lambda r: (r.path, r.status))
         assert_that(outcome, equal_to([("good_a.py", INDEXED), ("poisoned.py", FAILED),
                                        ("good_b.py", INDEXED), ("empty.py", INDEXED)]))
     rows = pq.read_table(glob.glob(str(staging / "part-*.parquet"))).to_pydict()
@@ -140,7 +149,8 @@ def test_vectors_in_shards_equal_the_embedder_output(tmp_path):
     embedder = HashingEmbedder(64)
     with pipeline() as p:
         _ = (p | ReadFileList(str(listing))
-               | IndexFiles(ChunkerConfig(str(src), 500, 75, 1 << 20), embedder, 7, str(staging)))
+               | IndexFiles(IndexFilesConfig(ChunkerConfig(str(src), 500, 75, 1 << 20), embedder,
+                                             7, str(staging))))
     table = pq.read_table(glob.glob(str(staging / "part-*.parquet"))).sort_by("chunk_index")
     vectors = np.array(table["vector"].to_pylist(), dtype=np.float32)
     np.testing.assert_allclose(vectors, embedder.embed(table["content"].to_pylist()), rtol=1e-6)
@@ -164,8 +174,9 @@ def test_the_pipeline_reports_progress_events_to_the_launcher(tmp_path):
                           for i in range(6))
     with ProgressChannel(tracker) as channel, pipeline() as p:
         _ = (p | ReadFileList(str(listing))
-               | IndexFiles(ChunkerConfig(str(src), 300, 45, 1 << 20), HashingEmbedder(), 4,
-                            str(staging), RunLink(channel.address, key=channel.key)))
+               | IndexFiles(IndexFilesConfig(ChunkerConfig(str(src), 300, 45, 1 << 20),
+                                             HashingEmbedder(), 4, str(staging),
+                                             RunLink(channel.address, key=channel.key))))
     assert sorted(done) == [f"f{i}.py" for i in range(6)]  # f0.py is empty: done at chunking
     assert tracker.files_done == 6
     assert tracker.chunks_cut == tracker.chunks_embedded == expected_chunks
@@ -201,7 +212,7 @@ def test_embed_concurrency_overlaps_slow_calls_and_keeps_results():
         with pipeline() as p:
             out = (p | beam.Create(per_file(chunks), reshuffle=False)
                      | EmbedChunks(CountingSlowEmbedder(0.15), batch_size=2, concurrency=threads))
-            assert_that(out["vectors"] | beam.FlatMapTuple(
+            assert_that(out.vectors | beam.FlatMapTuple(
                 lambda path, block: [(p, i, len(v)) for p, i, v in block_chunks(path, block)]),
                 equal_to([(path, i, 384 * 4) for path, i, _ in chunks]))
         most[threads] = CountingSlowEmbedder.most
@@ -214,9 +225,9 @@ def test_embed_concurrency_still_isolates_a_poisoned_chunk():
     with pipeline() as p:
         out = (p | beam.Create(per_file(chunks), reshuffle=False)
                  | EmbedChunks(ThreadSafePoison(), batch_size=3, concurrency=3))
-        assert_that(out["errors"] | beam.MapTuple(lambda path, e: path), equal_to(["f7.py"]),
+        assert_that(out.errors | beam.MapTuple(lambda path, e: path), equal_to(["f7.py"]),
                     label="errors")
-        assert_that(out["vectors"] | beam.FlatMapTuple(lambda path, block: [path] * len(block[0])),
+        assert_that(out.vectors | beam.FlatMapTuple(lambda path, block: [path] * len(block[0])),
                     equal_to([f"f{i}.py" for i in range(16) if i != 7]), label="vectors")
 
 
@@ -280,3 +291,80 @@ def test_a_shard_buffer_of_small_files_holds_few_arrow_batches_and_writes_them_s
     assert keys == sorted(keys)  # by path, each file's rows together and in chunk order
     assert keys == [(path, index) for path in sorted(sizes) for index in range(sizes[path])]
     assert buffer.take() is None
+
+
+def test_read_file_list_gives_the_discovered_entries(tmp_path):
+    src = make_tree(tmp_path / "src", {f"d{i % 3}/f{i}.py": code_file(f"f{i}", 2)
+                                       for i in range(9)})
+    listing = tmp_path / "files.jsonl"
+    discover_to_file(src, listing)
+    expected = [FileEntry.from_json(line) for line in listing.read_text().splitlines()]
+    assert len(expected) == 9
+    with pipeline() as p:
+        assert_that(p | ReadFileList(str(listing)), equal_to(expected))
+
+
+def test_reuse_known_vectors_splits_known_from_missing(tmp_path):
+    from beam_pipeline.embedding.journal import text_key
+    from beam_pipeline.embedding.reuse import ReuseKnownVectors, write_reuse_table
+
+    known = {"a = 1": np.arange(4, dtype=np.float32), "c = 3": np.ones(4, dtype=np.float32)}
+    table = str(tmp_path / "reuse.parquet")
+    keys = b"".join(text_key(text) for text in known)
+    assert write_reuse_table(table, 4, journal=[(keys, np.stack(list(known.values())).tobytes())]) == 2
+    chunks = [("f.py", 0, "a = 1"), ("f.py", 1, "b = 2"), ("f.py", 2, "c = 3"), ("g.py", 0, "d = 4")]
+    with pipeline() as p:
+        out = p | beam.Create(per_file(chunks), reshuffle=False) | ReuseKnownVectors(table)
+        assert_that(out.vectors | beam.MapTuple(
+            lambda path, block: (path, block[0], np.frombuffer(block[1], np.float32).tolist())),
+            equal_to([("f.py", [0, 2], [0.0, 1.0, 2.0, 3.0, 1.0, 1.0, 1.0, 1.0])]),
+            label="reused")
+        assert_that(out.missing, equal_to([("f.py", [(1, "b = 2")]), ("g.py", [(0, "d = 4")])]),
+                    label="missing")
+
+
+def test_assemble_files_groups_a_files_parts_all_or_nothing(tmp_path):
+    from beam_pipeline.store.assemble import AssembleFiles, AssemblyInputs
+
+    src = make_tree(tmp_path, {"good.py": code_file("good", 30),
+                               "poisoned.py": code_file("bad", 20) + "# POISON\n",
+                               "empty.py": ""})
+    config = ChunkerConfig(str(tmp_path), 300, 45, 1 << 20)
+    good_chunks = len(chunk_text((src / "good.py").read_text(), 300, 45))
+    with pipeline() as p:
+        entries = p | beam.Create(entries_of(src, ["good.py", "poisoned.py", "empty.py"]))
+        chunked = entries | ChunkFiles(config)
+        embedded = chunked.chunks | EmbedChunks(PoisonEmbedder(), batch_size=1)
+        assembled = AssemblyInputs(chunked.files, embedded.vectors, embedded.errors) \
+            | AssembleFiles(config, 16)
+        assert_that(assembled.results | beam.Map(lambda r: (r.path, r.status)),
+                    equal_to([("good.py", INDEXED), ("poisoned.py", FAILED),
+                              ("empty.py", INDEXED)]), label="results")
+        # Rows only for the whole file that embedded; none of the failed one's.
+        assert_that(assembled.rows | beam.FlatMap(lambda batch: batch["path"].to_pylist()),
+                    equal_to(["good.py"] * good_chunks), label="rows")
+
+
+def test_index_files_outputs_are_named_and_the_old_keys_still_answer(tmp_path):
+    src, staging, listing = listed_tree(
+        tmp_path, {f"f{i}.py": code_file(f"f{i}", 20) for i in range(4)})
+    config = IndexFilesConfig(ChunkerConfig(str(src), 300, 45, 1 << 20), HashingEmbedder(8), 16,
+                              str(staging))
+    chunks = sum(len(chunk_text((src / f"f{i}.py").read_text(), 300, 45)) for i in range(4))
+    with pytest.raises(ValueError, match="batch size"):
+        IndexFiles(IndexFilesConfig(config.chunker, config.embedder, 0, str(staging)))
+    with pytest.warns(DeprecationWarning, match="IndexFilesConfig"):  # the old arguments
+        assert IndexFiles(config.chunker, config.embedder, 16, str(staging)).config == config
+    with pipeline() as p:
+        indexed = p | ReadFileList(str(listing)) | IndexFiles(config)
+        assert indexed._fields == ("results", "shards", "summary")
+        with pytest.warns(DeprecationWarning, match=r"\.shards"):
+            assert indexed["shards"] is indexed.shards
+        assert_that(indexed.results | beam.Map(lambda r: r.status),
+                    equal_to([INDEXED] * 4), label="results")
+        assert_that(indexed.shards | beam.Map(lambda s: s["files"]) | beam.CombineGlobally(sum),
+                    equal_to([4]), label="shards")
+        # One summary, written once, naming every file and every shard's rows.
+        assert_that(indexed.summary | beam.Map(
+            lambda s: (s["files"], sum(shard["rows"] for shard in s["shards"]))),
+            equal_to([(4, chunks)]), label="summary")

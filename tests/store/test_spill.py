@@ -7,13 +7,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
-from conftest import code_file, make_tree
+from conftest import code_file, listed_tree, make_tree
 
 from beam_pipeline import run_index
 from beam_pipeline.embedders import HashingEmbedder
 from beam_pipeline.layout.schema import SNAPSHOTS_DIR, STAGING_DIR
-from beam_pipeline.run.pipeline import IndexFiles, ReadFileList
-from beam_pipeline.source.discover import discover_to_file
+from beam_pipeline.run.pipeline import IndexFiles, IndexFilesConfig, ReadFileList
 from beam_pipeline.source.text import ChunkerConfig
 from beam_pipeline.store import spill
 from beam_pipeline.store.assemble import gather_vectors
@@ -72,16 +71,14 @@ def test_gather_puts_inline_and_spilled_blocks_in_chunk_order(tmp_path):
 
 
 def test_index_files_on_a_local_staging_folder_moves_vectors_through_spill_files(tmp_path):
-    src = make_tree(tmp_path / "src", {f"m{i}.py": code_file(f"mod{i}", 40) for i in range(4)})
-    staging = tmp_path / "staging"
-    staging.mkdir()
-    listing = tmp_path / "files.jsonl"
-    discover_to_file(src, listing)
+    src, staging, listing = listed_tree(
+        tmp_path, {f"m{i}.py": code_file(f"mod{i}", 40) for i in range(4)})
     embedder = HashingEmbedder(64)
     with TestPipeline(runner="FnApiRunner") as p:
         _ = (p | ReadFileList(str(listing))
-               | IndexFiles(ChunkerConfig(str(src), 500, 75, 1 << 20), embedder, 7, str(staging),
-                            spill_dir=str(staging / spill.SPILL_DIR)))
+               | IndexFiles(IndexFilesConfig(ChunkerConfig(str(src), 500, 75, 1 << 20), embedder,
+                                             7, str(staging),
+                                             spill_dir=str(staging / spill.SPILL_DIR))))
     table = pq.read_table(glob.glob(str(staging / "part-*.parquet"))).sort_by(
         [("path", "ascending"), ("chunk_index", "ascending")])
     spilled = glob.glob(str(staging / spill.SPILL_DIR / "*.f32"))
