@@ -261,9 +261,8 @@ def run_index_command(args, beam_flags: list[str]) -> int:
 
 
 def _announce(message: str) -> None:
-    # On a terminal, clear the progress line first so the message gets a line of its own.
-    prefix = "\r\x1b[K" if sys.stderr.isatty() else ""
-    print(prefix + printable(message, newlines=True), file=sys.stderr, flush=True)
+    # On a terminal the progress bars take what is printed to stderr above them.
+    print(printable(message, newlines=True), file=sys.stderr, flush=True)
 
 
 def search_command(args) -> int:

@@ -26,7 +26,6 @@ import hmac
 import json
 import logging
 import secrets
-import shutil
 import socket
 import sys
 import threading
@@ -169,6 +168,12 @@ class ProgressTracker:
         while len(self._window) > 1 and now - self._window[0][0] > RATE_WINDOW_S:
             self._window.popleft()
         return path
+
+    @property
+    def files_chunked(self) -> int:
+        """Files cut into chunks so far (finished, or waiting for their last vectors)."""
+        with self._lock:
+            return self.files_done + len(self._pending)
 
     def rates(self) -> tuple[float, float]:
         """(files/s, KB/s) over the last ~10 s of finished files."""
@@ -375,10 +380,12 @@ class EventFileChannel(_Channel):
 
 
 class ProgressDisplay:
-    """Renders the tracker on a stream: a refreshed line on a terminal, a log line otherwise.
+    """Renders the tracker on a stream: bars on a terminal (rich), a log line otherwise.
 
-    On a terminal it redraws every 0.5 s; elsewhere (cron) it writes a plain line every 10 s,
-    so a log never stays silent while work goes on.
+    On a terminal: one bar per stage (files discovered, chunked, embedded; rows committed),
+    with counts, files/s and the time left, and a line with the stage and the current file,
+    redrawn twice a second. Elsewhere (cron, a pipe): a plain line every 10 s, so a log never
+    stays silent while work goes on.
     """
 
     def __init__(self, tracker: ProgressTracker, stream: TextIO | None = None,
@@ -387,10 +394,13 @@ class ProgressDisplay:
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.interval = interval if interval is not None else (0.5 if self.tty else 10.0)
+        self._bars = _StageBars(tracker, self.stream) if self.tty else None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="progress-display", daemon=True)
 
     def __enter__(self) -> Self:
+        if self._bars is not None:
+            self._bars.start()
         self.render()
         self._thread.start()
         return self
@@ -399,28 +409,90 @@ class ProgressDisplay:
         self._stop.set()
         self._thread.join()
         self.render()
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._bars is not None:
+            self._bars.stop()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self.render()
 
     def render(self) -> None:
-        line = printable(self.tracker.summary_line())  # it names a path from the tree
         try:
-            if self.tty:
-                self.stream.write("\r\x1b[K" + line[:_terminal_width() - 1])
-            else:
+            if self._bars is not None:
+                self._bars.update()
+            else:  # it names a path from the tree: no raw control character reaches a log
+                line = printable(self.tracker.summary_line())
                 self.stream.write(time.strftime("%H:%M:%S ") + line + "\n")
-            self.stream.flush()
+                self.stream.flush()
         except (OSError, ValueError):
             pass  # a closed or broken stderr must not stop indexing
 
 
-def _terminal_width() -> int:
-    return shutil.get_terminal_size((120, 20)).columns
+class _StageBars:
+    """The terminal's view: rich's Progress with a task per stage and a status line below."""
+
+    def __init__(self, tracker: ProgressTracker, stream: TextIO):
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        self.tracker = tracker
+        # The stage and the current file, under the bars; a path is shown with its control
+        # characters escaped (printable), never interpreted.
+        status = self._status = Text("", no_wrap=True, overflow="ellipsis")
+
+        class WithStatus(Progress):
+            def get_renderables(self):
+                yield self.make_tasks_table(self.tasks)
+                yield status
+
+        self.progress = WithStatus(
+            TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(elapsed_when_finished=True),
+            console=Console(file=stream, force_terminal=True, highlight=False),
+            # What the run prints to stderr meanwhile (the plan line) goes above the bars.
+            refresh_per_second=4, redirect_stdout=False, redirect_stderr=stream is sys.stderr)
+        self.discovered = self.progress.add_task("discovered", total=None, rate="")
+        self.chunked = self.progress.add_task("chunked", total=None, rate="")
+        self.embedded = self.progress.add_task("embedded", total=None, rate="")
+        self.committed = self.progress.add_task("committed", total=None, rate="")
+
+    def start(self) -> None:
+        self.progress.start()
+
+    def stop(self) -> None:
+        self.update()
+        self.progress.stop()
+
+    def update(self) -> None:
+        t = self.tracker
+        stage = t.current_stage()
+        total = t.total_files
+        discovering = stage == "discovering"
+        # While the walk goes on, the number found grows and nothing else has a total.
+        self.progress.update(self.discovered, completed=total,
+                             total=None if discovering else total)
+        known = None if discovering else total
+        fps, _ = t.rates()
+        self.progress.update(self.chunked, completed=t.files_chunked, total=known)
+        self.progress.update(self.embedded, completed=t.files_done, total=known,
+                             rate=f"{fps:.0f} files/s")
+        # Rows are committed when every cut chunk is written; until the cutting ends the
+        # number of rows to come is not known.
+        cut_all = known is not None and t.files_chunked >= known
+        rows = t.rows_written
+        self.progress.update(self.committed, completed=rows,
+                             total=t.chunks_cut if cut_all else None)
+        note = " | no events from the workers yet" if t.waiting_for_events() else ""
+        self._status.plain = printable(
+            f"[{stage}] chunks {t.chunks_cut} cut, {t.chunks_embedded} embedded | "
+            f"{rows} rows written{note} | {t.current_file}")
 
 
 __getattr__ = _moved.names("beam_pipeline.progress", {name: "runtime.link" for name in (

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import subprocess
 import sys
 
 import apache_beam as beam
@@ -184,3 +185,13 @@ def test_batches_queued_to_a_helper_that_dies_are_embedded_here(caplog):
     for batch, (outcomes, _, _) in zip(batches(), results):
         got = np.frombuffer(b"".join(outcomes), np.float32).reshape(len(batch), 64)
         np.testing.assert_array_equal(got, expected.embed([t for _, _, t in batch]))
+
+
+@pytest.mark.parametrize("module", ["beam_pipeline.embedding.calls", "beam_pipeline.lexical.feed"])
+def test_a_helper_module_starts_clean(module):
+    """`python -m` of a helper runs it once: a package that imported it first would make runpy
+    warn on every helper's stderr (and through the terminal's progress bars)."""
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", module],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert "RuntimeWarning" not in done.stderr
+    assert "IndexError" in done.stderr  # it got as far as reading its (missing) arguments
