@@ -51,6 +51,7 @@ from ..source.discover import (
     discover_to_file,
     is_url,
     list_explicit_files,
+    relative_to_root,
 )
 from ..source.text import ChunkerConfig, FileSkipped
 from ..store import commit, reindex
@@ -103,6 +104,9 @@ class RunRequest:
     """
 
     files: Sequence[str | os.PathLike] | None = None  # an explicit subset; None walks SOURCE
+    # Paths gone from SOURCE (a file, or a folder and all under it), dropped from the index;
+    # with `files` a change set (what `watch` hears): no walk, the rest carried forward.
+    removed: Sequence[str | os.PathLike] | None = None
     full: bool = False
     checksum: bool = False
     follow_symlinks: bool = False  # index what symlinks point to (loops walked once)
@@ -431,20 +435,23 @@ class _Run:
     def _plan(self) -> reindex.Plan | None:
         """Discovery and the plan; None when the run ends here (dry run, up to date)."""
         tracker, stats, req, base = self.req.tracker, self.stats, self.req, self.base
-        if req.files is None:
+        subset = req.files is not None or req.removed is not None
+        if not subset:
             discovery = discover_to_file(
                 self.root, self.scratch / FILE_LIST, max_file_size=self.settings.max_file_size,
                 follow_symlinks=req.follow_symlinks, secret_files=self._secret_files,
                 on_progress=lambda found: setattr(tracker, "total_files", found))
         else:
-            discovery = list_explicit_files(self.root, req.files, self.scratch / FILE_LIST,
+            discovery = list_explicit_files(self.root, req.files or (), self.scratch / FILE_LIST,
                                             self.settings.max_file_size, req.follow_symlinks,
                                             self._secret_files)
         if req.git:
             self.git = gitindex.read_git_state(self.root)
         plan = reindex.plan_changes(self.scratch / FILE_LIST, self.scratch / TODO_LIST, base,
                                     checksum_root=self.root if req.checksum else None,
-                                    subset=req.files is not None, git=self.git)
+                                    subset=subset, git=self.git,
+                                    removed=[relative_to_root(self.root, path)
+                                             for path in req.removed or ()])
         stats.record_plan(plan)
         stats.add_skips(discovery.skipped)
         tracker.total_files = plan.to_process

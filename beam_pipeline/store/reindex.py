@@ -23,7 +23,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,14 +151,15 @@ class Plan:
 
 def plan_changes(discovered: Path, todo: Path, previous: Previous | None,
                  checksum_root: str | None = None, subset: bool = False,
-                 git: GitState | None = None) -> Plan:
+                 git: GitState | None = None, removed: Collection[str] = ()) -> Plan:
     """Stream the discovered list; write the files to (re)process to `todo`.
 
     A file is unchanged when git vouches for its content (`git`: the blob id in git's index
     equals the recorded one, no file read); else when its size and mtime equal the recorded
     ones, or — with `checksum_root` (`--checksum`) — when its size and sha256 do. With
-    `subset` the list is an explicit selection: every listed file is re-indexed and every other
-    file the previous snapshot knows is carried forward (nothing counts as deleted).
+    `subset` the list is an explicit selection: every listed file is re-indexed, the files
+    under a `removed` path (a file, or a folder) that are not listed are deleted, and every
+    other file the previous snapshot knows is carried forward.
     """
     plan = Plan()
     seen: set[str] = set()
@@ -183,11 +184,22 @@ def plan_changes(discovered: Path, todo: Path, previous: Previous | None,
                     plan.replaceable.add(entry.path)
             dst.write(line)
     if previous and subset:
-        plan.carry = {path for path in previous.files if path not in seen}
+        rest = [path for path in previous.files if path not in seen]
+        gone = _under(removed, previous.files)
+        plan.carry = {path for path in rest if not gone(path)}
         plan.unchanged = len(plan.carry)
+        plan.deleted = len(rest) - len(plan.carry)
     elif previous:
         plan.deleted = sum(1 for path in previous.files if path not in seen)
     return plan
+
+
+def _under(removed: Collection[str], known: Collection[str]) -> Callable[[str], bool]:
+    """Whether a path is one of `removed` or inside one of them: a removed path the index
+    knows as a file is that file, any other a folder (one `startswith` over all of them)."""
+    files = {gone for gone in removed if gone in known}
+    folders = tuple(gone.rstrip("/") + "/" for gone in removed if gone not in files)
+    return lambda path: path in files or path.startswith(folders)
 
 
 def _unchanged(entry: FileEntry, old: tuple, checksum_root: str | None,
