@@ -71,10 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         "with an Apache Beam pipeline.")
     parser.add_argument("--version", action="version", version=f"beam-index {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    index = commands.add_parser(
-        "index", help="index SOURCE into OUT (a new snapshot, committed atomically)",
-        epilog="Any other --flag is passed to Beam as a pipeline option, e.g. "
-        "--direct_running_mode=multi_processing --direct_num_workers=2 or --runner=FlinkRunner.")
+    # The options of a run, shared by `index` and `watch`.
+    index = argparse.ArgumentParser(add_help=False)
     index.add_argument("source", help="repository folder to index, or a URL on a filesystem "
                        "Beam has installed (s3://…, gs://…) holding a copy of it")
     index.add_argument("--output", "-o", required=True,
@@ -126,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--config", metavar="FILE",
                        help="a profile of options (configs/*.yaml); flags given here override it")
     add_index_flags(index.add_argument_group("indexing"))
+    beam_flags = ("Any other --flag is passed to Beam as a pipeline option, e.g. "
+                  "--direct_running_mode=multi_processing --direct_num_workers=2 or "
+                  "--runner=FlinkRunner.")
+    commands.add_parser(
+        "index", parents=[index], epilog=beam_flags,
+        help="index SOURCE into OUT (a new snapshot, committed atomically)")
+    commands.add_parser(
+        "watch", parents=[index], epilog=beam_flags,
+        help="index SOURCE into OUT, then follow its file changes: one snapshot per group of "
+        "changes, until Ctrl-C")
 
     search = commands.add_parser("search", help="rank the live snapshot's chunks by a query")
     search.add_argument("output", help="index folder or URL (gs://…, s3://…; Beam's "
@@ -218,10 +226,9 @@ def _write_stats(stats, path: Path | None) -> None:
         path.write_text(json.dumps(stats.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
-def run_index_command(args, beam_flags: list[str]) -> int:
-    global _exit_without_teardown
-    from .run.indexing import NothingCommitted, RunRequest, run_index
-    from .run.runners import place
+def _run_inputs(args, beam_flags: list[str]):
+    """(IndexSettings, RunRequest, Beam flags) of an `index` or `watch` command line."""
+    from .run.indexing import RunRequest
     from .run.settings import IndexSettings
 
     if beam_flags:  # only flags need Beam to be checked: a plain local run plans without it
@@ -246,6 +253,31 @@ def run_index_command(args, beam_flags: list[str]) -> int:
         # Worker processes (only flags start any) log each bundle's life at INFO; the
         # progress line says enough.
         beam_flags = [*beam_flags, "--default_sdk_harness_log_level=WARNING"]
+    return settings, request, beam_flags
+
+
+def watch_command(args, beam_flags: list[str]) -> int:
+    from .run.watch import watch_index
+
+    if args.dry_run:
+        raise UsageError("watch has no --dry-run: `index --dry-run` shows the plan")
+    settings, request, beam_flags = _run_inputs(args, beam_flags)
+    stop = threading.Event()
+    say = (lambda line: None) if args.quiet else _announce
+    try:
+        watch_index(args.source, args.output, settings, request, pipeline_options=beam_flags,
+                    stop=stop, say=say)
+    finally:
+        stop.set()
+    return EXIT_OK
+
+
+def run_index_command(args, beam_flags: list[str]) -> int:
+    global _exit_without_teardown
+    from .run.indexing import NothingCommitted, run_index
+    from .run.runners import place
+
+    settings, request, beam_flags = _run_inputs(args, beam_flags)
     try:
         _exit_without_teardown = place(beam_flags).direct
         stats = run_index(args.source, args.output, settings, request,
@@ -364,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "index":
             return run_index_command(args, rest)
+        if args.command == "watch":
+            return watch_command(args, rest)
         if not _use_filesystem_flags(rest):
             return EXIT_USAGE
         if args.command == "search":

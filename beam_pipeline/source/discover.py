@@ -363,6 +363,52 @@ def iter_source_files(
         stack.extend(reversed(subdirs))
 
 
+class PathRules:
+    """The walk's rules (iter_source_files) for one path at a time, for a watcher that hears
+    paths, not folders: why a path relative to a local `root` would not be indexed, or None.
+
+    Reasons are the walk's: `excluded` (the default excludes, or inside a virtualenv),
+    `secret`, `gitignored` (by the .gitignore of any folder on its way, the deepest deciding).
+    Each folder's .gitignore is read once; `forget()` drops them when one changes.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, excludes: Sequence[str] = DEFAULT_EXCLUDES,
+                 secret_files: Sequence[str] = SECRET_FILES, use_gitignore: bool = True):
+        import pathspec
+
+        self.root = os.fspath(root)
+        self.tree = _LocalTree(self.root)
+        self.use_gitignore = use_gitignore
+        self._exclude = pathspec.GitIgnoreSpec.from_lines(excludes)
+        self._secret = pathspec.GitIgnoreSpec.from_lines(secret_files) if secret_files else None
+        self._gitignores: dict[str, pathspec.GitIgnoreSpec | None] = {}
+
+    def forget(self) -> None:
+        self._gitignores.clear()
+
+    def skip_reason(self, rel: str) -> str | None:
+        parts = rel.split("/")
+        specs: list[tuple[str, pathspec.GitIgnoreSpec]] = []
+        for depth in range(len(parts)):
+            rel_dir = "/".join(parts[:depth]) + "/" if depth else ""
+            if depth and os.path.isfile(os.path.join(self.root, rel_dir, "pyvenv.cfg")):
+                return "excluded"  # a virtualenv, whatever its name
+            if self.use_gitignore:
+                if rel_dir not in self._gitignores:
+                    self._gitignores[rel_dir] = _gitignore_spec(self.tree.gitignore(rel_dir))
+                if self._gitignores[rel_dir] is not None:
+                    specs.append((rel_dir, self._gitignores[rel_dir]))
+            name = "/".join(parts[:depth + 1])
+            is_dir = depth < len(parts) - 1
+            if self._exclude.check_file(name + "/" if is_dir else name).include:
+                return "excluded"
+            if not is_dir and self._secret is not None and self._secret.check_file(name).include:
+                return "secret"
+            if specs and _ignored(specs, name, is_dir):
+                return "gitignored"
+        return None
+
+
 def discover_to_file(
     root: str | os.PathLike,
     list_path: Path,

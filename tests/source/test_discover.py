@@ -73,3 +73,33 @@ def test_names_that_are_not_utf8_are_counted_not_fatal(tmp_path):
     found, skipped = paths(tmp_path)
     assert found == ["ok.py"]
     assert skipped["undecodable_name"] == 1
+
+
+def test_path_rules_decide_each_path_as_the_walk_does(tmp_path):
+    """A watcher asks about one path at a time: every file of a tree the walk would index,
+    and only those, passes PathRules."""
+    from beam_pipeline.source.discover import PathRules, iter_source_files
+
+    tree = tmp_path / "src"
+    make_tree(tree, {
+        ".gitignore": "*.log\ngen/\n!keep.log\n",
+        "a.py": "x = 1\n", "debug.log": "x\n", "keep.log": "x\n",
+        "gen/out.py": "x = 1\n", "pkg/.gitignore": "generated_*.py\n/local.py\n",
+        "pkg/m.py": "x = 1\n", "pkg/generated_1.py": "x = 1\n", "pkg/local.py": "x = 1\n",
+        "pkg/sub/local.py": "x = 1\n", "pkg/sub/deep/.gitignore": "!generated_2.py\n",
+        "pkg/sub/deep/generated_2.py": "x = 1\n", "node_modules/lib/index.js": "x\n",
+        ".git/config": "x\n", "env/pyvenv.cfg": "x\n", "env/lib/site.py": "x = 1\n",
+        ".env": "SECRET=1\n", "id_rsa": "key\n", "docs/notes.md": "# notes\n"})
+    walked = {entry.path for entry in iter_source_files(tree)}
+    rules = PathRules(tree)
+    every = {str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file()}
+    passed = {rel for rel in every if rules.skip_reason(rel) is None}
+    assert passed == walked
+    assert {"a.py", "keep.log", "pkg/m.py", "pkg/sub/local.py", "pkg/sub/deep/generated_2.py",
+            "docs/notes.md"} <= walked
+    reasons = {rel: rules.skip_reason(rel) for rel in ("debug.log", "gen/out.py",
+                                                       "node_modules/lib/index.js",
+                                                       "env/lib/site.py", ".env")}
+    assert reasons == {"debug.log": "gitignored", "gen/out.py": "gitignored",
+                       "node_modules/lib/index.js": "excluded", "env/lib/site.py": "excluded",
+                       ".env": "secret"}

@@ -1,0 +1,127 @@
+"""`watch`: the index follows the tree through file events, one atomic snapshot per group of
+changes, the walk's rules applied to each path. Timing stays in the benchmark; these tests
+wait for commits, never for a deadline."""
+
+import queue
+import shutil
+import threading
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import code_file, make_tree
+
+from beam_pipeline.layout.schema import FILES_TABLE
+from beam_pipeline.run.indexing import RunRequest
+from beam_pipeline.run.watch import change_set, watch_index
+from beam_pipeline.search import Index
+from beam_pipeline.source.discover import PathRules
+from beam_pipeline.store.verify import verify_index
+
+WAIT_S = 120  # a loaded machine is slow, never wrong
+
+
+class Watcher:
+    """watch_index on a thread; each commit's line arrives on `lines`."""
+
+    def __init__(self, src, out):
+        self.lines: queue.Queue = queue.Queue()
+        self.stop = threading.Event()
+        self.error: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, args=(src, out), daemon=True)
+
+    def _run(self, src, out):
+        try:
+            watch_index(src, out, request=RunRequest(keep=2, prune_grace_s=0),
+                        stop=self.stop, say=self.lines.put)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error.append(exc)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(WAIT_S)
+        assert not self.thread.is_alive() and not self.error, self.error
+
+    def next_line(self) -> str:
+        try:
+            return self.lines.get(timeout=WAIT_S)
+        except queue.Empty:
+            pytest.fail(f"no commit within {WAIT_S} s: {self.error}")
+
+    def until(self, condition) -> int:
+        """Wait for commits until `condition()` holds; how many it took."""
+        commits = 0
+        while not condition():
+            line = self.next_line()
+            assert "committed" in line or "up to date" in line, line
+            commits += 1
+        return commits
+
+
+def indexed_paths(out) -> set[str]:
+    index = Index.open(out)
+    table = pq.read_table(out / "snapshots" / index.snapshot_id / FILES_TABLE, columns=["path"])
+    return set(table["path"].to_pylist())
+
+
+def fts(out, text) -> list[str]:
+    return [hit["path"] for hit in Index.open(out).search(text, k=5, mode="fts")]
+
+
+def test_watch_follows_create_modify_delete_and_rename(tmp_path):
+    src = make_tree(tmp_path / "src", {"a.py": "def alpha_before(): pass\n",
+                                       "b.py": code_file("b", 5), "pkg/c.py": code_file("c", 5),
+                                       ".gitignore": "*.tmp\n"})
+    out = tmp_path / "out"
+    with Watcher(src, out) as watcher:
+        assert "committed" in watcher.next_line()  # the first catch-up run
+        assert indexed_paths(out) == {"a.py", "b.py", "pkg/c.py", ".gitignore"}
+
+        (src / "new.py").write_text("def brand_new_function(): pass\n")
+        (src / "scratch.tmp").write_text("ignored by .gitignore\n")
+        watcher.until(lambda: "new.py" in indexed_paths(out))
+        assert fts(out, "brand_new_function")[:1] == ["new.py"]
+
+        (src / "a.py").write_text("def alpha_after(): pass\n")
+        watcher.until(lambda: fts(out, "alpha_after")[:1] == ["a.py"])
+        assert fts(out, "alpha_before") == []  # its old content is gone
+
+        (src / "b.py").unlink()
+        watcher.until(lambda: "b.py" not in indexed_paths(out))
+
+        (src / "pkg/c.py").rename(src / "pkg/d.py")
+        watcher.until(lambda: "pkg/d.py" in indexed_paths(out)
+                      and "pkg/c.py" not in indexed_paths(out))
+
+        shutil.rmtree(src / "pkg")  # a folder goes, and all in it
+        watcher.until(lambda: not any(p.startswith("pkg/") for p in indexed_paths(out)))
+        assert indexed_paths(out) == {"a.py", "new.py", ".gitignore"}  # no scratch.tmp
+        assert verify_index(out) == []
+
+
+def test_a_burst_of_500_files_makes_a_few_commits(tmp_path):
+    src = make_tree(tmp_path / "src", {"seed.py": code_file("seed", 3)})
+    out = tmp_path / "out"
+    with Watcher(src, out) as watcher:
+        watcher.next_line()
+        make_tree(src / "burst", {f"m{i}.py": code_file(f"m{i}", 3) for i in range(500)})
+        commits = watcher.until(lambda: len(indexed_paths(out)) == 501)
+        assert commits <= 5, commits
+        assert verify_index(out) == []
+
+
+def test_a_change_set_is_the_tree_as_it_is_now(tmp_path):
+    src = make_tree(tmp_path / "src", {"keep.py": "x = 1\n", ".gitignore": "out/\n",
+                                       "new/one.py": "x = 1\n", "new/two.py": "x = 1\n",
+                                       "out/gen.py": "x = 1\n", "node_modules/m.js": "x\n"})
+    rules = PathRules(src)
+    changes = change_set(str(src), [str(src / p) for p in (
+        "keep.py", "gone.py", "new", "out/gen.py", "node_modules/m.js", "old_folder")], rules)
+    assert changes.files == ("keep.py", "new/one.py", "new/two.py")  # a new folder's files
+    assert changes.removed == ("gone.py", "old_folder")
+    assert not changes.rules_changed
+    assert change_set(str(src), [str(src / ".gitignore")], rules).rules_changed
+    assert not change_set(str(src), [str(tmp_path / "elsewhere.py"), str(src)], rules)
