@@ -264,6 +264,14 @@ def watch_command(args, beam_flags: list[str]) -> int:
     settings, request, beam_flags = _run_inputs(args, beam_flags)
     stop = threading.Event()
     say = (lambda line: None) if args.quiet else _announce
+
+    def on_sigint(signum, frame):
+        if stop.is_set():  # a second Ctrl-C cancels the commit in progress
+            raise KeyboardInterrupt
+        stop.set()
+        _announce("stopping after the commit in progress (Ctrl-C again to cancel it)")
+
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         watch_index(args.source, args.output, settings, request, pipeline_options=beam_flags,
                     stop=stop, say=say)

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from ..errors import UsageError
+from ..errors import SourceError, UsageError
 from ..source.discover import (
     SECRET_FILES,
     PathRules,
@@ -39,6 +39,7 @@ from ..source.discover import (
     iter_source_files,
     relative_to_root,
 )
+from ..source.gitindex import git_commit
 from .indexing import RunRequest, run_index, source_root
 from .settings import IndexSettings
 from .stats import ProcessingStats
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 
 STEP_MS = 100  # the tree quiet this long ends a group of events
 DEBOUNCE_MS = 1_000  # a group of events is never held longer
+# How often, with no events, the loop checks that SOURCE is there and where git's HEAD is: a
+# branch switch is caught up with even if the OS dropped its events (an overflowing queue).
+CHECK_S = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +115,7 @@ def watch_index(
       request: as for run_index; its `files` and `removed` are this loop's to set.
       pipeline_options: as for run_index.
       stop: set it to end the loop (after the commit in progress).
+    Raises SourceError when SOURCE disappears (the last snapshot stays live).
       say: receives one line per commit.
       step_ms, debounce_ms: how events are grouped (watchfiles' step and debounce).
     """
@@ -139,16 +144,36 @@ def watch_index(
             commits += 1
         say(_commit_line(stats, time.monotonic() - started))
 
+    head = git_commit(root)
     run(None, first=True)
     rules = PathRules(root, secret_files=() if settings.include_secrets else SECRET_FILES)
+    checked = time.monotonic()
     for events in watchfiles.watch(root, watch_filter=None, step=step_ms, debounce=debounce_ms,
-                                   stop_event=stop, raise_interrupt=False):
+                                   stop_event=stop, raise_interrupt=False,
+                                   yield_on_timeout=True, rust_timeout=int(CHECK_S * 1000)):
+        _check_source(root)
         changes = change_set(root, (path for _, path in events), rules)
+        if not events or time.monotonic() - checked >= CHECK_S:
+            checked = time.monotonic()
+            now = git_commit(root)
+            if now != head:  # a checkout, a reset, a pull: walk once, whatever was heard
+                log.info("git HEAD moved (%s → %s): catching up with the tree", head, now)
+                head = now
+                changes = ChangeSet((), (), rules_changed=True)
         if changes.rules_changed:
             rules.forget()
-        if changes:
-            run(changes)
+        if changes and not stop.is_set():
+            try:
+                run(changes)
+            except Exception:
+                _check_source(root)  # gone during the run: say that, not what it broke
+                raise
     return commits
+
+
+def _check_source(root: str) -> None:
+    if not os.path.isdir(root):
+        raise SourceError(f"SOURCE {root} is gone; watch stops (the last snapshot stays live)")
 
 
 def _commit_line(stats: ProcessingStats, seconds: float) -> str:
@@ -157,6 +182,8 @@ def _commit_line(stats: ProcessingStats, seconds: float) -> str:
         return f"{when} up to date (snapshot {stats.snapshot_id})"
     if not stats.committed:
         return f"{when} nothing committed ({stats.failed_files} files failed)"
+    failed = f", {stats.failed_files} failed (their previous rows kept)" \
+        if stats.failed_files else ""
     return (f"{when} committed {stats.snapshot_id}: {stats.files_added} added, "
             f"{stats.files_changed} changed, {stats.files_deleted} deleted, "
-            f"{stats.chunks_embedded} chunks embedded, {seconds * 1000:.0f} ms")
+            f"{stats.chunks_embedded} chunks embedded{failed}, {seconds * 1000:.0f} ms")

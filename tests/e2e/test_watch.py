@@ -125,3 +125,87 @@ def test_a_change_set_is_the_tree_as_it_is_now(tmp_path):
     assert not changes.rules_changed
     assert change_set(str(src), [str(src / ".gitignore")], rules).rules_changed
     assert not change_set(str(src), [str(tmp_path / "elsewhere.py"), str(src)], rules)
+
+
+def test_a_source_that_disappears_is_an_error_not_a_spin(tmp_path):
+    from beam_pipeline.errors import SourceError
+
+    src = make_tree(tmp_path / "src", {"a.py": code_file("a", 3)})
+    watcher = Watcher(src, tmp_path / "out")
+    watcher.thread.start()
+    assert "committed" in watcher.next_line()
+    shutil.rmtree(src)
+    watcher.thread.join(WAIT_S)
+    assert not watcher.thread.is_alive()
+    assert len(watcher.error) == 1 and isinstance(watcher.error[0], SourceError)
+    assert "is gone" in str(watcher.error[0]) and verify_index(tmp_path / "out") == []
+
+
+def test_a_moved_git_head_is_caught_up_with_even_without_file_events(tmp_path):
+    import subprocess
+
+    src = make_tree(tmp_path / "src", {"a.py": code_file("a", 3)})
+    git = ["git", "-C", str(src), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    with Watcher(src, tmp_path / "out") as watcher:
+        assert "committed" in watcher.next_line()
+        # HEAD moves; no file the index watches changes (.git/ is excluded).
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "two"], check=True)
+        assert "up to date" in watcher.next_line()  # a walk ran, and found nothing new
+
+
+def _start_cli_watch(src, out):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "beam_pipeline", "watch", str(src),
+                             "--output", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _read_until(stream, text: str) -> str:
+    seen = []
+    for line in stream:
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    pytest.fail(f"{text!r} never came: {''.join(seen)[-2000:]}")
+
+
+def test_ctrl_c_stops_after_the_commit_in_progress(tmp_path):
+    import signal
+
+    src = make_tree(tmp_path / "src", {"a.py": code_file("a", 3)})
+    process = _start_cli_watch(src, tmp_path / "out")
+    try:
+        _read_until(process.stderr, "committed")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(WAIT_S) == 0
+        assert "stopping after the commit in progress" in process.stderr.read()
+    finally:
+        process.kill()
+    assert verify_index(tmp_path / "out") == []
+
+
+def test_a_killed_watch_leaves_the_last_snapshot_sound_and_index_catches_up(tmp_path):
+    import time
+
+    from beam_pipeline import run_index
+
+    src = make_tree(tmp_path / "src", {"a.py": code_file("a", 3)})
+    out = tmp_path / "out"
+    process = _start_cli_watch(src, out)
+    try:
+        _read_until(process.stderr, "committed")
+        make_tree(src / "many", {f"m{i}.py": code_file(f"m{i}", 20) for i in range(300)})
+        time.sleep(1.5)  # the change set's commit is under way (or done): either is fine
+        process.kill()  # SIGKILL
+        process.wait(WAIT_S)
+    finally:
+        process.kill()
+    assert verify_index(out) == []
+    stats = run_index(src, out)
+    assert stats.committed or stats.up_to_date
+    assert len(indexed_paths(out)) == 301 and verify_index(out) == []
