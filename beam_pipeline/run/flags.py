@@ -18,6 +18,9 @@ from ..source.discover import DEFAULT_MAX_FILE_SIZE
 from ..source.text import AUTO, CHUNKERS
 
 DEFAULT_BATCH_SIZE = 64
+# A run of fewer files than this starts no helper process (embedding, lexical feed): starting
+# one costs more than it saves there (watch's one-file commits, a small re-index).
+SMALL_RUN_FILES = 64
 
 
 def add_endpoint_flags(group: argparse._ActionsContainer) -> None:

@@ -58,6 +58,7 @@ from ..store import commit, reindex
 from ..store.lock import output_lock
 from . import runners
 from . import stats as stats_mod
+from .flags import SMALL_RUN_FILES
 from .progress import (
     EventFileChannel,
     ProgressChannel,
@@ -523,7 +524,7 @@ class _Run:
                 self._chunker(), settings.embedder, settings.batch_size, staging, link,
                 reuse_table=reuse, embed_concurrency=settings.embed_concurrency,
                 embed_processes=embed_processes(options, settings.embed_processes,
-                                                settings.embedder.gil_bound),
+                                                settings.embedder.gil_bound, plan.to_process),
                 spill_dir=self.spill_dir, journal=spec, lexicon=lexicon)
             result = run_pipeline(config, todo, options, self.req.cancel)
             self.pipeline_s = time.monotonic() - started
@@ -563,8 +564,10 @@ class _Run:
             # Deleted before any new row is added: a delete drops only the documents before
             # it. Stale files (re-embedding failed) get their previous rows back at the commit.
             deleted = set(self.base.files) - plan.carry
-        # The workers share this host (a local mode): they can feed it as they cut files.
-        feed = self.placement.local and storage.is_local(self.staging)
+        # The workers share this host (a local mode): they can feed it as they cut files; a
+        # small run follows the shards instead, cheaper than starting the feed's process.
+        feed = (self.placement.local and storage.is_local(self.staging)
+                and plan.to_process >= SMALL_RUN_FILES)
         self.lexicon = SnapshotLexicon(self.staging, base, deleted, feed)
 
     def _take_stats(self, result) -> None:

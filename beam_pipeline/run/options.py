@@ -15,7 +15,7 @@ import os
 
 from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-from .flags import add_index_flags
+from .flags import SMALL_RUN_FILES, add_index_flags
 from .runners import place
 
 
@@ -37,14 +37,17 @@ def unknown_flags(flags: list[str]) -> list[str]:
     return [flag for flag in unknown if flag.startswith("-")]
 
 
-def embed_processes(options: PipelineOptions, asked: int | None, gil_bound: bool) -> int:
+def embed_processes(options: PipelineOptions, asked: int | None, gil_bound: bool,
+                    files: int | None = None) -> int:
     """Helper processes for a GIL-bound embedder: `asked` when given, else one per core on the
     local runner's single-process modes (its one pipeline thread mostly waits for the embedder:
-    on the standard library with 2 cores, 1 helper saved 4 %, 2 helpers 15 %). Where Beam
-    already runs a worker process per core (multi_processing, distributed runners) helpers
-    would only compete with them."""
+    on the standard library with 2 cores, 1 helper saved 4 %, 2 helpers 15 %), unless the run
+    has fewer than SMALL_RUN_FILES `files`. Where Beam already runs a worker process per core
+    (multi_processing, distributed runners) helpers would only compete with them."""
     if asked is not None:
         return asked
     if not gil_bound or not place(options).in_process:
+        return 0
+    if files is not None and files < SMALL_RUN_FILES:
         return 0
     return len(os.sched_getaffinity(0))

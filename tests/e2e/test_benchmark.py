@@ -222,3 +222,17 @@ def test_benchmarks_run_as_one_package_by_name():
     unknown = subprocess.run([sys.executable, "-m", "benchmarks", "nope"], capture_output=True,
                              text=True, check=False, timeout=120, cwd=ROOT)
     assert unknown.returncode == 2 and "no benchmark 'nope'" in unknown.stderr
+
+
+def test_the_watch_latency_benchmark_times_each_edit_until_it_is_found(tmp_path):
+    corpus = _tree(tmp_path / "corpus")
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.watch_latency", "--corpus", str(corpus),
+         "--edits", "3", "--json", str(report)], cwd=ROOT, capture_output=True, text=True,
+        timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(report.read_text())
+    assert result["files"] == 6 and result["edits"] == len(result["seconds"]) == 3
+    assert 0 < result["p50_s"] <= result["p95_s"] <= result["max_s"]
+    assert "| files | edits |" in done.stdout and "watch_latency --corpus" in result["command"]

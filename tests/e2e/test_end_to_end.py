@@ -33,6 +33,7 @@ from beam_pipeline.layout.schema import (
     SNAPSHOTS_DIR,
     STAGING_DIR,
 )
+from beam_pipeline.run.flags import SMALL_RUN_FILES
 
 DEFAULT_DIM = get_embedder(DEFAULT_EMBEDDER).dim  # a run that names no embedder
 TREE = {
@@ -314,7 +315,9 @@ def test_ctrl_c_stops_promptly_and_commits_nothing(tmp_path):
 def test_a_run_leaves_nothing_in_the_temp_folder(tmp_path, monkeypatch, outcome, flags):
     """Issue 35: every run left an empty pymp-* folder (multiprocessing's, for the lexical
     index helper's socket, removed only by an exit handler its os._exit skips)."""
-    src = make_tree(tmp_path / "src", {f"f{i}.py": code_file(f"f{i}", 20) for i in range(30)})
+    # Enough files for the helpers to start (a smaller run starts none).
+    src = make_tree(tmp_path / "src", {f"f{i}.py": code_file(f"f{i}", 10)
+                                       for i in range(SMALL_RUN_FILES)})
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setenv("TMPDIR", str(temp))

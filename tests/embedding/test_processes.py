@@ -195,3 +195,12 @@ def test_a_helper_module_starts_clean(module):
                           capture_output=True, text=True, timeout=120, check=False)
     assert "RuntimeWarning" not in done.stderr
     assert "IndexError" in done.stderr  # it got as far as reading its (missing) arguments
+
+
+def test_a_small_run_starts_no_helper():
+    from beam_pipeline.run.flags import SMALL_RUN_FILES
+
+    options = PipelineOptions([])
+    assert embed_processes(options, None, True, SMALL_RUN_FILES - 1) == 0
+    assert embed_processes(options, None, True, SMALL_RUN_FILES) == len(os.sched_getaffinity(0))
+    assert embed_processes(options, 2, True, 1) == 2  # asked for: always

@@ -15,6 +15,7 @@ from beam_pipeline.layout.records import FileRecord
 from beam_pipeline.layout.schema import chunk_id
 from beam_pipeline.lexical import feed as lexfeed
 from beam_pipeline.lexical.feed import FeedLink, LexicalFeed
+from beam_pipeline.run.flags import SMALL_RUN_FILES
 from beam_pipeline.store.rows import build_rows, write_shard
 from beam_pipeline.store.verify import verify_index
 
@@ -80,7 +81,9 @@ def test_a_worker_that_cannot_reach_the_feed_sends_nothing_and_fails_nothing(tmp
 def test_a_feed_that_falls_behind_leaves_the_index_to_the_shards(tmp_path, monkeypatch, caplog):
     """The helper indexes on idle time only; on a machine others keep busy the launcher stops
     waiting for it and builds the index from the shards: the snapshot is the same."""
-    src = make_tree(tmp_path / "src", {f"m{i}.py": code_file(f"m{i}", 30) for i in range(6)})
+    # Enough files for the feed (a smaller run follows the shards from the start).
+    src = make_tree(tmp_path / "src", {f"m{i}.py": code_file(f"m{i}", 10)
+                                       for i in range(SMALL_RUN_FILES)})
     monkeypatch.setattr(lexfeed, "GRACE_S", 0.0)
     monkeypatch.setattr(lexfeed, "GRACE_SHARE", 0.0)
     scratch = tmp_path / "tmp"
@@ -88,7 +91,7 @@ def test_a_feed_that_falls_behind_leaves_the_index_to_the_shards(tmp_path, monke
     monkeypatch.setenv("TMPDIR", str(scratch))  # where the helper keeps its index
     with caplog.at_level("WARNING"):
         stats = run_index(src, tmp_path / "index")
-    assert stats.committed and stats.files_processed == 6
+    assert stats.committed and stats.files_processed == SMALL_RUN_FILES
     assert any("built from the shards instead" in r.getMessage() for r in caplog.records)
     assert verify_index(tmp_path / "index") == []
     assert not list(scratch.glob("beam-index-lexical-*"))  # the stopped helper's folder too
