@@ -171,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
         "a remote embedder's endpoint (an index made with openai or voyage; never taken from "
         "the index, whose copy must match)"))
 
+    status = commands.add_parser(
+        "status", help="how current OUT is: its live snapshot, when a run last caught up with "
+        "SOURCE, whether a run holds it now")
+    status.add_argument("output", help="index folder or URL")
+    status.add_argument("--json", action="store_true", help="one JSON object")
     verify = commands.add_parser("verify", help="check the live snapshot against its manifest")
     verify.add_argument("output", help="index folder or URL")
     verify.add_argument("--source",
@@ -354,6 +359,29 @@ def print_hits(hits: list[dict], query: str, colour: bool) -> None:
             print(f"  {'':>{width}} │ … {len(lines) - SNIPPET_LINES} more lines")
 
 
+def status_command(args) -> int:
+    from .store.status import index_status
+
+    status = index_status(args.output)
+    if args.json:
+        print(json_text(status))
+        return EXIT_OK if status["snapshot"] else EXIT_FAILED
+    if status["snapshot"] is None:
+        _error(f"{args.output}: no index (no CURRENT snapshot)")
+        return EXIT_FAILED
+    running = status["run_in_progress"]
+    lines = [
+        f"snapshot        {status['snapshot']} (committed {status['committed_at']})",
+        f"files, rows     {status['files']}, {status['rows']}",
+        f"caught up       {status['caught_up_at'] or 'not since this snapshot was committed'}",
+        "run in progress " + ("no" if running is None else
+                              f"yes (pid {running.get('pid')} on {running.get('host')}, "
+                              f"since {running.get('started')})"),
+    ]
+    print(printable("\n".join(lines), newlines=True))
+    return EXIT_OK
+
+
 def verify_command(args) -> int:
     from .store.verify import check_index
 
@@ -410,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         if args.command == "search":
             return search_command(args)
+        if args.command == "status":
+            return status_command(args)
         if args.command == "verify":
             return verify_command(args)
     except KeyboardInterrupt:
@@ -468,7 +498,8 @@ def entry() -> None:
     """
     atexit.register(gc.freeze)
     code = main()
-    if len(sys.argv) > 1 and (sys.argv[1] in ("search", "verify") or _exit_without_teardown):
+    if len(sys.argv) > 1 and (sys.argv[1] in ("search", "verify", "status")
+                              or _exit_without_teardown):
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
             try:

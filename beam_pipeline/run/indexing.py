@@ -56,6 +56,7 @@ from ..source.discover import (
 from ..source.text import ChunkerConfig, FileSkipped
 from ..store import commit, reindex
 from ..store.lock import output_lock
+from ..store.status import record_caught_up
 from . import runners
 from . import stats as stats_mod
 from .flags import SMALL_RUN_FILES
@@ -240,6 +241,12 @@ def run_index(
             stats.cancelled = True
             stats.files_processed = req.tracker.files_done
             stats.end_time = time.time()
+        else:
+            # A whole walk found the tree as the index is (a change set says nothing of the
+            # rest of the tree: watch records its own, when it finds the tree quiet).
+            if (stats.committed or stats.up_to_date) and req.files is None \
+                    and req.removed is None:
+                record_caught_up(out, stats.snapshot_id)
         finally:
             req.cancel.release()
             if not stats.committed:

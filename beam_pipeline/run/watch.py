@@ -40,6 +40,8 @@ from ..source.discover import (
     relative_to_root,
 )
 from ..source.gitindex import git_commit
+from ..store.commit import read_current
+from ..store.status import record_caught_up
 from .indexing import RunRequest, run_index, source_root
 from .settings import IndexSettings
 from .stats import ProcessingStats
@@ -129,7 +131,7 @@ def watch_index(
     stop = stop or threading.Event()
     commits = 0
 
-    def run(changes: ChangeSet | None, first: bool = False) -> None:
+    def run(changes: ChangeSet | None, first: bool = False) -> bool:
         nonlocal commits
         started = time.monotonic()
         if changes is None or changes.rules_changed:  # walk once: the rules themselves moved
@@ -143,9 +145,11 @@ def watch_index(
         if stats.committed:
             commits += 1
         say(_commit_line(stats, time.monotonic() - started))
+        # Whether the index now holds the tree as it is (a failed file keeps old rows).
+        return (stats.committed or stats.up_to_date) and not stats.failed_files
 
     head = git_commit(root)
-    run(None, first=True)
+    failed = not run(None, first=True)
     rules = PathRules(root, secret_files=() if settings.include_secrets else SECRET_FILES)
     checked = time.monotonic()
     for events in watchfiles.watch(root, watch_filter=None, step=step_ms, debounce=debounce_ms,
@@ -160,11 +164,13 @@ def watch_index(
                 log.info("git HEAD moved (%s → %s): catching up with the tree", head, now)
                 head = now
                 changes = ChangeSet((), (), rules_changed=True)
+            elif not events and not failed:  # the tree is quiet and every change is in
+                record_caught_up(os.fspath(output), read_current(os.fspath(output)))
         if changes.rules_changed:
             rules.forget()
         if changes and not stop.is_set():
             try:
-                run(changes)
+                failed = not run(changes)
             except Exception:
                 _check_source(root)  # gone during the run: say that, not what it broke
                 raise

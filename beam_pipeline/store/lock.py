@@ -92,6 +92,24 @@ class _NoLock(contextlib.nullcontext):
         return self
 
 
+def running(out: str) -> dict | None:
+    """The record of the run holding a local OUT now ({} when it left none), or None when no
+    run holds it (or OUT is on an object store, where there is no lock)."""
+    if not storage.is_local(out):
+        return None
+    try:
+        fd = os.open(Path(out) / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_owner(fd) or {}
+    finally:
+        os.close(fd)  # closing drops a lock this took
+    return None
+
+
 def output_lock(out: str) -> OutputLock | _NoLock:
     """The lock for OUT: a real one on a local folder; none (with a warning) elsewhere."""
     if storage.is_local(out):

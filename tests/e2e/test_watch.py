@@ -209,3 +209,23 @@ def test_a_killed_watch_leaves_the_last_snapshot_sound_and_index_catches_up(tmp_
     stats = run_index(src, out)
     assert stats.committed or stats.up_to_date
     assert len(indexed_paths(out)) == 301 and verify_index(out) == []
+
+
+def test_a_quiet_tree_is_recorded_as_caught_up(tmp_path):
+    import time
+
+    from beam_pipeline.store.status import index_status
+
+    src = make_tree(tmp_path / "src", {"a.py": code_file("a", 3)})
+    out = tmp_path / "out"
+    with Watcher(src, out) as watcher:
+        watcher.next_line()
+        (src / "b.py").write_text(code_file("b", 3))
+        watcher.until(lambda: "b.py" in indexed_paths(out))
+        deadline = time.monotonic() + WAIT_S
+        while index_status(str(out))["caught_up_at"] is None:  # after the next quiet check
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        status = index_status(str(out))
+        assert status["snapshot"] == Index.open(out).snapshot_id
+        assert status["run_in_progress"] is None
