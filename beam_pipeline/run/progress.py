@@ -467,7 +467,6 @@ class _StageBars:
         self.progress.start()
 
     def stop(self) -> None:
-        self.update()
         self.progress.stop()
 
     def update(self) -> None:

@@ -81,6 +81,11 @@ def discard_staging(staging: str) -> None:
     storage.delete_tree(staging)
 
 
+def read_manifest(snapshot_dir: str) -> dict:
+    """A snapshot's manifest (raises OSError when it is missing, ValueError when unreadable)."""
+    return json.loads(storage.read_bytes(storage.join(snapshot_dir, MANIFEST_FILE)))
+
+
 def read_current(out: str) -> str | None:
     try:
         return storage.read_bytes(storage.join(out, CURRENT_FILE)).decode("utf-8").strip() or None

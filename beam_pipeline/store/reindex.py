@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import re
 import time
@@ -36,7 +35,6 @@ from ..layout.schema import (
     FILES_TABLE,
     GIT_BLOB,
     INDEXED,
-    MANIFEST_FILE,
     PRUNE_GRACE_S,
     SHARD_PREFIX,
     SKIPPED,
@@ -49,7 +47,7 @@ from ..search.reader import IndexReadError, shard_names
 from ..source import storage
 from ..source.discover import FileEntry, is_url, join_url, read_store_object
 from ..source.gitindex import GitState
-from .commit import read_current
+from .commit import read_current, read_manifest
 
 _SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$")
 
@@ -73,7 +71,7 @@ def load_previous(out: str) -> Previous | None:
         return None
     directory = storage.join(out, SNAPSHOTS_DIR, snapshot_id)
     try:
-        manifest = json.loads(storage.read_bytes(storage.join(directory, MANIFEST_FILE)))
+        manifest = read_manifest(directory)
         # What a run carries forward is checked against the base's hashes as it is read:
         # an altered file must not pass into the next snapshot under a fresh hash.
         raw = storage.read_checked(storage.join(directory, FILES_TABLE),
@@ -357,7 +355,7 @@ def prunable(ids: Sequence[str], committed: dict[str, float | None], keep: int, 
 def _committed_at(root: str, snapshot_id: str) -> float | None:
     """When a snapshot was committed (its manifest's created_at), or None without one."""
     try:
-        manifest = json.loads(storage.read_bytes(storage.join(root, snapshot_id, MANIFEST_FILE)))
+        manifest = read_manifest(storage.join(root, snapshot_id))
         return dt.datetime.fromisoformat(manifest["created_at"]).timestamp()
     except (OSError, ValueError, KeyError, TypeError):
         return None

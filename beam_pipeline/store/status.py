@@ -17,9 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from ..layout.schema import MANIFEST_FILE, SNAPSHOTS_DIR
+from ..layout.schema import SNAPSHOTS_DIR
 from ..source import storage
-from .commit import read_current
+from .commit import read_current, read_manifest
 from .lock import running
 
 CAUGHT_UP_FILE = ".caught-up"
@@ -41,8 +41,7 @@ def index_status(out: str) -> dict:
     if snapshot is None:
         return status
     try:
-        manifest = json.loads(storage.read_bytes(
-            storage.join(out, SNAPSHOTS_DIR, snapshot, MANIFEST_FILE)))
+        manifest = read_manifest(storage.join(out, SNAPSHOTS_DIR, snapshot))
         status.update(committed_at=manifest.get("created_at"),
                       files=manifest.get("counts", {}).get("files_indexed"),
                       rows=manifest.get("counts", {}).get("rows"))
