@@ -1,6 +1,8 @@
 """SnapshotLexicon: the run's one object for the new snapshot's lexical index, fed by the
 chunking step or following the shards, the same index either way."""
 
+import json
+
 import pytest
 from test_feed import ids, shard_of
 
@@ -54,3 +56,31 @@ def test_a_base_that_is_not_what_it_recorded_is_refused(tmp_path):
     staging.mkdir()
     with pytest.raises(BaseLexiconError):
         SnapshotLexicon(str(staging), (folder, entry), {"b.py"}, feed=False)
+
+
+def test_a_chain_of_re_indexes_carries_only_the_files_its_index_uses(tmp_path):
+    # A watch commits one file at a time: each snapshot's index starts from the last one's.
+    # Segments merged away and superseded deletes must not travel from snapshot to snapshot.
+    folder, entry, _ = build(tmp_path, "s0", feed=False)
+    for step in range(1, 13):
+        staging = tmp_path / f"s{step}"
+        staging.mkdir()
+        with SnapshotLexicon(str(staging), (folder, entry), {"b.py"}, feed=False) as lexicon:
+            shard = shard_of(staging, {"b.py": (f"h{step}", [f"def beta_{step}(): pass"])})
+            record = {"path": shard[1]}
+            entry = lexicon.finish([record], own=[record], carried=[], committed_files={},
+                                   pipeline_s=1.0)
+        folder = str(staging)
+        meta = json.loads((staging / lexical.LEXICAL_DIR / "meta.json").read_text())
+        live = {segment["segment_id"].replace("-", ""): segment.get("deletes")
+                for segment in meta["segments"]}
+        for item in entry["files"]:
+            name = item["name"]
+            if name == "meta.json":
+                continue
+            segment, *_, suffix = name.split(".")
+            assert segment in live, f"step {step}: {name} belongs to no live segment"
+            if suffix == "del":  # only the segment's current deletes
+                assert name == f"{segment}.{live[segment]['opstamp']}.del", name
+        index = lexical.LexicalIndex.open(folder, entry)
+        assert sorted(index.all_ids()) == sorted(ids("a.py", "ha", 1) | ids("b.py", f"h{step}", 1))
