@@ -48,6 +48,7 @@ from ..source import storage
 from ..source.discover import FileEntry, is_url, join_url, read_store_object
 from ..source.gitindex import GitState
 from .commit import read_current, read_manifest
+from .rows import DEFAULT_ROWS_PER_SHARD
 
 _SNAPSHOT_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$")
 
@@ -228,44 +229,113 @@ def _path_filter(table: pa.Table, paths: set[str]) -> pa.Array:
     return pc.is_in(table["path"], value_set=pa.array(sorted(paths), pa.string()))
 
 
+# Each run writes at least one shard: a watch's one-file commits (one more shard each) or a
+# distributed runner's bundles leave many small ones, and every shard is a file that each
+# commit lists and each search opens. Carrying merges shards of fewer than SMALL_SHARD_ROWS
+# kept rows into shards of about DEFAULT_ROWS_PER_SHARD once MERGE_SHARDS of them exist.
+SMALL_SHARD_ROWS = DEFAULT_ROWS_PER_SHARD // 8
+MERGE_SHARDS = 8
+
+
+@dataclass(frozen=True, eq=False)
+class _Kept:
+    """The rows of one previous shard that a run carries."""
+
+    entry: dict  # the previous manifest's shard entry
+    source: str
+    keep: pa.Array  # a mask over the shard's rows
+    rows: int
+    files: int
+
+    @property
+    def whole(self) -> bool:
+        return self.rows == len(self.keep)
+
+
 def carry_rows(previous: Previous, paths: set[str], staging: str,
                claim: Callable[[str], None] | None = None) -> list[dict]:
-    """Copy the rows of `paths` from the previous snapshot's shards into `staging`.
+    """Copy the rows of `paths` from the previous snapshot's shards into `staging`; the new
+    shards' records. Shards left with few rows are merged (SMALL_SHARD_ROWS, MERGE_SHARDS).
 
     `claim` hears each new shard's name before the shard exists (the lexical index skips
     rows it already holds)."""
     if not paths:
         return []
-    shards = []
+    wanted = pa.array(sorted(paths), pa.string())
+    kept = []
     for shard in previous.manifest["shards"]:
         source = storage.join(previous.directory, shard["path"])
-        shard_paths = storage.read_parquet(source, columns=["path"])
-        keep = _path_filter(shard_paths, paths)
-        kept_rows = pc.sum(keep).as_py() or 0
-        if kept_rows == 0:
+        shard_paths = storage.read_parquet(source, columns=["path"])["path"]
+        keep = pc.is_in(shard_paths, value_set=wanted)
+        rows = pc.sum(keep).as_py() or 0
+        if rows:
+            files = pc.count_distinct(shard_paths.filter(keep)).as_py()
+            kept.append(_Kept(shard, source, keep, rows, files))
+    small = [piece for piece in kept if piece.rows < SMALL_SHARD_ROWS]
+    if len(small) < MERGE_SHARDS:
+        small = []
+    shards = []
+    for piece in kept:
+        if piece in small:
             continue
-        name = f"{SHARD_PREFIX}{uuid.uuid4().hex}.parquet"
-        if claim is not None:
-            claim(name)
-        target = storage.join(staging, name)
-        if kept_rows == shard_paths.num_rows:
-            storage.link_or_copy(source, target)
-            # The previous manifest's hash, not the file's now: a copy of an altered shard
-            # must fail verify here too.
-            stored = storage.Stored(storage.size(target),
-                                    shard.get("sha256") or storage.sha256(target))
+        if piece.whole:
+            shards.append(_link(piece, staging, claim))
         else:
-            try:
-                raw = storage.read_checked(source, shard.get("sha256"))
-            except storage.AlteredFile as exc:
-                raise CorruptSnapshotError(f"snapshot {previous.snapshot_id}: {exc}; run with "
-                                           "--full to rebuild") from None
-            stored = write_table(pq.ParquetFile(pa.BufferReader(raw)).read().filter(keep), target)
-        files = pc.count_distinct(shard_paths["path"].filter(keep)).as_py()
-        shards.append({"path": name, "rows": kept_rows, "files": files, "bytes": stored.bytes,
-                       "sha256": stored.sha256})
+            shards.append(_write(_read_kept(previous, piece), staging, claim))
         fault_point("mid-carry")
+    shards.extend(_merge(previous, small, staging, claim))
     return shards
+
+
+def _link(piece: _Kept, staging: str, claim: Callable[[str], None] | None) -> dict:
+    name = _shard_name(claim)
+    target = storage.join(staging, name)
+    storage.link_or_copy(piece.source, target)
+    # The previous manifest's hash, not the file's now: a copy of an altered shard must fail
+    # verify here too.
+    digest = piece.entry.get("sha256") or storage.sha256(target)
+    return {"path": name, "rows": piece.rows, "files": piece.files,
+            "bytes": storage.size(target), "sha256": digest}
+
+
+def _merge(previous: Previous, pieces: list[_Kept], staging: str,
+           claim: Callable[[str], None] | None) -> list[dict]:
+    """Small shards' kept rows as few shards, each of whole files sorted by path."""
+    shards, tables, rows = [], [], 0
+    for i, piece in enumerate(pieces):
+        tables.append(_read_kept(previous, piece))
+        rows += piece.rows
+        if rows >= DEFAULT_ROWS_PER_SHARD or i == len(pieces) - 1:
+            merged = pa.concat_tables(tables, promote_options="default").sort_by(
+                [("path", "ascending"), ("chunk_index", "ascending")])
+            shards.append(_write(merged, staging, claim))
+            fault_point("mid-carry")
+            tables, rows = [], 0
+    return shards
+
+
+def _read_kept(previous: Previous, piece: _Kept) -> pa.Table:
+    try:
+        raw = storage.read_checked(piece.source, piece.entry.get("sha256"))
+    except storage.AlteredFile as exc:
+        raise CorruptSnapshotError(f"snapshot {previous.snapshot_id}: {exc}; run with "
+                                   "--full to rebuild") from None
+    return pq.ParquetFile(pa.BufferReader(raw)).read().filter(piece.keep)
+
+
+def _write(table: pa.Table, staging: str, claim: Callable[[str], None] | None) -> dict:
+    name = _shard_name(claim)
+    stored = write_table(table, storage.join(staging, name))
+    return {"path": name, "rows": table.num_rows,
+            "files": pc.count_distinct(table["path"]).as_py(), "bytes": stored.bytes,
+            "sha256": stored.sha256}
+
+
+def _shard_name(claim: Callable[[str], None] | None) -> str:
+    name = f"{SHARD_PREFIX}{uuid.uuid4().hex}.parquet"
+    if claim is not None:
+        claim(name)
+    return name
 
 
 def merge_files_table(staging: str, previous: Previous | None, plan: Plan,

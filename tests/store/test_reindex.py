@@ -23,7 +23,7 @@ from beam_pipeline.layout.schema import (
 )
 from beam_pipeline.search import Index
 from beam_pipeline.store.lock import LockedError, OutputLock
-from beam_pipeline.store.reindex import prunable, prune_snapshots
+from beam_pipeline.store.reindex import MERGE_SHARDS, prunable, prune_snapshots
 from beam_pipeline.store.verify import verify_index
 
 
@@ -71,6 +71,41 @@ def test_add_change_delete_rename_equals_a_full_rebuild(tmp_path):
     np.testing.assert_array_equal(vectors, full_vectors)
     assert files.drop_columns(["mtime_ns"]).equals(full_files.drop_columns(["mtime_ns"]))
     assert "pkg/m2.py" not in set(rows["path"].to_pylist())
+
+
+def test_one_file_commits_merge_small_shards_and_equal_a_full_rebuild(tmp_path):
+    # What a watch does: one file per commit, a new small shard each time. Carrying merges
+    # them once MERGE_SHARDS exist, so the count stays bounded; the rows stay a full build's.
+    src = make_tree(tmp_path / "src", {f"pkg/m{i}.py": code_file(f"m{i}", 6) for i in range(4)})
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    settings = IndexSettings.create(chunk_size=300, batch_size=16)
+    run_index(src, out, settings)
+    counts = []
+    for step in range(2 * MERGE_SHARDS + 2):
+        name = f"pkg/m{step % 4}.py" if step % 3 else f"pkg/new{step}.py"
+        bump(src / name, code_file(f"step{step}", 3 + step % 5))
+        stats = run_index(src, out, settings, files=[name], prune_grace_s=0)
+        assert stats.committed
+        manifest, rows, files = live(out)
+        counts.append(len(manifest["shards"]))
+        assert sum(s["rows"] for s in manifest["shards"]) == rows.num_rows
+        assert verify_index(str(out)) == []
+    assert max(counts) <= MERGE_SHARDS + 1 < 2 * MERGE_SHARDS + 2, counts
+    assert min(counts[MERGE_SHARDS:]) < max(counts), counts  # a merge happened
+    for shard in manifest["shards"]:  # whole files, in path and chunk order
+        table = pq.read_table(out / SNAPSHOTS_DIR / manifest["snapshot_id"] / shard["path"])
+        keys = list(zip(table["path"].to_pylist(), table["chunk_index"].to_pylist()))
+        assert keys == sorted(keys) and shard["files"] == len(set(table["path"].to_pylist()))
+    run_index(src, fresh, settings)
+    _, full_rows, full_files = live(fresh)
+    data, vectors = comparable(rows)
+    full_data, full_vectors = comparable(full_rows)
+    assert data == full_data
+    np.testing.assert_array_equal(vectors, full_vectors)
+    assert files.drop_columns(["mtime_ns"]).equals(full_files.drop_columns(["mtime_ns"]))
+    index = Index.open(out)  # m1.py's content of step 13, then of step 17
+    assert [hit["path"] for hit in index.search("step17_1", k=3, mode="fts")] == ["pkg/m1.py"]
+    assert index.search("step13_1", k=3, mode="fts") == []
 
 
 def test_nothing_changed_embeds_nothing_and_commits_nothing(tmp_path):
