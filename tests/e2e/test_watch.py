@@ -113,6 +113,45 @@ def test_a_burst_of_500_files_makes_a_few_commits(tmp_path):
         assert verify_index(out) == []
 
 
+def test_editors_atomic_saves_end_as_an_in_place_write_would(tmp_path):
+    # Editors rarely write in place: vim renames the file away and writes a new one, JetBrains
+    # writes a temporary file and renames it over, `sed -i` likewise. Each leaves short-lived
+    # paths in the events; the index must end as a fresh `index` of the tree would.
+    import os
+    import subprocess
+
+    from beam_pipeline import run_index
+
+    src = make_tree(tmp_path / "src", {f"m{i}.py": code_file(f"m{i}", 3) for i in range(4)})
+    out = tmp_path / "out"
+    with Watcher(src, out) as watcher:
+        watcher.next_line()
+        (src / "4913").write_text("")  # vim's probe, then the rename-away save
+        (src / "4913").unlink()
+        os.rename(src / "m1.py", src / "m1.py~")
+        (src / "m1.py").write_text(code_file("vim_saved", 2))
+        (src / "m1.py~").unlink()
+        watcher.until(lambda: fts(out, "vim_saved_1") == ["m1.py"])
+
+        temporary, old = src / "m2.py___jb_tmp___", src / "m2.py___jb_old___"
+        temporary.write_text(code_file("jetbrains_saved", 2))  # JetBrains' safe write
+        os.rename(src / "m2.py", old)
+        os.rename(temporary, src / "m2.py")
+        old.unlink()
+        watcher.until(lambda: fts(out, "jetbrains_saved_1") == ["m2.py"])
+
+        subprocess.run(["sed", "-i", "s/m3_1/sed_saved/", str(src / "m3.py")], check=True)
+        watcher.until(lambda: fts(out, "sed_saved") == ["m3.py"])
+
+        for i in range(5):  # saved five times in a row
+            (src / "m0.py").write_text(code_file(f"save{i}", 2))
+        watcher.until(lambda: fts(out, "save4_1") == ["m0.py"])
+        assert fts(out, "m1_1") == fts(out, "m2_1") == fts(out, "save3_1") == []
+        assert verify_index(out) == []
+    run_index(src, tmp_path / "fresh", quiet=True)
+    assert indexed_paths(out) == indexed_paths(tmp_path / "fresh")
+
+
 def test_a_change_set_is_the_tree_as_it_is_now(tmp_path):
     src = make_tree(tmp_path / "src", {"keep.py": "x = 1\n", ".gitignore": "out/\n",
                                        "new/one.py": "x = 1\n", "new/two.py": "x = 1\n",
