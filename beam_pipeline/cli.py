@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .layout.schema import PRUNE_GRACE_S
     from .run.flags import add_endpoint_flags, add_index_flags
     from .search.ann import DEFAULT_MIN_ROWS as DEFAULT_ANN_MIN_ROWS
+    from .serve.bind import DEFAULT_HOST, DEFAULT_PORT
 
     parser = argparse.ArgumentParser(
         prog="beam-index", description="Index a code repository into Parquet vector shards "
@@ -170,6 +171,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_endpoint_flags(search.add_argument_group(
         "a remote embedder's endpoint (an index made with openai or voyage; never taken from "
         "the index, whose copy must match)"))
+
+    serve = commands.add_parser(
+        "serve", help="answer searches of OUT over HTTP (GET /search, GET /health) from one "
+        "warm process, following each new snapshot")
+    serve.add_argument("output", help="index folder or URL (it may have no index yet)")
+    serve.add_argument("--host", default=DEFAULT_HOST,
+                       help="address to listen on (default: %(default)s, this machine only)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
+                       help="port (default: %(default)s; 0: one the system picks)")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow a --host beyond this machine (needs --token-env)")
+    serve.add_argument("--token-env", metavar="VAR",
+                       help="environment variable holding a token every request must send "
+                       "as 'Authorization: Bearer TOKEN'")
+    serve.add_argument("--verbose", "-v", action="store_true",
+                       help="log each request, its query included")
+    add_endpoint_flags(serve.add_argument_group(
+        "a remote embedder's endpoint (an index made with openai or voyage)"))
 
     status = commands.add_parser(
         "status", help="how current OUT is: its live snapshot, when a run last caught up with "
@@ -382,6 +401,21 @@ def status_command(args) -> int:
     return EXIT_OK
 
 
+def serve_command(args) -> int:
+    from .serve import serve
+
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            raise UsageError(f"--token-env {args.token_env}: that variable is not set or empty")
+    endpoint = {"base_url": args.embedding_url, "model": args.embedding_model,
+                "api_key_env": args.api_key_env}
+    serve(args.output, args.host, args.port, allow_remote=args.allow_remote, token=token,
+          embedder_options=endpoint, access_log=args.verbose, say=_announce)
+    return EXIT_OK
+
+
 def verify_command(args) -> int:
     from .store.verify import check_index
 
@@ -440,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
             return search_command(args)
         if args.command == "status":
             return status_command(args)
+        if args.command == "serve":
+            return serve_command(args)
         if args.command == "verify":
             return verify_command(args)
     except KeyboardInterrupt:

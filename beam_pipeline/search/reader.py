@@ -245,12 +245,12 @@ class Index:
         than the prune grace, then pruned) follows CURRENT once and answers from the live
         snapshot."""
         try:
-            return self._answer(request)
+            return self.answer(request)
         except (FileNotFoundError, IndexReadError):
             if not self.follow_current():
                 raise
         request.notes.clear()
-        return self._answer(request)
+        return self.answer(request)
 
     def follow_current(self) -> bool:
         """Become the snapshot CURRENT names now, if it is another; whether it was."""
@@ -265,7 +265,10 @@ class Index:
         self.__dict__ = live.__dict__  # its manifest, and none of this snapshot's caches
         return True
 
-    def _answer(self, request: SearchRequest) -> list[dict]:
+    def answer(self, request: SearchRequest) -> list[dict]:
+        """The hits of `request` from this snapshot alone: FileNotFoundError once it is
+        pruned. For a caller that follows CURRENT itself (serve's threads share one Index,
+        which must not become another snapshot under a query in flight)."""
         if request.k < 1 or not self.shards:
             return []
         allowed, paths = self._filter(request)
