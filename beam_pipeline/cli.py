@@ -190,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_endpoint_flags(serve.add_argument_group(
         "a remote embedder's endpoint (an index made with openai or voyage)"))
 
+    mcp = commands.add_parser(
+        "mcp", help="offer OUT's search to a coding agent: an MCP server on stdin and stdout "
+        "(tools search, read_lines, index_status)")
+    mcp.add_argument("output", help="index folder or URL (it may have no index yet)")
+    add_endpoint_flags(mcp.add_argument_group(
+        "a remote embedder's endpoint (an index made with openai or voyage)"))
+
     status = commands.add_parser(
         "status", help="how current OUT is: its live snapshot, when a run last caught up with "
         "SOURCE, whether a run holds it now")
@@ -339,9 +346,7 @@ def search_command(args) -> int:
         exclude_paths=args.exclude_path, min_score=args.min_score, regex=args.regex,
         case_sensitive=args.case_sensitive, fuzzy=args.fuzzy, files_only=args.files_only,
         exact=args.exact)
-    endpoint = {"base_url": args.embedding_url, "model": args.embedding_model,
-                "api_key_env": args.api_key_env}
-    hits = Index.open(args.output, embedder_options=endpoint).search_request(request)
+    hits = Index.open(args.output, embedder_options=_endpoint(args)).search_request(request)
     for note in request.notes:
         print(f"beam-index: note: {printable(note)}", file=sys.stderr)
     if args.json:
@@ -409,11 +414,22 @@ def serve_command(args) -> int:
         token = os.environ.get(args.token_env)
         if not token:
             raise UsageError(f"--token-env {args.token_env}: that variable is not set or empty")
-    endpoint = {"base_url": args.embedding_url, "model": args.embedding_model,
-                "api_key_env": args.api_key_env}
     serve(args.output, args.host, args.port, allow_remote=args.allow_remote, token=token,
-          embedder_options=endpoint, access_log=args.verbose, say=_announce)
+          embedder_options=_endpoint(args), access_log=args.verbose, say=_announce)
     return EXIT_OK
+
+
+def mcp_command(args) -> int:
+    from .serve.agents import run_mcp
+
+    run_mcp(args.output, _endpoint(args))
+    return EXIT_OK
+
+
+def _endpoint(args) -> dict:
+    """Where a remote embedder's queries go: the searcher's flags, never the index's copy."""
+    return {"base_url": args.embedding_url, "model": args.embedding_model,
+            "api_key_env": args.api_key_env}
 
 
 def verify_command(args) -> int:
@@ -476,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
             return status_command(args)
         if args.command == "serve":
             return serve_command(args)
+        if args.command == "mcp":
+            return mcp_command(args)
         if args.command == "verify":
             return verify_command(args)
     except KeyboardInterrupt:

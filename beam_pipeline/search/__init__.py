@@ -22,6 +22,7 @@ from .ranking import (
     SearchError,
     SearchRequest,
     allowed_paths,
+    file_text,
     fuse,
     nth_best,
     relative,
@@ -32,5 +33,5 @@ from .reader import VECTOR_CACHE, Index, IndexReadError, shard_names
 
 __all__ = ["FUSIONS", "MODES", "NAME_WEIGHT", "QUESTION_WEIGHT", "RRF_K", "SAMPLE_STRIDE",
            "VECTOR_CACHE", "Index", "IndexReadError", "Piece", "SearchError", "SearchRequest",
-           "allowed_paths", "fuse", "nth_best", "relative", "shard_names", "top_rows",
-           "whole_lines"]
+           "allowed_paths", "file_text", "fuse", "nth_best", "relative", "shard_names",
+           "top_rows", "whole_lines"]

@@ -223,6 +223,21 @@ class Piece:
     text: str
 
 
+def file_text(pieces: list[tuple[Piece, int]]) -> str:
+    """A file's text from its chunks, each with the line it starts on: spliced by their
+    character spans (chunks touch or overlap). Text no chunk holds (the blank lines a syntax
+    chunker leaves between definitions) comes back as line breaks, so line numbers hold."""
+    text, shift = "", 0  # shift: where the file's offsets fall in `text`, after a gap
+    for piece, line_start in sorted(pieces, key=lambda pair: pair[0].char_start):
+        at = piece.char_start + shift
+        if at > len(text):
+            text += "\n" * max(0, line_start - 1 - text.count("\n"))
+            shift, at = len(text) - piece.char_start, len(text)
+        if at + len(piece.text) > len(text):
+            text = text[:at] + piece.text
+    return text
+
+
 def whole_lines(hit: Piece, before: Piece | None, after: Piece | None) -> str:
     """The hit's text widened to whole lines, with its neighbours' text (chunks overlap or
     touch, so the file's text around the hit is theirs). Lines longer than a chunk stay cut

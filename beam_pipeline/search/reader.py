@@ -40,6 +40,7 @@ from .ranking import (
     SearchError,
     SearchRequest,
     allowed_paths,
+    file_text,
     fuse,
     relative,
     top_rows,
@@ -251,6 +252,21 @@ class Index:
                 raise
         request.notes.clear()
         return self.answer(request)
+
+    def file_text(self, path: str) -> tuple[str, str] | None:
+        """A file's text and language as this snapshot's rows hold it (ranking.file_text),
+        never read from SOURCE; None when the snapshot holds no rows of `path`."""
+        paths, codes = self._path_codes
+        found = pc.index(paths, pa.scalar(path, pa.string())).as_py()
+        if found < 0:
+            return None
+        meta = self._rows[1]
+        rows = np.flatnonzero(codes == found)
+        places = list(zip((self.shards[i] for i in meta["shard"].take(rows).to_pylist()),
+                          meta["row"].take(rows).to_pylist()))
+        values = self._read_rows(places, ("char_start", "char_end", "line_start", "content"))
+        pieces = [(Piece(start, end, text), line) for start, end, line, text in values.values()]
+        return file_text(pieces), meta["language"][int(rows[0])].as_py()
 
     def follow_current(self) -> bool:
         """Become the snapshot CURRENT names now, if it is another; whether it was."""

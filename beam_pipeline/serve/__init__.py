@@ -14,7 +14,7 @@ Example::
 """
 
 from .bind import DEFAULT_HOST, DEFAULT_PORT, check_bind, is_loopback
-from .live import LiveIndex
+from .live import LiveIndex, NoIndex
 from .params import MAX_K, MAX_QUERY_BYTES, BadRequest, search_request
 
 _FROM_APP = ("create_app", "serve")
@@ -29,4 +29,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "MAX_K", "MAX_QUERY_BYTES", "BadRequest",
-           "LiveIndex", "check_bind", "create_app", "is_loopback", "search_request", "serve"]
+           "LiveIndex", "NoIndex", "check_bind", "create_app", "is_loopback", "search_request", "serve"]

@@ -34,12 +34,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import IndexReadError, SearchError
+from ..errors import SearchError
 from ..run.terminal import json_text
-from ..search import SearchRequest
 from ..store.status import index_status
 from .bind import DEFAULT_HOST, DEFAULT_PORT, bind, check_bind
-from .live import LiveIndex
+from .live import LiveIndex, NoIndex
 from .params import BadRequest, search_request
 
 log = logging.getLogger(__name__)
@@ -53,10 +52,10 @@ def create_app(live: LiveIndex, token: str | None = None) -> Starlette:
         except BadRequest as exc:
             return _refuse(400, str(exc))
         try:
-            hits = _answer(live, asked)
+            hits = live.answer(asked)
         except SearchError as exc:
             return _refuse(400, str(exc))
-        except _NoIndex as exc:
+        except NoIndex as exc:
             return _refuse(503, str(exc))
         headers = [("x-beam-index-note", note.encode("ascii", "replace").decode())
                    for note in asked.notes]
@@ -75,31 +74,6 @@ def create_app(live: LiveIndex, token: str | None = None) -> Starlette:
     middleware = [Middleware(_RequireToken, token=token)] if token else []
     return Starlette(routes=[Route("/search", search), Route("/health", health)],
                      middleware=middleware)
-
-
-class _NoIndex(IndexReadError):
-    """Nothing to answer from: no commit yet, or the snapshots keep vanishing."""
-
-
-_ATTEMPTS = 3
-
-
-def _answer(live: LiveIndex, asked: SearchRequest) -> list[dict]:
-    """The hits from the snapshot served when the query starts, whatever CURRENT does
-    meanwhile. Only a snapshot pruned under the query (a prune grace shorter than a query)
-    sends it to the one CURRENT names now."""
-    for _ in range(_ATTEMPTS):
-        index = live.index
-        if index is None:
-            raise _NoIndex(f"{live.out} holds no index yet"
-                           + (f" ({live.error})" if live.error else ""))
-        try:
-            return index.answer(asked)
-        except (FileNotFoundError, IndexReadError):
-            asked.notes.clear()
-            if not live.refresh() and live.index is index:
-                raise
-    raise _NoIndex(f"{live.out}: its snapshots were pruned faster than a query ran")
 
 
 class _RequireToken:

@@ -20,13 +20,19 @@ from __future__ import annotations
 import logging
 import threading
 
-from ..search import Index
+from ..errors import IndexReadError
+from ..search import Index, SearchRequest
 from ..store.commit import read_current
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2  # how soon a commit is served: a local CURRENT's read costs microseconds
 _WARM_QUERY = "warm up the index"
+_ATTEMPTS = 3
+
+
+class NoIndex(IndexReadError):
+    """Nothing to answer from: no commit yet, or snapshots pruned faster than a query runs."""
 
 
 class LiveIndex:
@@ -53,6 +59,28 @@ class LiveIndex:
     def index(self) -> Index | None:
         """The snapshot to answer from now; None before the first commit."""
         return self._index
+
+    def current(self) -> Index:
+        """The snapshot to answer from now; NoIndex before the first commit."""
+        index = self._index
+        if index is None:
+            raise NoIndex(f"{self.out} holds no index yet"
+                          + (f" ({self.error})" if self.error else ""))
+        return index
+
+    def answer(self, asked: SearchRequest) -> list[dict]:
+        """The hits from the snapshot served when the query starts, whatever CURRENT does
+        meanwhile. Only a snapshot pruned under the query (a prune grace shorter than a
+        query) sends it to the one CURRENT names now."""
+        for _ in range(_ATTEMPTS):
+            index = self.current()
+            try:
+                return index.answer(asked)
+            except (FileNotFoundError, IndexReadError):
+                asked.notes.clear()
+                if not self.refresh() and self._index is index:
+                    raise
+        raise NoIndex(f"{self.out}: its snapshots were pruned faster than a query ran")
 
     def refresh(self) -> bool:
         """Open and warm the snapshot CURRENT names, if it is not the one served; whether

@@ -11,6 +11,7 @@ from beam_pipeline.search import (
     SearchError,
     SearchRequest,
     allowed_paths,
+    file_text,
     fuse,
     nth_best,
     relative,
@@ -218,3 +219,16 @@ def test_exact_ranking_is_a_full_sort_whatever_the_sample_sees(values, n, seed):
     assert [row for row, _ in found] == expected
     assert nth_best(scores, min(n, len(scores))) == sorted(scores, reverse=True)[
         min(n, len(scores)) - 1]
+
+
+def test_a_files_text_is_spliced_from_its_chunks():
+    text = "import os\n\n\ndef a():\n    return 1\n\n\ndef b():\n    return 2\n"
+    first, second = text.index("def a"), text.index("def b")
+    # Overlapping chunks, then a gap of blank lines no chunk holds, out of order.
+    pieces = [(Piece(second, len(text), text[second:]), 8),
+              (Piece(0, 14, text[:14]), 1),
+              (Piece(first - 2, second - 2, text[first - 2:second - 2]), 2)]
+    assert file_text(pieces) == text
+    gapped = [(Piece(0, 10, text[:10]), 1), (Piece(first, second, text[first:second]), 4)]
+    assert file_text(gapped).split("\n")[3] == "def a():"  # line numbers hold across a gap
+    assert file_text([]) == ""
