@@ -168,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--exact", action="store_true",
                         help="rank every row, even in a snapshot with an approximate index")
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
+    search.add_argument("--no-server", action="store_true",
+                        help="read the index's files even when a `beam-index serve` of OUT runs "
+                        "on this host (by default it answers: the same hits, no index to open)")
+    search.add_argument("--verbose", "-v", action="store_true",
+                        help="say whether a running server answered, and why not")
     add_endpoint_flags(search.add_argument_group(
         "a remote embedder's endpoint (an index made with openai or voyage; never taken from "
         "the index, whose copy must match)"))
@@ -337,6 +342,41 @@ def _announce(message: str) -> None:
 
 
 def search_command(args) -> int:
+    answer = _ask_server(args)
+    if answer is None:
+        answer = _search_files(args)
+    hits, notes = answer
+    for note in notes:
+        print(f"beam-index: note: {printable(note)}", file=sys.stderr)
+    if args.json:
+        print(json_text(hits))
+    elif args.files_only:
+        for hit in hits:
+            print(f"{printable(hit['path'])}  {hit['score']:.3f}")
+    else:
+        print_hits(hits, args.query, sys.stdout.isatty())
+    return EXIT_OK
+
+
+def _ask_server(args) -> tuple[list[dict], list[str]] | None:
+    """A running `serve` of the same OUT answers, when there is one (the same answer, without
+    opening the index); never with another embedder endpoint than the server's own."""
+    if args.no_server or any(_endpoint(args).values()):
+        return None
+    from .serve.client import ask_server
+
+    flags = [(name, "true") for name in ("regex", "case_sensitive", "fuzzy", "files_only",
+                                         "exact") if getattr(args, name)]
+    lists = [(name, value) for name, attr in (
+        ("language", "language"), ("exclude_language", "exclude_language"),
+        ("path_filter", "path_filter"), ("exclude_path", "exclude_path"))
+        for value in getattr(args, attr)]
+    score = [] if args.min_score is None else [("min_score", repr(args.min_score))]
+    return ask_server(args.output, [("q", args.query), ("k", str(args.k)), ("mode", args.mode),
+                                    *flags, *lists, *score])
+
+
+def _search_files(args) -> tuple[list[dict], list[str]]:
     from .search import SearchRequest
     from .search.reader import Index
 
@@ -347,16 +387,7 @@ def search_command(args) -> int:
         case_sensitive=args.case_sensitive, fuzzy=args.fuzzy, files_only=args.files_only,
         exact=args.exact)
     hits = Index.open(args.output, embedder_options=_endpoint(args)).search_request(request)
-    for note in request.notes:
-        print(f"beam-index: note: {printable(note)}", file=sys.stderr)
-    if args.json:
-        print(json_text(hits))
-    elif args.files_only:
-        for hit in hits:
-            print(f"{printable(hit['path'])}  {hit['score']:.3f}")
-    else:
-        print_hits(hits, args.query, sys.stdout.isatty())
-    return EXIT_OK
+    return hits, request.notes
 
 
 SNIPPET_LINES = 8
@@ -415,7 +446,8 @@ def serve_command(args) -> int:
         if not token:
             raise UsageError(f"--token-env {args.token_env}: that variable is not set or empty")
     serve(args.output, args.host, args.port, allow_remote=args.allow_remote, token=token,
-          embedder_options=_endpoint(args), access_log=args.verbose, say=_announce)
+          token_env=args.token_env, embedder_options=_endpoint(args), access_log=args.verbose,
+          say=_announce)
     return EXIT_OK
 
 

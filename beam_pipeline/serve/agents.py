@@ -102,9 +102,8 @@ def create_mcp(live: LiveIndex) -> MCPServer:
                              ("path_filter", path_filter), ("exclude_path", exclude_path)):
             items.extend((name, value) for value in values or ())
         asked = _checked(search_request, items)
-        index = _checked(live.current)
-        hits = await anyio.to_thread.run_sync(_checked, live.answer, asked)
-        return SearchResult(snapshot=index.snapshot_id, notes=list(asked.notes), hits=[
+        hits, snapshot = await anyio.to_thread.run_sync(_checked, live.answer, asked)
+        return SearchResult(snapshot=snapshot, notes=list(asked.notes), hits=[
             Hit(path=hit["path"], line_start=hit["line_start"], line_end=hit["line_end"],
                 language=hit["language"], score=hit["score"], snippet=hit["snippet"])
             for hit in hits])

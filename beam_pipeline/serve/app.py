@@ -38,6 +38,8 @@ from ..errors import SearchError
 from ..run.terminal import json_text
 from ..store.status import index_status
 from .bind import DEFAULT_HOST, DEFAULT_PORT, bind, check_bind
+from .client import NOTE_HEADER, SNAPSHOT_HEADER
+from .discovery import advertise
 from .live import LiveIndex, NoIndex
 from .params import BadRequest, search_request
 
@@ -52,16 +54,15 @@ def create_app(live: LiveIndex, token: str | None = None) -> Starlette:
         except BadRequest as exc:
             return _refuse(400, str(exc))
         try:
-            hits = live.answer(asked)
+            hits, snapshot = live.answer(asked)
         except SearchError as exc:
             return _refuse(400, str(exc))
         except NoIndex as exc:
             return _refuse(503, str(exc))
-        headers = [("x-beam-index-note", note.encode("ascii", "replace").decode())
-                   for note in asked.notes]
-        response = Response(json_text(hits) + "\n", media_type="application/json")  # as printed
-        for name, value in headers:
-            response.headers.append(name, value)
+        response = Response(json_text(hits) + "\n", media_type="application/json",  # as printed
+                            headers={SNAPSHOT_HEADER: snapshot})
+        for note in asked.notes:
+            response.headers.append(NOTE_HEADER, note.encode("ascii", "replace").decode())
         return response
 
     def health(request: Request) -> Response:
@@ -98,7 +99,7 @@ def _refuse(status: int, reason: str) -> Response:
 
 
 def serve(out: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
-          allow_remote: bool = False, token: str | None = None,
+          allow_remote: bool = False, token: str | None = None, token_env: str | None = None,
           embedder_options: dict | None = None, access_log: bool = False,
           say: Callable[[str], None] = print) -> None:
     """Serve `out` over HTTP until SIGINT or SIGTERM.
@@ -108,6 +109,8 @@ def serve(out: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
       host, port: where to listen; a host other than loopback needs `allow_remote` and
         `token` (UsageError otherwise).
       token: the secret each request must send as `Authorization: Bearer TOKEN`.
+      token_env: the name of the variable holding it, advertised in OUT/.serve so that a
+        `search` on this host that has it can ask this server (discovery.py).
       embedder_options: a remote embedder's endpoint, as for `Index.open`.
       access_log: log each request (its query included) to stderr.
       say: receives the line that says where it listens.
@@ -127,10 +130,20 @@ def serve(out: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
             + (f"(snapshot {index.snapshot_id})" if index else "(no index yet: waiting for one)"))
         live.start()
         try:
-            server.run(sockets=[sock])
+            with advertise(out, f"http://{_local(host)}:{sock.getsockname()[1]}", token_env):
+                server.run(sockets=[sock])
         finally:
             live.stop()
             sock.close()
+
+
+def _local(host: str) -> str:
+    """How a process on this host reaches a server listening on `host`."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 @contextlib.contextmanager

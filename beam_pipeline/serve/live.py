@@ -68,14 +68,14 @@ class LiveIndex:
                           + (f" ({self.error})" if self.error else ""))
         return index
 
-    def answer(self, asked: SearchRequest) -> list[dict]:
-        """The hits from the snapshot served when the query starts, whatever CURRENT does
-        meanwhile. Only a snapshot pruned under the query (a prune grace shorter than a
-        query) sends it to the one CURRENT names now."""
+    def answer(self, asked: SearchRequest) -> tuple[list[dict], str]:
+        """The hits, and the snapshot that answered: the one served when the query starts,
+        whatever CURRENT does meanwhile. Only a snapshot pruned under the query (a prune
+        grace shorter than a query) sends it to the one CURRENT names now."""
         for _ in range(_ATTEMPTS):
             index = self.current()
             try:
-                return index.answer(asked)
+                return index.answer(asked), index.snapshot_id
             except (FileNotFoundError, IndexReadError):
                 asked.notes.clear()
                 if not self.refresh() and self._index is index:

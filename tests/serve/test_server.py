@@ -204,3 +204,48 @@ def test_ctrl_c_stops_it_cleanly_even_as_it_starts(index):
     server.process.send_signal(signal.SIGINT)
     assert server.process.wait(WAIT_S) == 0
     assert "interrupted" not in server.process.stderr.read()
+
+
+@pytest.fixture
+def own_index(index, tmp_path):
+    """A copy of the index that no other test's server advertises."""
+    import shutil
+
+    return shutil.copytree(index, tmp_path / "index")
+
+
+def test_search_asks_a_running_server_and_reads_the_files_without_one(own_index):
+    import signal
+
+    index = own_index
+    args = ("search", index, "retry a failed upload", "-k", "3", "--json", "-v")
+    alone = run_cli(*args, "--no-server")
+    assert "answered by the server" not in alone.stderr
+    server = Server(index)
+    try:
+        served = run_cli(*args)
+        assert served.returncode == 0 and served.stdout == alone.stdout
+        assert f"answered by the server at {server.url}" in served.stderr
+    finally:
+        server.process.send_signal(signal.SIGKILL)  # its record stays, unlocked
+        server.process.wait(WAIT_S)
+    after = run_cli(*args)
+    assert after.stdout == alone.stdout and "answered by the server" not in after.stderr
+    assert "no server of" in after.stderr
+
+
+def test_search_sends_the_token_it_has_and_without_it_reads_the_files(own_index):
+    index = own_index
+    args = ("search", index, "retry", "--fts", "--json", "-v")
+    server = Server(index, "--token-env", "SERVE_TOKEN", env={"SERVE_TOKEN": "s3cret-token"})
+    try:
+        without = run_cli(*args)  # this process has no SERVE_TOKEN
+        assert without.returncode == 0 and "answered by the server" not in without.stderr
+        assert "$SERVE_TOKEN" in without.stderr
+        env = {**os.environ, "SERVE_TOKEN": "s3cret-token"}
+        with_token = subprocess.run([*BEAM_INDEX, *map(str, args)], capture_output=True,
+                                    text=True, env=env, timeout=WAIT_S, check=False)
+        assert "answered by the server" in with_token.stderr
+        assert with_token.stdout == without.stdout
+    finally:
+        server.close()
