@@ -13,9 +13,12 @@ Example::
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cached_property
 from typing import NamedTuple
@@ -23,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .. import lexical
 from ..embedders import Embedder, embedder_class, get_embedder
@@ -82,6 +86,7 @@ class Index:
         self.out = out  # the output folder whose CURRENT named this snapshot, when known
         self.snapshot_id: str = manifest.get("snapshot_id", os.path.basename(directory))
         self.shards = shard_names(manifest)
+        self.row_cache: RowGroupCache | None = None  # a resident reader sets one
 
     @classmethod
     def open(cls, out: str | os.PathLike, filesystem_flags: Sequence[str] = (),
@@ -485,12 +490,71 @@ class Index:
             by_shard.setdefault(shard, set()).add(row)
         found = {}
         for shard, wanted in by_shard.items():
-            table, where = storage.read_parquet_rows(self.shard_path(shard), wanted, columns)
+            path = self.shard_path(shard)
+            if self.row_cache is not None and storage.is_local(path) \
+                    and set(columns) <= set(CACHED_COLUMNS):
+                table, where = self.row_cache.rows(path, wanted, columns)
+            else:
+                table, where = storage.read_parquet_rows(path, wanted, columns)
             kept = list(where)
             picked = table.take(int_array(np.asarray([where[row] for row in kept], np.int64)))
             for row, *values in zip(kept, *(picked[c].to_pylist() for c in columns)):
                 found[(shard, row)] = values
         return found
+
+CACHED_COLUMNS = ("path", "char_start", "char_end", "line_start", "content")
+
+
+class RowGroupCache:
+    """Decoded row groups of local shards (the columns snippets and a file's text read), the
+    least recently used dropped past `max_bytes`. For a resident reader (serve, mcp): a
+    query then decodes no row group it has read before, where a one-off search would gain
+    nothing. Thread-safe."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._groups: OrderedDict[tuple[str, int], pa.Table] = OrderedDict()
+        self._starts: dict[str, list[int]] = {}  # each shard's first row of each group, then its rows
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def rows(self, path: str, rows: set[int], columns: Sequence[str]
+             ) -> tuple[pa.Table, dict[int, int]]:
+        """As storage.read_parquet_rows: the groups holding `rows`, and where each row is."""
+        starts = self._starts.get(path)
+        if starts is None:
+            meta = pq.ParquetFile(path).metadata
+            starts = [0]
+            for group in range(meta.num_row_groups):
+                starts.append(starts[-1] + meta.row_group(group).num_rows)
+            self._starts[path] = starts
+        groups = sorted({bisect.bisect_right(starts, row) - 1 for row in rows
+                         if 0 <= row < starts[-1]})
+        tables, where, read = [], {}, 0
+        for group in groups:
+            tables.append(self._group(path, group))
+            where.update((row, read + row - starts[group]) for row in rows
+                         if starts[group] <= row < starts[group + 1])
+            read += starts[group + 1] - starts[group]
+        if not tables:
+            return pa.table({name: pa.array([], pa.string()) for name in columns}), {}
+        return pa.concat_tables(tables).select(list(columns)), where
+
+    def _group(self, path: str, group: int) -> pa.Table:
+        key = (path, group)
+        with self._lock:
+            if key in self._groups:
+                self._groups.move_to_end(key)
+                return self._groups[key]
+        table = pq.ParquetFile(path).read_row_group(group, columns=list(CACHED_COLUMNS))
+        with self._lock:
+            self._groups[key] = table
+            self._bytes += table.nbytes
+            while self._bytes > self.max_bytes and len(self._groups) > 1:
+                _, dropped = self._groups.popitem(last=False)
+                self._bytes -= dropped.nbytes
+        return table
+
 
 class PathTerms(NamedTuple):
     """The files a path filter lets through (`keep`), or those it keeps out."""

@@ -22,6 +22,7 @@ import threading
 
 from ..errors import IndexReadError
 from ..search import Index, SearchRequest
+from ..search.reader import RowGroupCache
 from ..store.commit import read_current
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 POLL_S = 0.2  # how soon a commit is served: a local CURRENT's read costs microseconds
 _WARM_QUERY = "warm up the index"
 _ATTEMPTS = 3
+# Decoded text of the shards' row groups kept for snippets and read_lines: a warm query
+# decodes none it has read before (291k rows: about all of their text).
+ROW_CACHE_BYTES = 256 << 20
 
 
 class NoIndex(IndexReadError):
@@ -50,6 +54,11 @@ class LiveIndex:
         self.poll_s = poll_s
         self._index: Index | None = None
         self._loading = threading.Lock()  # one load at a time: the poll's or a query's
+        # One query at a time. A query is a scan of every vector (BLAS on every core) and
+        # Python under the GIL; run side by side they only fight over memory bandwidth: 50
+        # clients at once on 291k rows made 3.4 searches/s and timed out, where one at a time
+        # makes what one query takes (2026-12-08, benchmarks/serve_latency.py).
+        self._querying = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: str | None = None  # why the snapshot CURRENT names could not be opened
@@ -75,7 +84,8 @@ class LiveIndex:
         for _ in range(_ATTEMPTS):
             index = self.current()
             try:
-                return index.answer(asked), index.snapshot_id
+                with self._querying:
+                    return index.answer(asked), index.snapshot_id
             except (FileNotFoundError, IndexReadError):
                 asked.notes.clear()
                 if not self.refresh() and self._index is index:
@@ -99,6 +109,7 @@ class LiveIndex:
             return False
         try:
             index = Index.open(self.out, embedder_options=self.embedder_options)
+            index.row_cache = RowGroupCache(ROW_CACHE_BYTES)
             index.search(_WARM_QUERY, k=1)
         except Exception as exc:  # noqa: BLE001 - recorded, shown by /health; the old one serves on
             self.error = f"snapshot {live}: {exc}"

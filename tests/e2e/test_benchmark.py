@@ -236,3 +236,20 @@ def test_the_watch_latency_benchmark_times_each_edit_until_it_is_found(tmp_path)
     assert result["files"] == 6 and result["edits"] == len(result["seconds"]) == 3
     assert 0 < result["p50_s"] <= result["p95_s"] <= result["max_s"]
     assert "| files | edits |" in done.stdout and "watch_latency --corpus" in result["command"]
+
+
+def test_the_serve_latency_benchmark_times_searches_alone_and_under_load(tmp_path):
+    from beam_pipeline import run_index
+
+    run_index(_tree(tmp_path / "corpus"), tmp_path / "index", quiet=True)
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.serve_latency", "--index", str(tmp_path / "index"),
+         "--requests", "5", "--clients", "3", "--per-client", "2", "--json", str(report)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(report.read_text())
+    assert result["alone"]["requests"] == 5 and result["concurrent"]["requests"] == 6
+    assert result["alone"]["errors"] == result["concurrent"]["errors"] == 0
+    assert 0 < result["alone"]["p50_ms"] <= result["alone"]["p99_ms"] <= result["alone"]["max_ms"]
+    assert "| rows | mode |" in done.stdout and "serve_latency --index" in result["command"]
