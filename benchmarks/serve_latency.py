@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import platform
 import re
 import statistics
 import subprocess
@@ -30,8 +29,8 @@ import urllib.parse
 from pathlib import Path
 
 from .quality import TREES, copy_corpus
+from .results_file import RESULTS, write_result
 
-RESULTS = Path(__file__).parent / "results"
 TARGET_P50_MS, TARGET_P99_MS = 10.0, 50.0  # issue 42, hybrid, alone
 
 
@@ -132,9 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         result["rows"] = json.loads(subprocess.run(
             [sys.executable, "-m", "beam_pipeline", "status", str(out), "--json"],
             capture_output=True, text=True, check=True).stdout)["rows"]
-    command = " ".join(["python -m benchmarks.serve_latency", *(argv or sys.argv[1:])])
-    result.update(date=time.strftime("%Y-%m-%d"), python=platform.python_version(),
-                  machine=platform.machine(), command=command)
     print(f"| rows | mode | alone p50 / p99 / max ms | {result['concurrent']['clients']} "
           "clients p50 / p99 / max ms | errors | searches/s | targets met |")
     print("|---|---|---|---|---|---|---|")
@@ -143,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{one['max_ms']} | {many['p50_ms']} / {many['p99_ms']} / {many['max_ms']} | "
           f"{one['errors'] + many['errors']} | {many['per_second']} | "
           f"{'yes' if result['met'] else 'no'} |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.json}")
+    write_result(result, args.json, "benchmarks.serve_latency", argv)
     return 0
 
 

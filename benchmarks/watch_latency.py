@@ -15,8 +15,6 @@ time) and writes benchmarks/results/watch_latency.json.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -28,8 +26,8 @@ from beam_pipeline.search import Index
 from beam_pipeline.search.reader import IndexReadError
 
 from .quality import TREES, copy_corpus
+from .results_file import RESULTS, write_result
 
-RESULTS = Path(__file__).parent / "results"
 POLL_S = 0.02
 TIMEOUT_S = 120.0
 TARGET_P95_S = 1.5  # issue 41
@@ -110,18 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             copy_corpus(TREES["apache_beam"], corpus)
         result = measure(corpus, Path(tmp) / "out", args.edits)
-    command = " ".join(["python -m benchmarks.watch_latency", *(argv or sys.argv[1:])])
-    result.update(date=time.strftime("%Y-%m-%d"), python=platform.python_version(),
-                  machine=platform.machine(), command=command)
     print(f"| files | edits | catch-up s | p50 s | p95 s | max s | p95 ≤ {TARGET_P95_S} s |")
     print("|---|---|---|---|---|---|---|")
     print(f"| {result['files']} | {result['edits']} | {result['catch_up_s']} | "
           f"{result['p50_s']} | {result['p95_s']} | {result['max_s']} | "
           f"{'met' if result['met'] else 'not met'} |")
     print("each edit, s:", " ".join(f"{s:.2f}" for s in result["seconds"]))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.json}")
+    write_result(result, args.json, "benchmarks.watch_latency", argv)
     return 0
 
 
