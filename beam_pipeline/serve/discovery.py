@@ -37,7 +37,13 @@ def advertise(out: str, url: str, token_env: str | None) -> Iterator[bool]:
         yield False
         return
     path = os.path.join(out, SERVE_FILE)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:  # a read-only OUT (someone else's index) is served all the same
+        log.warning("cannot advertise in %s (%s): searches will not find this server", path,
+                    exc.strerror or exc)
+        yield False
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -249,3 +249,17 @@ def test_search_sends_the_token_it_has_and_without_it_reads_the_files(own_index)
         assert with_token.stdout == without.stdout
     finally:
         server.close()
+
+
+def test_an_output_it_cannot_write_to_is_served_but_not_advertised(tmp_path):
+    from beam_pipeline.serve.discovery import SERVE_FILE, advertise, find_server
+
+    (tmp_path / SERVE_FILE).symlink_to("/nonexistent")  # refused, as a read-only OUT would be
+    with advertise(str(tmp_path), "http://127.0.0.1:1", None) as advertised:
+        assert advertised is False and find_server(str(tmp_path)) is None
+    with advertise(str(tmp_path / "elsewhere"), "http://127.0.0.1:1", None) as advertised:
+        assert advertised is False  # no such folder
+    (tmp_path / SERVE_FILE).unlink()
+    with advertise(str(tmp_path), "http://127.0.0.1:1", "VAR") as advertised:
+        assert advertised and find_server(str(tmp_path))["token_env"] == "VAR"
+    assert find_server(str(tmp_path)) is None  # unlocked once it stops
