@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="answer searches of OUT over HTTP (GET /search, GET /health) from one "
         "warm process, following each new snapshot")
-    serve.add_argument("output", help="index folder or URL (it may have no index yet)")
+    _add_served_index(serve)
     serve.add_argument("--host", default=DEFAULT_HOST,
                        help="address to listen on (default: %(default)s, this machine only)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT,
@@ -192,15 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "as 'Authorization: Bearer TOKEN'")
     serve.add_argument("--verbose", "-v", action="store_true",
                        help="log each request, its query included")
-    add_endpoint_flags(serve.add_argument_group(
-        "a remote embedder's endpoint (an index made with openai or voyage)"))
 
     mcp = commands.add_parser(
         "mcp", help="offer OUT's search to a coding agent: an MCP server on stdin and stdout "
         "(tools search, read_lines, index_status)")
-    mcp.add_argument("output", help="index folder or URL (it may have no index yet)")
-    add_endpoint_flags(mcp.add_argument_group(
-        "a remote embedder's endpoint (an index made with openai or voyage)"))
+    _add_served_index(mcp)
 
     status = commands.add_parser(
         "status", help="how current OUT is: its live snapshot, when a run last caught up with "
@@ -216,6 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="compare each file's size with the manifest, not its sha256 "
                         "(reads every shard all the same)")
     return parser
+
+
+def _add_served_index(command: argparse.ArgumentParser) -> None:
+    """OUT and the embedder endpoint of a resident server's index (serve, mcp)."""
+    from .run.flags import add_endpoint_flags
+
+    command.add_argument("output", help="index folder or URL (it may have no index yet)")
+    add_endpoint_flags(command.add_argument_group(
+        "a remote embedder's endpoint (an index made with openai or voyage)"))
 
 
 def print_summary(stats, stream=sys.stderr) -> None:

@@ -46,6 +46,17 @@ def bump(path, text):
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
 
 
+def assert_equals_a_full_build(src, fresh, settings, rows, files):
+    """A re-indexed snapshot's rows and files table are those of a build from scratch."""
+    run_index(src, fresh, settings)
+    _, full_rows, full_files = live(fresh)
+    data, vectors = comparable(rows)
+    full_data, full_vectors = comparable(full_rows)
+    assert data == full_data
+    np.testing.assert_array_equal(vectors, full_vectors)
+    assert files.drop_columns(["mtime_ns"]).equals(full_files.drop_columns(["mtime_ns"]))
+
+
 def test_add_change_delete_rename_equals_a_full_rebuild(tmp_path):
     src = make_tree(tmp_path / "src", {f"pkg/m{i}.py": code_file(f"m{i}", 10 + i)
                                        for i in range(8)})
@@ -63,13 +74,7 @@ def test_add_change_delete_rename_equals_a_full_rebuild(tmp_path):
     assert second.files_processed == 3  # only new, renamed and changed went through the pipeline
     manifest, rows, files = live(out)
     assert manifest["previous_snapshot"] == first.snapshot_id
-    run_index(src, fresh, settings)
-    _, full_rows, full_files = live(fresh)
-    data, vectors = comparable(rows)
-    full_data, full_vectors = comparable(full_rows)
-    assert data == full_data
-    np.testing.assert_array_equal(vectors, full_vectors)
-    assert files.drop_columns(["mtime_ns"]).equals(full_files.drop_columns(["mtime_ns"]))
+    assert_equals_a_full_build(src, fresh, settings, rows, files)
     assert "pkg/m2.py" not in set(rows["path"].to_pylist())
 
 
@@ -96,13 +101,7 @@ def test_one_file_commits_merge_small_shards_and_equal_a_full_rebuild(tmp_path):
         table = pq.read_table(out / SNAPSHOTS_DIR / manifest["snapshot_id"] / shard["path"])
         keys = list(zip(table["path"].to_pylist(), table["chunk_index"].to_pylist()))
         assert keys == sorted(keys) and shard["files"] == len(set(table["path"].to_pylist()))
-    run_index(src, fresh, settings)
-    _, full_rows, full_files = live(fresh)
-    data, vectors = comparable(rows)
-    full_data, full_vectors = comparable(full_rows)
-    assert data == full_data
-    np.testing.assert_array_equal(vectors, full_vectors)
-    assert files.drop_columns(["mtime_ns"]).equals(full_files.drop_columns(["mtime_ns"]))
+    assert_equals_a_full_build(src, fresh, settings, rows, files)
     index = Index.open(out)  # m1.py's content of step 13, then of step 17
     assert [hit["path"] for hit in index.search("step17_1", k=3, mode="fts")] == ["pkg/m1.py"]
     assert index.search("step13_1", k=3, mode="fts") == []
